@@ -1,0 +1,1 @@
+"""Data ingestion: readers for the real file formats, the dataset spec, and graph building."""

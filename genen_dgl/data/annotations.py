@@ -1,0 +1,91 @@
+"""Gene -> GO annotations from a GAF 2.x file or a BioMart export.
+
+GAF 2.x: 17 tab-separated columns, ``!`` comment lines at the top; column 3 is the gene
+symbol, column 4 the qualifier (rows whose qualifier contains ``NOT`` are excluded),
+column 5 the GO id. BioMart: a CSV/TSV with a header; the gene and GO columns are found
+by name (default ``Gene name`` and ``GO term accession``); rows without a GO term
+(genes BioMart lists with no annotation) are skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genen_dgl.data.tables import first_line, locate_bad_line, open_text, read_table
+from genen_dgl.errors import InputError
+
+log = logging.getLogger(__name__)
+
+GAF_FIELDS = 17
+GO_ID = re.compile(r"^GO:\d{7}$")
+
+
+def is_gaf(path: str | Path) -> bool:
+    name = Path(path).name.lower()
+    return ".gaf" in name or first_line(path).startswith("!gaf-version")
+
+
+def read_gaf(path: str | Path) -> pd.DataFrame:
+    """Read a GAF 2.x file into ``gene, go`` rows (``NOT`` annotations excluded)."""
+    path = Path(path)
+    with open_text(path) as fh:
+        text = fh.read()
+    lines = text.splitlines()
+    n_comment = next((i for i, line in enumerate(lines) if not line.startswith("!")), len(lines))
+    body = lines[n_comment:]
+    body_lines = [line for line in body if line.strip()]
+    if not body_lines:
+        raise InputError("no annotation rows; expected GAF 2.x (17 tab-separated columns)", path)
+    if sum(line.count("\t") for line in body_lines) != (GAF_FIELDS - 1) * len(body_lines):
+        raise locate_bad_line(path, "\t", None, {2: "str", 4: "str"}, GAF_FIELDS, comment="!")
+    frame = pd.read_csv(
+        io.StringIO(text), sep="\t", header=None, skiprows=n_comment, usecols=[2, 3, 4], names=list(range(GAF_FIELDS)),
+        dtype=str, keep_default_na=False, quoting=3, engine="c",
+    )
+    frame.columns = ["gene", "qualifier", "go"]
+    missing = (frame["gene"] == "") | (frame["go"] == "")
+    if missing.any():
+        raise locate_bad_line(path, "\t", None, {2: "str", 4: "str"}, GAF_FIELDS, comment="!")
+    frame = frame[~frame["qualifier"].str.contains("NOT", regex=False)]
+    return _check_go_ids(frame[["gene", "go"]], path, offset=n_comment + 1)
+
+
+def read_biomart(path: str | Path, gene_column: str = "Gene name", go_column: str = "GO term accession") -> pd.DataFrame:
+    """Read a BioMart export into ``gene, go`` rows."""
+    sep = "\t" if "\t" in first_line(path) else ","
+    frame = read_table(path, {gene_column: "str", go_column: "str"}, sep=sep, optional=(go_column,))
+    frame = frame.rename(columns={gene_column: "gene", go_column: "go"}).astype({"gene": str})
+    frame = frame[frame["go"].notna()].astype({"go": str})
+    return _check_go_ids(frame, Path(path), offset=2)
+
+
+def read_annotations(path: str | Path, **biomart_columns) -> pd.DataFrame:
+    """GAF or BioMart, told apart by the ``!gaf-version`` header or a ``.gaf`` name."""
+    frame = read_gaf(path) if is_gaf(path) else read_biomart(path, **biomart_columns)
+    frame = frame.drop_duplicates(ignore_index=True)
+    log.info("%s: %d gene-GO annotations, %d genes", Path(path).name, len(frame), frame["gene"].nunique())
+    return frame
+
+
+def _check_go_ids(frame: pd.DataFrame, path: Path, offset: int) -> pd.DataFrame:
+    ok = frame["go"].str.match(GO_ID.pattern).to_numpy()
+    if not ok.all():
+        row = int(np.flatnonzero(~ok)[0])
+        value = frame["go"].iloc[row]
+        raise InputError(f"expected a GO id like GO:0008150, found {value!r}", path, _line(path, value, offset + row))
+    return frame.reset_index(drop=True)
+
+
+def _line(path: Path, value: str, guess: int) -> int:
+    """The line of the first occurrence of ``value`` (the frame index may skip blanks)."""
+    with open_text(path) as fh:
+        for number, line in enumerate(fh, start=1):
+            if value in line.split("\t") or value in line.split(","):
+                return number
+    return guess

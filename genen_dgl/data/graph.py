@@ -1,0 +1,210 @@
+"""Build the Genen heterograph from a dataset spec, cache it, and cut the variants.
+
+Schema (node types ``gene``, ``go``; messages flow src -> dst):
+
+====================================  =============================================
+``(gene, interacts, gene)``           STRING pairs, both directions; edata ``score``
+                                      = combined_score / 1000
+``(gene, annotated, go)``             gene -> its GO terms
+``(go, annotates, gene)``             the reverse
+``(go, REL, go)``                     each GO relation (is_a, part_of, ...), child -> parent
+``(go, rev_REL, go)``                 its reverse, parent -> child
+====================================  =============================================
+
+Node data ``feat`` (float32) on both types. The gene node set is the gene feature
+file's ids; GO nodes are the ontology's live terms left after the leakage filter.
+Variants: ``ppi`` = genes and PPI edges only, ``go`` = everything but PPI edges,
+``go_ppi`` = all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genen_dgl.atomic import atomic_path
+from genen_dgl.data.annotations import read_annotations
+from genen_dgl.data.features import check_width, read_features
+from genen_dgl.data.labels import Labels, read_labels, read_summaries
+from genen_dgl.data.ontology import read_ontology
+from genen_dgl.data.spec import DatasetSpec, load_spec
+from genen_dgl.data.string_links import read_string_links
+from genen_dgl.dgl_compat import dgl
+from genen_dgl.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+VARIANTS = ("ppi", "go", "go_ppi")
+PPI = ("gene", "interacts", "gene")
+
+
+@dataclass
+class GeneGraph:
+    """A built graph variant with its id maps (node index -> gene symbol / GO id)."""
+
+    graph: "dgl.DGLHeteroGraph"
+    gene_ids: list[str]
+    go_ids: list[str]
+    variant: str
+    spec: DatasetSpec
+
+    def __str__(self) -> str:
+        g = self.graph
+        nodes = ", ".join(f"{t}={g.num_nodes(t):,}" for t in g.ntypes)
+        rows = [f"GeneGraph {self.spec.name}/{self.variant}: nodes {nodes}; edges {g.num_edges():,}"]
+        rows += [f"  {f'{s} -[{e}]-> {d}':<32}{g.num_edges((s, e, d)):>12,}" for s, e, d in g.canonical_etypes]
+        return "\n".join(rows)
+
+    def labels(self, task: str | None = None) -> tuple[np.ndarray, Labels]:
+        """Labels of ``task`` restricted to genes in the graph, as (node ids, Labels)."""
+        t = self.spec.task(task)
+        labels = read_labels(t.file, t.gene_column, t.label_column, t.type)
+        index = {g: i for i, g in enumerate(self.gene_ids)}
+        nodes = np.array([index.get(g, -1) for g in labels.genes], dtype=np.int64)
+        keep = nodes >= 0
+        if not keep.any():
+            raise InputError(f"task {t.name!r}: none of its {len(nodes)} genes is in the graph", t.file)
+        if (~keep).any():
+            log.info("task %s: %d of %d labelled genes are not graph nodes, skipped", t.name, (~keep).sum(), len(keep))
+        labels = Labels(labels.genes[keep], labels.values[keep], labels.kind, labels.classes)
+        return nodes[keep], labels
+
+    def summary_words(self) -> np.ndarray:
+        """Word count of each gene's summary (0 where it has none): the paper's proxy for
+        how well studied a gene is."""
+        s = self.spec.summaries
+        if not s.get("file"):
+            raise InputError("the dataset has no summaries.file", self.spec.path)
+        text = read_summaries(s["file"], s.get("gene_column", "gene"), s.get("text_column", "summary"))
+        words = text.str.split().str.len()
+        return words.reindex(self.gene_ids).fillna(0).to_numpy(np.int64)
+
+
+def cache_key(spec: DatasetSpec) -> str:
+    """Hash of the spec's options and each input file's size and mtime."""
+    h = hashlib.sha256(json.dumps([SCHEMA_VERSION, spec.raw], sort_keys=True, default=str).encode())
+    for f in spec.input_files():
+        st = f.stat() if f.exists() else None
+        h.update(f"{f.resolve()}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}".encode())
+    return h.hexdigest()[:16]
+
+
+def _node_index(column, index: dict[str, int]) -> np.ndarray:
+    """Node index of each value of a categorical column, -1 where it is not a node."""
+    per_category = np.array([index.get(c, -1) for c in column.cat.categories.astype(str)], dtype=np.int64)
+    return per_category[column.cat.codes.to_numpy()]
+
+
+def build_full_graph(spec: DatasetSpec) -> tuple["dgl.DGLHeteroGraph", list[str], list[str]]:
+    """Read every source and assemble the ``go_ppi`` heterograph (the others are cut from it)."""
+    feats = spec.features
+    if not feats.get("gene"):
+        raise InputError("features.gene is not set; encode the summaries first (python -m genen_dgl.encode)", spec.path)
+    gene_ids, gene_x = read_features(feats["gene"], feats.get("gene_ids"))
+    gene_index = {g: i for i, g in enumerate(gene_ids)}
+    edges: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
+    edata: dict[tuple[str, str, str], dict[str, torch.Tensor]] = {}
+    go_ids: list[str] = []
+    go_x = np.zeros((0, gene_x.shape[1]), np.float32)
+
+    if spec.ppi.get("links"):
+        pairs = read_string_links(
+            spec.ppi["links"], spec.ppi.get("aliases"), int(spec.ppi.get("min_score", 150)),
+            **({"alias_source": spec.ppi["alias_source"]} if "alias_source" in spec.ppi else {}),
+        )
+        a, b = (_node_index(pairs[c], gene_index) for c in ("gene_a", "gene_b"))
+        keep = (a >= 0) & (b >= 0)
+        log.info("PPI: %d of %d pairs have both genes in the feature file", keep.sum(), len(keep))
+        a, b = a[keep], b[keep]
+        score = torch.from_numpy(pairs["score"].to_numpy()[keep].astype(np.float32) / 1000.0)
+        edges[PPI] = (np.concatenate([a, b]), np.concatenate([b, a]))
+        edata[PPI] = {"score": torch.cat([score, score])}
+
+    if spec.go.get("obo"):
+        onto = read_ontology(spec.go["obo"], spec.go.get("relations")).without(spec.exclude_words)
+        if not feats.get("go"):
+            raise InputError("features.go is not set; encode the GO texts first (python -m genen_dgl.encode)", spec.path)
+        ids, x = read_features(feats["go"], feats.get("go_ids"))
+        check_width(feats["go"], x, gene_x.shape[1])
+        row = {t: i for i, t in enumerate(ids)}
+        go_ids = onto.terms["id"].tolist()
+        missing = [t for t in go_ids if t not in row]
+        if missing:
+            raise InputError(f"GO term {missing[0]} (and {len(missing) - 1} more) has no feature row", feats["go"])
+        go_x = x[[row[t] for t in go_ids]]
+        go_index = {t: i for i, t in enumerate(go_ids)}
+        for rel, group in onto.relations.groupby("relation"):
+            child = group["child"].map(go_index).to_numpy(np.int64)
+            parent = group["parent"].map(go_index).to_numpy(np.int64)
+            edges[("go", rel, "go")] = (child, parent)
+            edges[("go", f"rev_{rel}", "go")] = (parent, child)
+        if spec.go.get("annotations"):
+            biomart = {k: spec.go[k] for k in ("gene_column", "go_column") if k in spec.go}
+            ann = read_annotations(spec.go["annotations"], **biomart)
+            g = ann["gene"].map(gene_index)
+            t = ann["go"].map(onto.resolve).map(go_index)
+            keep = (g.notna() & t.notna()).to_numpy()
+            pairs = np.unique(np.stack([g[keep].to_numpy(np.int64), t[keep].to_numpy(np.int64)], 1), axis=0)
+            log.info("annotations: %d of %d rows link a graph gene to a live GO term", keep.sum(), len(keep))
+            edges[("gene", "annotated", "go")] = (pairs[:, 0], pairs[:, 1])
+            edges[("go", "annotates", "gene")] = (pairs[:, 1], pairs[:, 0])
+
+    graph = dgl.heterograph(
+        {k: (torch.as_tensor(np.array(s)), torch.as_tensor(np.array(d))) for k, (s, d) in edges.items()},
+        num_nodes_dict={"gene": len(gene_ids), "go": len(go_ids)},
+    )
+    graph.nodes["gene"].data["feat"] = torch.from_numpy(np.ascontiguousarray(gene_x, dtype=np.float32))
+    graph.nodes["go"].data["feat"] = torch.from_numpy(np.ascontiguousarray(go_x, dtype=np.float32))
+    for etype, data in edata.items():
+        graph.edges[etype].data.update(data)
+    return graph, gene_ids, go_ids
+
+
+def load_full_graph(spec: DatasetSpec, rebuild: bool = False):
+    """The ``go_ppi`` graph from the cache, built and cached first when inputs changed."""
+    key = cache_key(spec)
+    bin_path, meta_path = spec.cache / f"graph-{key}.bin", spec.cache / f"graph-{key}.json"
+    if not rebuild and bin_path.exists() and meta_path.exists():
+        log.info("loading cached graph %s", bin_path)
+        (graph,), _ = dgl.load_graphs(str(bin_path))
+        meta = json.loads(meta_path.read_text())
+        return graph, meta["gene_ids"], meta["go_ids"]
+    log.info("building graph for %s (cache key %s)", spec.path, key)
+    graph, gene_ids, go_ids = build_full_graph(spec)
+    with atomic_path(bin_path) as tmp:
+        dgl.save_graphs(str(tmp), [graph])
+    meta = {"schema": SCHEMA_VERSION, "spec": str(spec.path), "gene_ids": gene_ids, "go_ids": go_ids,
+            "edges": {":".join(e): graph.num_edges(e) for e in graph.canonical_etypes}}
+    with atomic_path(meta_path) as tmp:
+        tmp.write_text(json.dumps(meta))
+    return graph, gene_ids, go_ids
+
+
+def cut_variant(graph, variant: str):
+    """The ``ppi``, ``go`` or ``go_ppi`` view of the full graph."""
+    if variant not in VARIANTS:
+        raise InputError(f"graph variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+    if variant == "go_ppi":
+        return graph
+    if variant == "ppi":
+        if PPI not in graph.canonical_etypes:
+            raise InputError("variant 'ppi' needs PPI edges; the dataset has no ppi.links")
+        return dgl.edge_type_subgraph(graph, [PPI])
+    rest = [e for e in graph.canonical_etypes if e != PPI]
+    if not any("go" in (s, d) for s, _, d in rest):
+        raise InputError("variant 'go' needs GO edges; the dataset has no go.obo/annotations")
+    return dgl.edge_type_subgraph(graph, rest)
+
+
+def load_graph(spec: DatasetSpec | str | Path, variant: str = "go_ppi", rebuild: bool = False) -> GeneGraph:
+    """Load (building and caching as needed) one graph variant of a dataset."""
+    spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
+    graph, gene_ids, go_ids = load_full_graph(spec, rebuild)
+    return GeneGraph(cut_variant(graph, variant), gene_ids, go_ids if variant != "ppi" else [], variant, spec)

@@ -1,0 +1,82 @@
+"""Task labels (LitGene-style CSVs) and gene summaries, columns found by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genen_dgl.data.tables import read_table
+from genen_dgl.errors import InputError
+
+KINDS = ("binary", "multiclass", "regression")
+
+
+@dataclass
+class Labels:
+    genes: np.ndarray  # gene symbols, str
+    values: np.ndarray  # int64 class index, or float32 for regression
+    kind: str  # binary | multiclass | regression
+    classes: list[str]  # class names (empty for regression)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def read_labels(
+    path: str | Path, gene_column: str = "Gene name", label_column: str = "Label", kind: str = "auto",
+) -> Labels:
+    """Read one task. ``kind`` is binary, multiclass, regression, or auto: text or integer
+    labels are classes (binary when two), other numbers a regression target."""
+    path = Path(path)
+    if kind not in KINDS + ("auto",):
+        raise InputError(f"task type {kind!r}: expected one of {', '.join(KINDS)} or auto")
+    frame = read_table(path, {gene_column: "str", label_column: "str"})
+    raw = frame[label_column].astype(str).str.strip()
+    numeric = pd.to_numeric(raw, errors="coerce")
+    is_num = numeric.notna().to_numpy()
+    if is_num.any() and not is_num.all():
+        odd = int(np.flatnonzero(~is_num if is_num.mean() >= 0.5 else is_num)[0])
+        raise InputError(
+            f"column {label_column!r} mixes numbers and text: {raw.iloc[odd]!r}; expected one kind of label",
+            path, odd + 2,
+        )
+    genes = frame[gene_column].astype(str).str.strip().to_numpy()
+    if kind == "auto":
+        integral = is_num.all() and (numeric == numeric.round()).all()
+        if is_num.all() and not integral:
+            kind = "regression"
+        else:
+            kind = "binary" if raw.nunique() == 2 else "multiclass"
+    if kind == "regression":
+        if not is_num.all():
+            raise InputError(f"regression task: column {label_column!r} must be numeric, found {raw.iloc[0]!r}", path, 2)
+        values, classes = numeric.to_numpy(np.float32), []
+    else:
+        order = sorted(raw.unique(), key=lambda v: (float(v), v) if is_num.all() else (0.0, v))
+        if len(order) < 2:
+            raise InputError(f"{kind} task: column {label_column!r} has a single class {order[0]!r}", path)
+        if kind == "binary" and len(order) != 2:
+            raise InputError(f"binary task: column {label_column!r} has {len(order)} classes, expected 2", path)
+        index = {c: i for i, c in enumerate(order)}
+        values, classes = raw.map(index).to_numpy(np.int64), list(order)
+    table = pd.DataFrame({"gene": genes, "y": values})
+    dup = table[table["gene"].duplicated(keep=False)]
+    conflicting = dup.groupby("gene")["y"].nunique()
+    if (conflicting > 1).any():
+        gene = conflicting[conflicting > 1].index[0]
+        raise InputError(f"gene {gene!r} has conflicting labels", path)
+    table = table.drop_duplicates("gene")
+    return Labels(table["gene"].to_numpy(), table["y"].to_numpy(), kind, classes)
+
+
+def read_summaries(path: str | Path, gene_column: str = "gene", text_column: str = "summary") -> pd.Series:
+    """Gene summaries as a Series ``gene -> text``."""
+    frame = read_table(path, {gene_column: "str", text_column: "str"})
+    series = pd.Series(frame[text_column].astype(str).to_numpy(), index=frame[gene_column].astype(str).to_numpy())
+    if series.index.has_duplicates:
+        raise InputError(f"gene {series.index[series.index.duplicated()][0]!r} has two summaries", path)
+    return series
