@@ -178,7 +178,8 @@ def _generate(out: Path, s: Sizes, seed: int, small: bool) -> None:
     go_comm[0] = -1  # the root
     go_x = 1.5 * np.where(go_comm[:, None] >= 0, centers[np.maximum(go_comm, 0)], 0) \
         + rng.normal(0, 1, (s.go, s.dim)).astype(np.float32)
-    rel_child = np.concatenate([np.arange(1, s.go), rng.integers(2, s.go, max(s.go_go - (s.go - 1), 0))])[: s.go_go]
+    n_rel = int(s.go_go * 1.02) + 8  # a few more than needed: duplicates are dropped below
+    rel_child = np.concatenate([np.arange(1, s.go), rng.integers(2, s.go, max(n_rel - (s.go - 1), 0))])[:n_rel]
     rel_parent = np.empty(len(rel_child), np.int64)
     rel_type = np.zeros(len(rel_child), np.int64)
     first = np.arange(len(rel_child)) < s.go - 1  # every term's first is_a keeps the DAG connected
@@ -186,7 +187,7 @@ def _generate(out: Path, s: Sizes, seed: int, small: bool) -> None:
     extra = ~first
     rel_parent[extra] = (rng.random(extra.sum()) * rel_child[extra]).astype(np.int64)
     rel_type[extra] = rng.integers(0, len(RELATIONS), extra.sum())
-    pairs = pd.DataFrame({"c": rel_child, "p": rel_parent, "r": rel_type}).drop_duplicates()
+    pairs = pd.DataFrame({"c": rel_child, "p": rel_parent, "r": rel_type}).drop_duplicates().iloc[: s.go_go]
     obsolete = 3 if small else 30
     alt_of = rng.choice(np.arange(1, s.go), size=min(20 if small else 500, s.go - 1), replace=False)
     names = np.array([f"{vocab[c % len(vocab)]} {FILLER[i % len(FILLER)]} term {i}" for i, c in enumerate(go_comm)])
@@ -207,7 +208,7 @@ def _generate(out: Path, s: Sizes, seed: int, small: bool) -> None:
     alt_map = {int(t): f"GO:{s.go + 100 + j:07d}" for j, t in enumerate(alt_of)}
     use_alt = ann["t"].isin(alt_map).to_numpy() & (rng.random(len(ann)) < 0.5)
     go_text[use_alt] = [alt_map[int(t)] for t in ann["t"].to_numpy()[use_alt]]
-    _write_gaf(out / "go/goa_human.gaf", genes[ann["g"].to_numpy()], go_text, rng, small)
+    _write_gaf(out / "go/goa_human.gaf", genes[ann["g"].to_numpy()], go_text, rng)
 
     # --- PPI: distinct gene pairs, mostly within communities; proteins -> genes
     pair = _unique_pairs(rng, s.genes, s.ppi, community, members)
@@ -291,9 +292,14 @@ def _write_obo(path: Path, ids, names, pairs: pd.DataFrame, alt_of, obsolete: in
     path.write_text("\n".join(lines))
 
 
-def _write_gaf(path: Path, genes: np.ndarray, go: np.ndarray, rng, small: bool) -> None:
+def _write_gaf(path: Path, genes: np.ndarray, go: np.ndarray, rng) -> None:
+    """One row per annotation, plus 2% ``NOT`` rows (which readers must drop)."""
+    neg = rng.choice(len(genes), len(genes) // 50, replace=False)
+    genes, go = np.concatenate([genes, genes[neg]]), np.concatenate([go, rng.permutation(go[neg])])
+    order = rng.permutation(len(genes))
+    genes, go = genes[order], go[order]
     n = len(genes)
-    qualifier = np.where(rng.random(n) < 0.02, "NOT|involved_in", "involved_in")
+    qualifier = np.where(order >= n - len(neg), "NOT|involved_in", "involved_in")
     frame = pd.DataFrame({
         0: "UniProtKB", 1: [f"P{i:05d}" for i in range(n)], 2: genes, 3: qualifier, 4: go,
         5: "GO_REF:0000043", 6: "IEA", 7: "", 8: "P", 9: "sample protein", 10: "", 11: "protein",

@@ -60,7 +60,8 @@ def read_string_links(
     links = Path(links)
     header = first_line(links)
     symbol_csv = "," in header
-    frame = read_table(links, LINK_COLUMNS, sep="," if symbol_csv else None)
+    sep = "," if symbol_csv else ("\t" if "\t" in header else (" " if "  " not in header else None))
+    frame = read_table(links, LINK_COLUMNS, sep=sep)
     scores = frame["combined_score"].to_numpy()
     if scores.min() < 0 or scores.max() > 1000:
         row = int(np.flatnonzero((scores < 0) | (scores > 1000))[0])

@@ -91,9 +91,10 @@ def read_table(
     path: str | Path, columns: dict[str, str], sep: str | None = ",",
     comment: str | None = None, optional: tuple[str, ...] = (),
 ) -> pd.DataFrame:
-    """Read a table with a header, keeping ``columns`` (name -> kind), found by name.
+    """Read a table with a header, keeping ``columns`` (name -> kind), found by name;
+    text columns come back categorical.
 
-    ``sep=None`` means runs of whitespace; ``optional`` columns may have empty values
+    ``sep=None`` means runs of whitespace (slower than a single-character ``sep``); ``optional`` columns may have empty values
     (kept as NaN). Raises InputError naming the missing column,
     or the first line whose field count or value kind is wrong.
     """
@@ -105,7 +106,7 @@ def read_table(
         raise InputError(
             f"missing column(s) {', '.join(map(repr, missing))}; header has {', '.join(map(repr, head))}", path, 1
         )
-    dtypes = {c: ("category" if k == "str" else "float64") for c, k in columns.items()}
+    dtypes = {c: (object if k == "str" else "float64") for c, k in columns.items()}
     try:
         frame = pd.read_csv(
             path, sep=r"\s+" if sep is None else sep, header=0, names=head, usecols=list(columns),
@@ -120,6 +121,9 @@ def read_table(
         kinds = {head.index(c): k for c, k in columns.items() if c not in optional}
         raise locate_bad_line(path, sep, head, kinds, len(head), comment)
     for c, k in columns.items():
+        if k == "str":  # categorical: factorize is ~2x faster than the parser's category dtype
+            codes, uniques = pd.factorize(frame[c])
+            frame[c] = pd.Categorical.from_codes(codes, pd.Index(uniques, dtype=object))
         if k == "int":
             if not (frame[c] == frame[c].round()).all():
                 raise locate_bad_line(path, sep, head, {head.index(c): "int"}, len(head), comment)

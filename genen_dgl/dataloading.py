@@ -1,0 +1,133 @@
+"""From DGL graphs and sampled blocks to :class:`MessageBlock` s, with sampling overlapped.
+
+DGL's CPU build does the sampling (``dgl.dataloading.NeighborSampler``, fanouts per
+layer and per relation); the blocks are converted here to plain torch structures
+(:mod:`genen_dgl.nn.sparse`) so the model runs on the training device. A background
+thread samples and converts the next batches while the current one trains (DGL's
+C++ sampler releases the GIL).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from genen_dgl.dgl_compat import dgl
+from genen_dgl.nn.sparse import MessageBlock, Relation
+
+ETYPE = tuple[str, str, str]
+
+
+def relation_of(g, etype: ETYPE, weight: torch.Tensor | None, self_loops: bool, parent_eid: bool) -> Relation:
+    """One relation of a graph or block. ``weight`` is indexed by parent edge id."""
+    src, _, dst = etype
+    indptr, indices, eids = g.adj_tensors("csc", etype)
+    if parent_eid:
+        eids = g.edges[etype].data[dgl.EID][eids]
+    return Relation.from_csc(
+        g.num_src_nodes(src), g.num_dst_nodes(dst), indptr, indices, eids, weight,
+        self_loops=self_loops and src == dst,
+    )
+
+
+def to_message_block(g, weights: dict[ETYPE, torch.Tensor], self_loops: bool = True) -> MessageBlock:
+    """Convert a DGL block (or a whole graph, src = dst) into a :class:`MessageBlock`."""
+    parent = g.is_block
+    relations = {e: relation_of(g, e, weights.get(e), self_loops, parent) for e in g.canonical_etypes}
+    return MessageBlock(
+        relations,
+        {t: g.num_src_nodes(t) for t in g.srctypes},
+        {t: g.num_dst_nodes(t) for t in g.dsttypes},
+    )
+
+
+def fixed_weights(graph, mode: str) -> dict[ETYPE, torch.Tensor]:
+    """Fixed edge weights (the STRING score) where ``mode == "fixed"``; else none."""
+    if mode != "fixed":
+        return {}
+    return {e: graph.edges[e].data["score"] for e in graph.canonical_etypes if "score" in graph.edges[e].data}
+
+
+def parse_fanouts(fanouts: list[int], per_relation: dict[str, list[int]], graph) -> list[dict[ETYPE, int] | int]:
+    """Per-layer fanouts, as a dict over every canonical etype when some relation overrides
+    the default (DGL needs each etype covered), otherwise plain ints."""
+    if not per_relation:
+        return list(fanouts)
+    names = {e[1]: e for e in graph.canonical_etypes}
+    unknown = set(per_relation) - set(names)
+    if unknown:
+        raise ValueError(f"fanout for unknown relation {sorted(unknown)[0]!r}; relations: {', '.join(sorted(names))}")
+    for rel, values in per_relation.items():
+        if len(values) != len(fanouts):
+            raise ValueError(f"fanout for {rel!r} has {len(values)} layers, expected {len(fanouts)}")
+    return [{e: per_relation.get(e[1], fanouts)[i] for e in graph.canonical_etypes} for i in range(len(fanouts))]
+
+
+@dataclass
+class Batch:
+    input_nodes: dict[str, torch.Tensor]
+    seeds: torch.Tensor  # target-type output nodes, in the order of the model's output
+    blocks: list[MessageBlock]
+
+    def to(self, device) -> "Batch":
+        nb = torch.device(device).type == "cuda"
+        return Batch({t: n.to(device, non_blocking=nb) for t, n in self.input_nodes.items()},
+                     self.seeds.to(device, non_blocking=nb), [b.to(device, nb) for b in self.blocks])
+
+
+class NeighborBatches:
+    """Minibatches of seed nodes with DGL neighbour sampling, sampled ahead in a thread."""
+
+    def __init__(self, graph, seeds: np.ndarray, fanouts, batch_size: int, weights: dict[ETYPE, torch.Tensor],
+                 target: str = "gene", shuffle: bool = True, prefetch: int = 2, self_loops: bool = True):
+        self.graph, self.seeds, self.batch_size = graph, torch.as_tensor(seeds, dtype=torch.int64), batch_size
+        self.sampler = dgl.dataloading.NeighborSampler(fanouts)
+        self.weights, self.target, self.shuffle = weights, target, shuffle
+        self.prefetch, self.self_loops = prefetch, self_loops
+
+    def __len__(self) -> int:
+        return (len(self.seeds) + self.batch_size - 1) // self.batch_size
+
+    def sample(self, seeds: torch.Tensor) -> Batch:
+        input_nodes, output_nodes, blocks = self.sampler.sample(self.graph, {self.target: seeds})
+        mblocks = [to_message_block(b, self.weights, self.self_loops) for b in blocks]
+        return Batch(input_nodes, output_nodes[self.target], mblocks)
+
+    def epoch(self, seed: int) -> Iterator[Batch]:
+        """One pass over the seeds; ``seed`` fixes the order and the sampled neighbours."""
+        order = torch.randperm(len(self.seeds), generator=torch.Generator().manual_seed(seed)) \
+            if self.shuffle else torch.arange(len(self.seeds))
+        chunks = [self.seeds[order[i:i + self.batch_size]] for i in range(0, len(order), self.batch_size)]
+        out: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def produce():
+            dgl.seed(seed)  # DGL's random engines are per thread: seed the sampling thread
+            try:
+                for chunk in chunks:
+                    if stop.is_set():
+                        return
+                    out.put(self.sample(chunk))
+                out.put(None)
+            except BaseException as err:  # hand the error to the consumer
+                out.put(err)
+
+        worker = threading.Thread(target=produce, daemon=True, name="genen-sampler")
+        worker.start()
+        try:
+            while (item := out.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    out.get_nowait()
+                except queue.Empty:
+                    worker.join(0.01)
