@@ -95,6 +95,10 @@ class NeighborBatches:
 
     def sample(self, seeds: torch.Tensor) -> Batch:
         input_nodes, output_nodes, blocks = self.sampler.sample(self.graph, {self.target: seeds})
+        if isinstance(input_nodes, torch.Tensor):  # DGL returns a bare tensor on one node type
+            input_nodes = {self.target: input_nodes}
+        if isinstance(output_nodes, torch.Tensor):
+            output_nodes = {self.target: output_nodes}
         mblocks = [to_message_block(b, self.weights, self.self_loops) for b in blocks]
         return Batch(input_nodes, output_nodes[self.target], mblocks)
 

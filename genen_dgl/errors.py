@@ -33,6 +33,7 @@ def cli(main: Callable[[list[str] | None], int | None]):
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             datefmt="%H:%M:%S",
         )
+        logging.getLogger("genen_dgl").setLevel(logging.DEBUG if debug else logging.INFO)
         try:
             return main([a for a in args if a != "--debug"]) or 0
         except (InputError, FileNotFoundError) as err:

@@ -42,9 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         saved.write_text(config.to_yaml())
     handler = logging.FileHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    log.info("run %s: %s", run_dir, " ".join(sys.argv[1:]) if argv is None else " ".join(argv))
-    metrics = run(config, run_dir, resume=args.resume)
+    package_log = logging.getLogger("genen_dgl")
+    package_log.addHandler(handler)
+    try:
+        log.info("run %s: %s", run_dir, " ".join(sys.argv[1:]) if argv is None else " ".join(argv))
+        metrics = run(config, run_dir, resume=args.resume)
+    finally:
+        package_log.removeHandler(handler)
+        handler.close()
     s, b = metrics["summary"], metrics["baseline"]["summary"]
     key = "pearson" if metrics["kind"] == "regression" else "auc"
     print(f"{metrics['task']} ({metrics['kind']}), {config.graph}/{config.model}, {config.folds}-fold: "

@@ -51,7 +51,7 @@ def read_features(path: str | Path, ids: str | Path | None = None) -> tuple[list
         if len(header) < 2:
             raise InputError("expected a header 'id,v1,...,vN' with at least one value column", path, 1)
         try:
-            frame = pd.read_csv(path, dtype={header[0]: str}, engine="c", float_precision="high")
+            frame = pd.read_csv(path, dtype={header[0]: str}, engine="c")
             matrix = frame.iloc[:, 1:].to_numpy(dtype=np.float32)
         except (ValueError, pd.errors.ParserError):
             raise locate_bad_line(path, ",", header, {i: "float" for i in range(1, len(header))}, len(header)) from None

@@ -65,7 +65,7 @@ class GeneGraph:
     def labels(self, task: str | None = None) -> tuple[np.ndarray, Labels]:
         """Labels of ``task`` restricted to genes in the graph, as (node ids, Labels)."""
         t = self.spec.task(task)
-        labels = read_labels(t.file, t.gene_column, t.label_column, t.type)
+        labels = read_labels(t.file, t.gene_column, t.label_column, t.type, t.duplicates)
         index = {g: i for i, g in enumerate(self.gene_ids)}
         nodes = np.array([index.get(g, -1) for g in labels.genes], dtype=np.int64)
         keep = nodes >= 0

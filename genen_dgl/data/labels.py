@@ -26,11 +26,19 @@ class Labels:
         return len(self.classes)
 
 
+DUPLICATES = ("error", "first", "drop")
+
+
 def read_labels(
     path: str | Path, gene_column: str = "Gene name", label_column: str = "Label", kind: str = "auto",
+    duplicates: str = "error",
 ) -> Labels:
     """Read one task. ``kind`` is binary, multiclass, regression, or auto: text or integer
-    labels are classes (binary when two), other numbers a regression target."""
+    labels are classes (binary when two), other numbers a regression target.
+    ``duplicates`` says what to do with a gene listed with different labels (a multi-label
+    file such as LitGene's TF_target_type): error, keep the first row, or drop the gene."""
+    if duplicates not in DUPLICATES:
+        raise InputError(f"duplicates = {duplicates!r}: expected one of {', '.join(DUPLICATES)}")
     path = Path(path)
     if kind not in KINDS + ("auto",):
         raise InputError(f"task type {kind!r}: expected one of {', '.join(KINDS)} or auto")
@@ -66,9 +74,12 @@ def read_labels(
     table = pd.DataFrame({"gene": genes, "y": values})
     dup = table[table["gene"].duplicated(keep=False)]
     conflicting = dup.groupby("gene")["y"].nunique()
-    if (conflicting > 1).any():
-        gene = conflicting[conflicting > 1].index[0]
-        raise InputError(f"gene {gene!r} has conflicting labels", path)
+    conflicting = conflicting[conflicting > 1].index
+    if len(conflicting) and duplicates == "error":
+        raise InputError(f"gene {conflicting[0]!r} has conflicting labels ({len(conflicting)} genes do); "
+                         "set the task's duplicates: first or drop", path)
+    if duplicates == "drop":
+        table = table[~table["gene"].isin(conflicting)]
     table = table.drop_duplicates("gene")
     return Labels(table["gene"].to_numpy(), table["y"].to_numpy(), kind, classes)
 

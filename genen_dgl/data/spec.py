@@ -32,7 +32,7 @@ SECTIONS = {
     "tasks": None,
     "cache": None,
 }
-TASK_KEYS = {"file", "gene_column", "label_column", "type"}
+TASK_KEYS = {"file", "gene_column", "label_column", "type", "duplicates"}
 # keys naming files that must exist (features may be written later by the encoder)
 FILE_KEYS = {("ppi", "links"), ("ppi", "aliases"), ("go", "obo"), ("go", "annotations"), ("summaries", "file")}
 
@@ -44,6 +44,7 @@ class Task:
     gene_column: str = "Gene name"
     label_column: str = "Label"
     type: str = "auto"
+    duplicates: str = "error"  # a gene listed with different labels: error | first | drop
 
 
 @dataclass

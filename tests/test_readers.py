@@ -1,0 +1,174 @@
+"""Readers for the real formats, on small hand-written files."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genen_dgl.data.annotations import read_annotations
+from genen_dgl.data.features import read_features
+from genen_dgl.data.labels import read_labels
+from genen_dgl.data.ontology import read_ontology
+from genen_dgl.data.string_links import read_protein_symbols, read_string_links
+from genen_dgl.errors import InputError
+
+INFO = "#string_protein_id\tpreferred_name\tprotein_size\tannotation\n" + "".join(
+    f"9606.ENSP{i:011d}\t{g}\t100\tx\n" for i, g in enumerate(["A", "A", "B", "C", "D"])
+)  # proteins 0 and 1 are both products of gene A
+
+
+def write(path: Path, text: str) -> Path:
+    if path.suffix == ".gz":
+        with gzip.open(path, "wt") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def p(i: int) -> str:
+    return f"9606.ENSP{i:011d}"
+
+
+def pairs(frame) -> dict[tuple[str, str], int]:
+    return {(a, b): s for a, b, s in zip(frame["gene_a"].astype(str), frame["gene_b"].astype(str), frame["score"])}
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".txt.gz"])
+def test_string_raw_merges_proteins_and_pairs(tmp_path, suffix):
+    links = write(tmp_path / f"links{suffix}", "protein1 protein2 combined_score\n" + "".join([
+        f"{p(0)} {p(2)} 300\n", f"{p(2)} {p(0)} 300\n",  # both directions, as STRING lists them
+        f"{p(1)} {p(2)} 700\n",  # A's second product with B: higher score wins
+        f"{p(0)} {p(1)} 900\n",  # A with A: a self-loop once mapped to genes
+        f"{p(3)} {p(4)} 150\n",  # at the threshold: dropped (the paper keeps > 150)
+        f"{p(3)} {p(2)} 151\n",
+    ]))
+    info = write(tmp_path / "info.txt", INFO)
+    frame = read_string_links(links, info)
+    assert pairs(frame) == {("A", "B"): 700, ("B", "C"): 151}
+
+
+def test_string_detailed_header_and_aliases_file(tmp_path):
+    links = write(tmp_path / "links.txt", "protein1 protein2 neighborhood fusion experimental combined_score\n"
+                  f"{p(0)} {p(3)} 0 0 120 400\n{p(4)} {p(3)} 0 0 0 180\n")
+    aliases = write(tmp_path / "aliases.txt", "#string_protein_id\talias\tsource\n"
+                    f"{p(0)}\tA\tEnsembl_HGNC_symbol\n{p(0)}\tENSG1\tEnsembl_gene\n"
+                    f"{p(3)}\tC\tEnsembl_HGNC_symbol\n{p(4)}\tD\tEnsembl_HGNC_symbol\n")
+    assert read_protein_symbols(aliases)[p(0)] == "A"
+    assert pairs(read_string_links(links, aliases, min_score=200)) == {("A", "C"): 400}
+
+
+def test_string_symbol_csv_needs_no_aliases(tmp_path):
+    links = write(tmp_path / "ppi.csv", "protein1,protein2,combined_score\nTP53,MDM2,999\nMDM2,TP53,800\nTP53,TP53,999\n")
+    assert pairs(read_string_links(links)) == {("MDM2", "TP53"): 999}
+
+
+OBO = """format-version: 1.2
+ontology: test
+
+[Term]
+id: GO:0000001
+name: root
+def: "The root." [GOC:x]
+
+[Term]
+id: GO:0000002
+name: child soluble fraction
+alt_id: GO:0000099
+def: "A \\"quoted\\" child." [GOC:x]
+is_a: GO:0000001 ! root
+
+[Term]
+id: GO:0000003
+name: part
+is_a: GO:0000001 ! root
+relationship: part_of GO:0000002 ! child
+
+[Term]
+id: GO:0000004
+name: old
+is_obsolete: true
+
+[Typedef]
+id: part_of
+name: part of
+"""
+
+
+def test_ontology_relations_obsolete_alt_ids_and_leakage(tmp_path):
+    onto = read_ontology(write(tmp_path / "go.obo", OBO))
+    assert onto.terms["id"].tolist() == ["GO:0000001", "GO:0000002", "GO:0000003"]
+    rel = {tuple(r) for r in onto.relations[["child", "parent", "relation"]].itertuples(index=False)}
+    assert rel == {("GO:0000002", "GO:0000001", "is_a"), ("GO:0000003", "GO:0000001", "is_a"),
+                   ("GO:0000003", "GO:0000002", "part_of")}
+    assert onto.resolve("GO:0000099") == "GO:0000002"
+    assert onto.texts()["GO:0000002"] == 'child soluble fraction. A \\"quoted\\" child.'
+    clean = onto.without(["solubility", "soluble"])
+    assert "GO:0000002" not in set(clean.terms["id"])
+    assert set(clean.relations["relation"]) == {"is_a"} and len(clean.relations) == 1
+    assert "GO:0000099" not in clean.alt_ids
+    assert len(read_ontology(tmp_path / "go.obo", relations=["is_a"]).relations) == 2
+
+
+GAF_ROW = "UniProtKB\tP1\t{gene}\t{qual}\t{go}\tPMID:1\tIDA\t\tP\tname\t\tprotein\ttaxon:9606\t20200101\tUniProt\t\t"
+
+
+def test_gaf_excludes_not_and_reads_symbols(tmp_path):
+    rows = [GAF_ROW.format(gene="A", qual="enables", go="GO:0000002"),
+            GAF_ROW.format(gene="B", qual="NOT|enables", go="GO:0000002"),
+            GAF_ROW.format(gene="B", qual="involved_in", go="GO:0000099"),
+            GAF_ROW.format(gene="A", qual="enables", go="GO:0000002")]
+    gaf = write(tmp_path / "genes.gaf", "!gaf-version: 2.2\n!comment\n" + "\n".join(rows) + "\n")
+    frame = read_annotations(gaf)
+    assert sorted(map(tuple, frame[["gene", "go"]].to_numpy())) == [("A", "GO:0000002"), ("B", "GO:0000099")]
+
+
+def test_biomart_export_skips_genes_without_terms(tmp_path):
+    mart = write(tmp_path / "mart.tsv", "Gene stable ID\tGene name\tGO term accession\nE1\tA\tGO:0000001\nE2\tB\t\nE3\tC\tGO:0000003\n")
+    frame = read_annotations(mart)
+    assert sorted(map(tuple, frame[["gene", "go"]].to_numpy())) == [("A", "GO:0000001"), ("C", "GO:0000003")]
+
+
+def test_features_csv_and_npy_agree(tmp_path):
+    x = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    write(tmp_path / "f.csv", "id,v1,v2,v3,v4\n" + "".join(f"g{i}," + ",".join(map(repr, row.tolist())) + "\n" for i, row in enumerate(x)))
+    np.save(tmp_path / "f.npy", x)
+    write(tmp_path / "ids.txt", "g0\ng1\ng2\n")
+    ids_csv, x_csv = read_features(tmp_path / "f.csv")
+    ids_npy, x_npy = read_features(tmp_path / "f.npy", tmp_path / "ids.txt")
+    assert ids_csv == ids_npy == ["g0", "g1", "g2"]
+    np.testing.assert_allclose(x_csv, x_npy, rtol=1e-6)
+    write(tmp_path / "short.txt", "g0\ng1\n")
+    with pytest.raises(InputError, match="expected a 2-d array with 2 rows"):
+        read_features(tmp_path / "f.npy", tmp_path / "short.txt")
+
+
+@pytest.mark.parametrize("values,kind,classes", [
+    (["Membrane", "Soluble", "Membrane"], "binary", ["Membrane", "Soluble"]),
+    (["2", "0", "1"], "multiclass", ["0", "1", "2"]),
+    (["0.5", "1.25", "-2"], "regression", []),
+])
+def test_label_kinds(tmp_path, values, kind, classes):
+    csv = write(tmp_path / "l.csv", "Summary,Gene name,Label\n" + "".join(f"text,G{i},{v}\n" for i, v in enumerate(values)))
+    labels = read_labels(csv)
+    assert labels.kind == kind and labels.classes == classes and list(labels.genes) == ["G0", "G1", "G2"]
+    if kind == "regression":
+        np.testing.assert_allclose(labels.values, [0.5, 1.25, -2])
+    else:
+        assert [classes[v] for v in labels.values] == values
+
+
+def test_label_columns_configurable_and_conflicts(tmp_path):
+    csv = write(tmp_path / "l.csv", "sym,cls\nA,x\nB,y\nA,x\n")
+    labels = read_labels(csv, gene_column="sym", label_column="cls")
+    assert list(labels.genes) == ["A", "B"] and labels.kind == "binary"
+    write(tmp_path / "c.csv", "sym,cls\nA,x\nB,y\nA,y\n")
+    with pytest.raises(InputError, match="gene 'A' has conflicting labels .1 genes do.; set the task's duplicates"):
+        read_labels(tmp_path / "c.csv", gene_column="sym", label_column="cls")
+    first = read_labels(tmp_path / "c.csv", gene_column="sym", label_column="cls", duplicates="first")
+    assert dict(zip(first.genes, (first.classes[v] for v in first.values))) == {"A": "x", "B": "y"}
+    dropped = read_labels(tmp_path / "c.csv", gene_column="sym", label_column="cls", duplicates="drop")
+    assert list(dropped.genes) == ["B"]
