@@ -33,6 +33,7 @@ from genen_dgl.data.graph import PPI, GeneGraph, load_graph
 from genen_dgl.data.labels import Labels
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.dataloading import NeighborBatches, fixed_weights, parse_fanouts, to_message_block
+from genen_dgl.device import pick_device
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.evaluation import Fold, baseline, metrics, split_folds, summarize
 from genen_dgl.errors import InputError
@@ -49,14 +50,6 @@ def seed_everything(*parts: int) -> int:
     torch.manual_seed(seed)
     dgl.seed(seed)
     return seed
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' requested but torch sees no GPU")
-    return torch.device(name)
 
 
 def mask_features(feats: dict[str, torch.Tensor], rate: float, which: str, seed: int) -> dict[str, torch.Tensor]:
