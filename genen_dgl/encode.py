@@ -75,8 +75,8 @@ def check_model_dir(model_dir: str | Path) -> list[Path]:
     if not weights:
         raise InputError(f"model directory has no weights (model.safetensors or pytorch_model.bin); {SAVED}", model_dir)
     if not any((model_dir / name).is_file() for name in VOCAB_FILES):  # transformers would build an empty vocab
-        raise InputError(f"model directory has no tokenizer vocabulary (tokenizer.json or vocab.txt); save the "
-                         f"tokenizer with save_pretrained too", model_dir)
+        raise InputError("model directory has no tokenizer vocabulary (tokenizer.json or vocab.txt); save the "
+                         "tokenizer with save_pretrained too", model_dir)
     return weights
 
 
@@ -349,7 +349,6 @@ def encode_dataset(spec_path: str | Path, encoder: Encoder, cache_dir: Path | No
     if spec.go.get("obo"):
         sources["go"] = read_ontology(spec.go["obo"]).texts()
     defaults = {"gene": root / "features/genes.npy", "go": root / "features/go.npy"}
-    raw_features = dict(spec.raw.get("features") or {})
     updates: dict[str, str] = {}
     stats = {}
     for kind, texts in sources.items():

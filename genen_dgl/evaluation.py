@@ -67,21 +67,29 @@ def summarize(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def baseline(x: np.ndarray, y: np.ndarray, kind: str, folds: list[Fold], seed: int) -> dict:
-    """Logistic regression (ridge for regression) on the input features, same folds,
-    fitted on train + validation, scored on the test fold."""
-    results, name = [], "ridge" if kind == "regression" else "logistic_regression"
+def baseline_outputs(x: np.ndarray, y: np.ndarray, kind: str, folds: list[Fold], seed: int) -> np.ndarray:
+    """Out-of-fold outputs (class probabilities, or predictions as one column) of
+    logistic regression (ridge for regression) on the input features, fitted on each
+    fold's train + validation parts."""
+    width = 1 if kind == "regression" else int(y.max()) + 1
+    out = np.full((len(y), width), np.nan)
     for fold in folds:
         fit = np.concatenate([fold.train, fold.val])
         if kind == "regression":
-            model = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
-            model.fit(x[fit], y[fit])
-            out = model.predict(x[fold.test])
+            model = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(x[fit], y[fit])
+            out[fold.test, 0] = model.predict(x[fold.test])
         else:
             model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
             model.fit(x[fit], y[fit])
-            proba = model.predict_proba(x[fold.test])
-            out = np.zeros((len(fold.test), int(y.max()) + 1))
-            out[:, model.classes_] = proba
-        results.append(metrics(kind, y[fold.test], out))
+            proba = np.zeros((len(fold.test), width))
+            proba[:, model.classes_] = model.predict_proba(x[fold.test])
+            out[fold.test] = proba
+    return out
+
+
+def baseline(x: np.ndarray, y: np.ndarray, kind: str, folds: list[Fold], seed: int) -> dict:
+    """The baseline's metrics on the same folds as the GNN."""
+    out = baseline_outputs(x, y, kind, folds, seed)
+    results = [metrics(kind, y[f.test], out[f.test]) for f in folds]
+    name = "ridge" if kind == "regression" else "logistic_regression"
     return {"model": name, "folds": results, "summary": summarize(results)}

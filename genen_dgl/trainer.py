@@ -36,7 +36,6 @@ from genen_dgl.dataloading import NeighborBatches, fixed_weights, parse_fanouts,
 from genen_dgl.device import pick_device
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.evaluation import Fold, baseline, metrics, split_folds, summarize
-from genen_dgl.errors import InputError
 from genen_dgl.nn.model import GenenGNN
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,0 +1,110 @@
+"""Knowledge bias (paper Fig. 4a): test genes split by summary length into less-studied
+(word count <= threshold) and well-studied, scored per group and fold for the GNN (its
+out-of-fold predictions.csv) and for the logistic-regression baseline on the input
+features (out-of-fold here, on the trainer's folds: same ``split_folds`` call)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genen_dgl.config import TrainConfig
+from genen_dgl.data.graph import VARIANTS, load_graph
+from genen_dgl.errors import InputError
+from genen_dgl.evaluation import baseline_outputs, metrics, split_folds
+from genen_dgl.experiments import plotting
+from genen_dgl.experiments.common import mean_std, primary, train, write_csv
+
+log = logging.getLogger(__name__)
+
+GROUPS = ("less-studied", "well-studied")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--graph", choices=VARIANTS, default="go_ppi", help="graph variant of the GNN (default go_ppi)")
+    parser.add_argument("--threshold", type=float,
+                        help="summary word count up to which a gene is less-studied (default: the median "
+                             "among the task's labelled genes)")
+
+
+def read_predictions(run_dir: Path, genes: np.ndarray, classes: list[str], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(fold, outputs) of each of ``genes`` from the run's out-of-fold predictions.csv."""
+    frame = pd.read_csv(run_dir / "predictions.csv", dtype={"gene": str}, keep_default_na=False)
+    frame = frame.set_index("gene")
+    missing = np.setdiff1d(genes, frame.index)
+    if len(missing):
+        raise InputError(f"gene {missing[0]} has no out-of-fold prediction", run_dir / "predictions.csv")
+    frame = frame.loc[genes]
+    cols = ["y_pred"] if kind == "regression" else [f"p_{c}" for c in classes]
+    return frame["fold"].to_numpy(), frame[cols].to_numpy(np.float64)
+
+
+def split(words: np.ndarray, threshold: float | None) -> tuple[np.ndarray, float]:
+    """Group name of each gene and the threshold used."""
+    threshold = float(np.median(words)) if threshold is None else float(threshold)
+    return np.where(words <= threshold, GROUPS[0], GROUPS[1]), threshold
+
+
+def evaluate(base: TrainConfig, out: Path, graph: str, threshold: float | None) -> pd.DataFrame:
+    """Train the GNN once; rows (model, group, fold, n, words_threshold, metrics...)."""
+    config = dataclasses.replace(base, graph=graph).resolved()
+    run_dir = out / "runs" / f"{graph}-{config.model}"
+    report = train(config, run_dir)
+    data = load_graph(config.data, graph)
+    nodes, labels = data.labels(config.task)
+    groups, threshold = split(data.summary_words()[nodes], threshold)
+    folds = split_folds(labels.values, labels.kind, config.folds, config.seed, config.val_share)
+    fold_of, gnn = read_predictions(run_dir, labels.genes, labels.classes, labels.kind)
+    expected = np.empty(len(nodes), np.int64)
+    for k, f in enumerate(folds):
+        expected[f.test] = k
+    if not np.array_equal(fold_of, expected):
+        raise InputError("predictions.csv folds differ from split_folds: the trainer's splits changed", run_dir)
+    x = data.graph.nodes["gene"].data["feat"][nodes].numpy()
+    lr = baseline_outputs(x, labels.values, labels.kind, folds, config.seed)
+    rows = []
+    for model, outputs in ((config.model, gnn), (report["baseline"]["model"], lr)):
+        for k, f in enumerate(folds):
+            for g in GROUPS:
+                test = f.test[groups[f.test] == g]
+                scores = metrics(labels.kind, labels.values[test], outputs[test]) if len(test) > 1 else {}
+                rows.append({"model": model, "graph": graph if model == config.model else "", "group": g,
+                             "fold": k, "n": len(test), "words_threshold": threshold, **scores})
+    log.info("threshold %g words: %d less-studied, %d well-studied of %d labelled genes", threshold,
+             (groups == GROUPS[0]).sum(), (groups == GROUPS[1]).sum(), len(groups))
+    return pd.DataFrame(rows)
+
+
+def plot(frame: pd.DataFrame, path: Path, title: str) -> Path:
+    names = [m for m in ("auc", "f1", "accuracy", "pearson") if m in frame.columns]
+    fig, axes = plotting.figure(len(names))
+    sizes = frame[frame["model"] == frame["model"].iloc[0]].groupby("group", sort=False)["n"].sum()
+    models = [plotting.pretty(m) + (f" ({g})" if g else "") for m, g in zip(frame["model"], frame["graph"])]
+    frame = frame.assign(group=frame["group"].map(lambda g: f"{g}\n(n={sizes[g]})"), model=models)
+    for ax, name in zip(axes, names):
+        plotting.grouped_bars(ax, mean_std(frame, ["group", "model"], name), "group", "model",
+                              name.upper() if name == "auc" else name.capitalize())
+    plotting.legend_outside(axes)
+    axes[0].set_title(title, fontsize=10, loc="left")
+    return plotting.save(fig, path)
+
+
+def main(args, base: TrainConfig) -> int:
+    frame = evaluate(base, args.out, args.graph, args.threshold)
+    write_csv(frame, args.out / "bias.csv")
+    c = base.resolved()
+    meta = json.loads((args.out / "runs" / f"{args.graph}-{c.model}" / "metrics.json").read_text())
+    threshold = frame["words_threshold"].iloc[0]
+    plot(frame, args.out / "bias.png", f"{meta['task']}: summary <= {threshold:g} words = less-studied")
+    metric = primary(meta["kind"])
+    names = [m for m in (metric, "f1", "accuracy") if m in frame.columns]
+    for (model, group), part in frame.groupby(["model", "group"], sort=False):
+        values = ", ".join(f"{m} {part[m].mean():.3f}±{part[m].std(ddof=0):.3f}" for m in names)
+        print(f"bias {model:<20} {group:<13} n={part['n'].sum():<5} {values}")
+    print(f"outputs: {args.out / 'bias.csv'}, {args.out / 'bias.png'}")
+    return 0

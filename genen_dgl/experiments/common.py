@@ -1,0 +1,109 @@
+"""What the experiments share: options passed through to TrainConfig, running one
+config variant through the trainer (finished runs reused), fold metrics, CSV output."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from genen_dgl.atomic import atomic_path
+from genen_dgl.config import HELP, TrainConfig, from_args
+from genen_dgl.data.sample import ensure_sample
+from genen_dgl.data.spec import load_spec
+from genen_dgl.errors import InputError
+from genen_dgl.trainer import run
+
+log = logging.getLogger(__name__)
+
+# TrainConfig options every experiment passes through (``--config`` covers the rest)
+PASSED = {
+    "epochs": int, "folds": int, "model": ["gcn", "gat"], "task": str, "seed": int,
+    "device": ["auto", "cpu", "cuda"], "sampler": ["neighbor", "full"], "hidden": int, "threads": int,
+}
+FOLD_KEYS = ("fold", "best_epoch", "epochs_run", "val_score")
+
+
+def add_common(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    parser.add_argument("--data", type=Path, help=HELP["data"])
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder; OUT/runs/ keeps each training run (reused when rerun)")
+    parser.add_argument("--config", type=Path, help="YAML file of TrainConfig options (flags override it)")
+    for name, kind in PASSED.items():
+        if name in skip:
+            continue
+        extra = {"choices": kind} if isinstance(kind, list) else {"type": kind}
+        parser.add_argument("--" + name, default=None, help=HELP[name], **extra)
+
+
+def base_config(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig defaults, then ``--config``, then the flags; ``data`` is the spec's path
+    (``--data``, else the config file's, else the embedded sample)."""
+    config = from_args(args)  # --data (a Path) and --out land here too: both replaced below
+    return dataclasses.replace(config, data=str(load_spec(config.data or ensure_sample()).path), out=None)
+
+
+def train(config: TrainConfig, run_dir: Path) -> dict:
+    """Run ``config`` through :func:`genen_dgl.trainer.run` in ``run_dir``, returning its
+    metrics. A finished run of the same config is reused, an interrupted one resumed,
+    a run of another config replaced."""
+    config = dataclasses.replace(config, out=str(run_dir)).resolved()
+    text, saved, done = config.to_yaml(), run_dir / "config.yaml", run_dir / "metrics.json"
+    resume = saved.exists() and saved.read_text() == text
+    if resume and done.exists():
+        log.info("reusing finished run %s", run_dir)
+        return json.loads(done.read_text())
+    if not resume:
+        if run_dir.exists():
+            if not saved.exists():
+                raise InputError("not a run folder (no config.yaml); remove it or choose another --out", run_dir)
+            log.info("options changed: replacing run %s", run_dir)
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        with atomic_path(saved) as tmp:
+            tmp.write_text(text)
+    log.info("training %s/%s on %s (%s)%s", config.graph, config.model, config.task or "first task", run_dir,
+             f", mask {config.mask_rate:g} of {config.mask_nodes}" if config.mask_rate else "")
+    return run(config, run_dir, resume=resume)
+
+
+def primary(kind: str) -> str:
+    """The headline metric: Pearson for regression, else AUC."""
+    return "pearson" if kind == "regression" else "auc"
+
+
+def fold_rows(metrics: dict, baseline: bool = False) -> list[dict]:
+    """Per-fold test metrics of a run (or of its baseline) as rows ``{fold, metric: value}``."""
+    folds = metrics["baseline"]["folds"] if baseline else metrics["folds"]
+    return [{"fold": k, **{m: v for m, v in f.items() if m not in FOLD_KEYS}} for k, f in enumerate(folds)]
+
+
+def split_list(text: str | None, allowed: tuple[str, ...] | None = None, what: str = "value") -> list[str] | None:
+    """``a,b,c`` as a list (None stays None), each checked against ``allowed``."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    for item in items:
+        if allowed is not None and item not in allowed:
+            raise InputError(f"{what} {item!r}: expected one of {', '.join(allowed)}")
+    if not items:
+        raise InputError(f"no {what} given")
+    return items
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    log.info("wrote %s (%d rows)", path, len(frame))
+    return path
+
+
+def mean_std(frame: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """Mean and (population, as the trainer's summary) std of ``value`` over folds."""
+    g = frame.groupby(by, sort=False)[value]
+    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=0)}).reset_index()
