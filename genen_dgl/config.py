@@ -100,7 +100,7 @@ HELP = {
 }
 
 
-def _ints(text: str) -> list[int]:
+def parse_ints(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",")]
     except ValueError:
@@ -111,14 +111,14 @@ def _rel_fanout(text: str) -> tuple[str, list[int]]:
     rel, sep, values = text.partition("=")
     if not sep:
         raise argparse.ArgumentTypeError(f"expected REL=F1,F2,..., got {text!r}")
-    return rel, _ints(values)
+    return rel, parse_ints(values)
 
 
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", type=Path, help="YAML file of these options (flags override it)")
-    types = {"fanouts": _ints, "fanout_rel": _rel_fanout}
+    types = {"fanouts": parse_ints, "fanout_rel": _rel_fanout}
     choices = {"graph": ["ppi", "go", "go_ppi"], "sampler": ["neighbor", "full"], "model": ["gcn", "gat"],
                "edge_weight": ["none", "fixed", "learned"], "device": ["auto", "cpu", "cuda"],
                "mask_nodes": ["all", "gene", "go"]}

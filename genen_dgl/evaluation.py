@@ -57,6 +57,15 @@ def metrics(kind: str, y_true: np.ndarray, output: np.ndarray) -> dict[str, floa
             "accuracy": float(accuracy_score(y_true, pred))}
 
 
+def score_outputs(kind: str, y: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    """:func:`metrics` plus the loss (cross-entropy of the probabilities, or MSE)."""
+    if kind == "regression":
+        loss = float(np.mean((out[:, 0] - y) ** 2))
+    else:
+        loss = float(-np.mean(np.log(np.clip(out[np.arange(len(y)), y], 1e-12, None))))
+    return {**metrics(kind, y, out), "loss": loss}
+
+
 def summarize(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
     keys = [k for k in fold_metrics[0] if isinstance(fold_metrics[0][k], float)]
     out = {}

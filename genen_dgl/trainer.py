@@ -35,7 +35,7 @@ from genen_dgl.data.sample import ensure_sample
 from genen_dgl.dataloading import NeighborBatches, fixed_weights, parse_fanouts, to_message_block
 from genen_dgl.device import pick_device
 from genen_dgl.dgl_compat import dgl
-from genen_dgl.evaluation import Fold, baseline, metrics, split_folds, summarize
+from genen_dgl.evaluation import Fold, baseline, score_outputs, split_folds, summarize
 from genen_dgl.nn.model import GenenGNN
 
 log = logging.getLogger(__name__)
@@ -125,12 +125,7 @@ class Setup:
     def score(self, model: GenenGNN, positions: np.ndarray) -> dict[str, float]:
         """Metrics and loss of ``model`` on the labelled genes at ``positions``."""
         out, _ = self.full_forward(model)
-        y, pred = self.labels.values[positions], out[self.nodes[positions]]
-        if self.labels.kind == "regression":
-            loss = float(np.mean((pred[:, 0] - y) ** 2))
-        else:
-            loss = float(-np.mean(np.log(np.clip(pred[np.arange(len(y)), y], 1e-12, None))))
-        return {**metrics(self.labels.kind, y, pred), "loss": loss}
+        return score_outputs(self.labels.kind, self.labels.values[positions], out[self.nodes[positions]])
 
 
 class FoldTrainer:
