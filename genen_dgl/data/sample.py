@@ -23,6 +23,7 @@ import gzip
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,8 @@ def write_links_fast(path: Path, prot_a: np.ndarray, prot_b: np.ndarray, scores:
     buf[:, o + p + 11] = ord(" ")
     buf[:, -4:-1] = _digits(scores, 3)
     buf[:, -1] = ord("\n")
-    opener = gzip.open if path.suffix == ".gz" else open
+    # mtime=0 keeps the .gz bytes a function of the seed alone (gzip stamps the time otherwise)
+    opener = partial(gzip.GzipFile, mtime=0) if path.suffix == ".gz" else open
     with opener(path, "wb") as fh:
         fh.write(b"protein1 protein2 combined_score\n")
         fh.write(buf.tobytes())
@@ -234,7 +236,8 @@ def _generate(out: Path, s: Sizes, seed: int, small: bool) -> None:
     prot = np.arange(2 * len(all_genes))
     info = pd.DataFrame({"#string_protein_id": protein_id(prot), "preferred_name": all_genes[prot // 2],
                          "protein_size": 300 + prot % 700, "annotation": "sample protein"})
-    info.to_csv(out / f"string/{TAXON}.protein.info.v12.0{suffix}", sep="\t", index=False)
+    info.to_csv(out / f"string/{TAXON}.protein.info.v12.0{suffix}", sep="\t", index=False,
+                compression={"method": "gzip", "mtime": 0} if small else None)
 
     # --- features on disk: CSV like the original Genen files (small) or .npy + ids (scale)
     features = _write_features(out, small, genes, gene_x, go_ids, go_x)
