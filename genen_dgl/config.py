@@ -47,12 +47,8 @@ class TrainConfig:
         c.fanouts = c.fanouts or [10] * c.layers
         if c.edge_weight is None:
             c.edge_weight = "fixed" if c.model == "gcn" and c.graph != "go" else "none"
-        checks = [
-            ("graph", c.graph, ("ppi", "go", "go_ppi")), ("sampler", c.sampler, ("neighbor", "full")),
-            ("model", c.model, ("gcn", "gat")), ("edge_weight", c.edge_weight, ("none", "fixed", "learned")),
-            ("device", c.device, ("auto", "cpu", "cuda")), ("mask_nodes", c.mask_nodes, ("all", "gene", "go")),
-        ]
-        for name, value, allowed in checks:
+        for name, allowed in CHOICES.items():
+            value = getattr(c, name)
             if value not in allowed:
                 raise InputError(f"{name} = {value!r}: expected one of {', '.join(allowed)}")
         if c.model == "gat" and c.edge_weight != "none":
@@ -71,10 +67,16 @@ class TrainConfig:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
 
 
+CHOICES = {
+    "graph": ("ppi", "go", "go_ppi"), "sampler": ("neighbor", "device", "full"), "model": ("gcn", "gat"),
+    "edge_weight": ("none", "fixed", "learned"), "device": ("auto", "cpu", "cuda"), "mask_nodes": ("all", "gene", "go"),
+}
+
 HELP = {
     "data": "dataset spec (dataset.yaml); default: the embedded sample dataset",
     "graph": "graph variant: ppi (genes, PPI edges), go (genes + GO terms), go_ppi (all edges)",
-    "sampler": "neighbor: minibatches with DGL neighbour sampling; full: full-graph training",
+    "sampler": "neighbor: minibatches with DGL's neighbour sampler (on the CPU); device: the same uniform "
+               "sampling in torch ops on the training device (fast on a GPU); full: full-graph training",
     "model": "gcn (paper eq. 1) or gat (paper eq. 2)",
     "task": "task name from the dataset spec (default: its first task)",
     "fanouts": "neighbours sampled per layer and relation, e.g. 10,10,10",
@@ -119,9 +121,6 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", type=Path, help="YAML file of these options (flags override it)")
     types = {"fanouts": parse_ints, "fanout_rel": _rel_fanout}
-    choices = {"graph": ["ppi", "go", "go_ppi"], "sampler": ["neighbor", "full"], "model": ["gcn", "gat"],
-               "edge_weight": ["none", "fixed", "learned"], "device": ["auto", "cpu", "cuda"],
-               "mask_nodes": ["all", "gene", "go"]}
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         kwargs = {"help": HELP[f.name], "default": None}
@@ -129,8 +128,8 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
             kwargs["action"] = "append"
         if f.name in types:
             kwargs["type"] = types[f.name]
-        elif f.name in choices:
-            kwargs["choices"] = choices[f.name]
+        elif f.name in CHOICES:
+            kwargs["choices"] = CHOICES[f.name]
         elif f.type in ("int", "int | None"):
             kwargs["type"] = int
         elif f.type == "float":

@@ -80,6 +80,13 @@ class Batch:
                      self.seeds.to(device, non_blocking=nb), [b.to(device, nb) for b in self.blocks])
 
 
+def seed_chunks(seeds: torch.Tensor, batch_size: int, seed: int | None) -> list[torch.Tensor]:
+    """``seeds`` in batches, shuffled by ``seed`` (kept in order when it is None)."""
+    order = torch.arange(len(seeds)) if seed is None else \
+        torch.randperm(len(seeds), generator=torch.Generator().manual_seed(seed))
+    return [seeds[order[i:i + batch_size]] for i in range(0, len(order), batch_size)]
+
+
 class NeighborBatches:
     """Minibatches of seed nodes with DGL neighbour sampling, sampled ahead in a thread."""
 
@@ -104,9 +111,7 @@ class NeighborBatches:
 
     def epoch(self, seed: int) -> Iterator[Batch]:
         """One pass over the seeds; ``seed`` fixes the order and the sampled neighbours."""
-        order = torch.randperm(len(self.seeds), generator=torch.Generator().manual_seed(seed)) \
-            if self.shuffle else torch.arange(len(self.seeds))
-        chunks = [self.seeds[order[i:i + self.batch_size]] for i in range(0, len(order), self.batch_size)]
+        chunks = seed_chunks(self.seeds, self.batch_size, seed if self.shuffle else None)
         out: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 

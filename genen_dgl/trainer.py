@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from genen_dgl.data.labels import Labels
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.dataloading import NeighborBatches, fixed_weights, parse_fanouts, to_message_block
 from genen_dgl.device import pick_device
+from genen_dgl.device_sampling import DeviceBatches
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.evaluation import Fold, baseline, score_outputs, split_folds, summarize
 from genen_dgl.nn.model import GenenGNN
@@ -110,6 +112,13 @@ class Setup:
             return F.mse_loss(out.reshape(-1), y)
         return F.cross_entropy(out, y)
 
+    @cached_property
+    def gene_targets(self) -> torch.Tensor:
+        """Label of every gene by node id, on the device (unlabelled genes hold 0, never read)."""
+        y = np.zeros(self.data.graph.num_nodes("gene"), dtype=self.labels.values.dtype)
+        y[self.nodes] = self.labels.values
+        return torch.as_tensor(y).to(self.device)
+
     def targets(self, positions: np.ndarray) -> torch.Tensor:
         y = torch.as_tensor(self.labels.values[positions])
         return y.to(self.device)
@@ -141,11 +150,10 @@ class FoldTrainer:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         self.epoch, self.best_score, self.best_epoch, self.history = 0, -np.inf, -1, []
         self.best_state = {k_: v.detach().clone() for k_, v in self.model.state_dict().items()}
-        if c.sampler == "neighbor":
+        if c.sampler != "full":
             fanouts = parse_fanouts(c.fanouts, c.fanout_rel, setup.data.graph)
-            self.batches = NeighborBatches(setup.data.graph, setup.nodes[self.fold.train], fanouts,
-                                           c.batch_size, setup.weights)
-            self.position = {int(n): i for i, n in enumerate(setup.nodes)}
+            kind = NeighborBatches if c.sampler == "neighbor" else partial(DeviceBatches, device=setup.device)
+            self.batches = kind(setup.data.graph, setup.nodes[self.fold.train], fanouts, c.batch_size, setup.weights)
 
     # -- checkpoints -------------------------------------------------------------------------
     def save(self) -> None:
@@ -185,8 +193,7 @@ class FoldTrainer:
             batch = batch.to(s.device)
             x = {t: s.feats[t][n] for t, n in batch.input_nodes.items()}
             out = self.model(batch.blocks, x)
-            positions = np.array([self.position[int(n)] for n in batch.seeds.cpu()])
-            loss = s.loss(out, s.targets(positions))
+            loss = s.loss(out, s.gene_targets[batch.seeds])
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()

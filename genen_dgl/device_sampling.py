@@ -1,0 +1,275 @@
+"""Uniform neighbour sampling in torch ops, on the training device (issue 8).
+
+DGL's CPU build samples on the host; on a GPU the blocks then cross the PCIe bus every
+batch. Here each relation's in-edges are kept as a CSC on the device (built once from the
+DGL graph), and a batch is sampled, relabelled and assembled into the model's
+:class:`~genen_dgl.nn.sparse.MessageBlock` s there, with no Python loop over nodes:
+
+* **sampling**: for each destination node and relation, up to ``fanout`` in-neighbours
+  *without replacement*, uniformly (all of them when the degree is at most the fanout).
+  Nodes with more neighbours draw a uniform ``fanout``-subset of their edge offsets with
+  Floyd's algorithm, vectorised over nodes (a loop over the ``fanout`` draws only).
+  ``fanout = -1`` takes every in-edge, as DGL's does.
+* **relabelling**: a device-resident map per node type (``-1`` = not yet seen); the
+  destination nodes come first among the source nodes of their type (DGL's block
+  convention), then the new sources (sorted by id).
+* **structure**: the same :class:`~genen_dgl.nn.sparse.Relation` that
+  :func:`genen_dgl.dataloading.to_message_block` builds from a DGL block: destination-major
+  CSR, parent edge ids in ``eid`` (so fixed and learned edge weights work), self-loops
+  (``eid`` -1, weight 1) after each destination's sampled edges for same-type relations,
+  and the source-major transpose.
+
+:class:`DeviceBatches` has :class:`~genen_dgl.dataloading.NeighborBatches`' interface
+(``len``, ``sample(seeds)``, ``epoch(seed)`` yielding :class:`~genen_dgl.dataloading.Batch`),
+with the same seed order per epoch seed, so the trainer can choose it with a flag.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from genen_dgl.dataloading import Batch, seed_chunks
+from genen_dgl.nn.sparse import MessageBlock, Relation
+
+ETYPE = tuple[str, str, str]
+_INT32_MAX = 2**31 - 1
+
+
+def _stable_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
+    """``argsort(keys, stable=True)`` for non-negative ``keys < bound``. On the CPU, torch
+    sorts int32 keys with a radix sort, about 10x faster than its int64 stable sort."""
+    if keys.device.type == "cpu" and bound <= _INT32_MAX:
+        return torch.sort(keys.to(torch.int32), stable=True).indices
+    return torch.argsort(keys, stable=True)
+
+
+def _segment_arange(counts: torch.Tensor, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """For segments of ``counts`` items: the segment of each item and its offset in it."""
+    seg = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts, output_size=total)
+    starts = torch.cumsum(counts, 0) - counts
+    return seg, torch.arange(seg.numel(), device=counts.device) - starts[seg]
+
+
+def floyd_sample(deg: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(n, k)`` distinct offsets in ``[0, deg_i)`` per row, a uniform ``k``-subset each
+    (requires ``deg_i >= k``), ascending along each row.
+
+    Floyd's algorithm: for ``j = deg - k .. deg - 1`` draw ``t`` uniform in ``[0, j]`` and
+    take ``t`` unless already taken, else ``j``. Each step is one vectorised op over rows."""
+    n = deg.numel()
+    picks = torch.empty((n, k), dtype=torch.int64, device=deg.device)
+    if n == 0 or k == 0:
+        return picks
+    u = torch.rand((n, k), generator=generator, device=deg.device, dtype=torch.float64)
+    for i in range(k):
+        j = deg - (k - i)  # (n,), the largest value this step may take
+        t = torch.minimum((u[:, i] * (j + 1).to(torch.float64)).to(torch.int64), j)
+        if i:
+            taken = (picks[:, :i] == t[:, None]).any(1)
+            t = torch.where(taken, j, t)
+        picks[:, i] = t
+    return picks.sort(1).values
+
+
+@dataclass
+class DeviceCSC:
+    """One relation's in-edges over the whole graph: ``indptr`` over destinations,
+    ``indices`` = source node of each edge, ``eid`` = its edge id in the graph."""
+
+    indptr: torch.Tensor
+    indices: torch.Tensor
+    eid: torch.Tensor
+
+    @property
+    def num_edges(self) -> int:
+        return self.indices.numel()
+
+    def sample(self, dst: torch.Tensor, fanout: int, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """In-edges of the nodes ``dst``: up to ``fanout`` per node, uniformly without
+        replacement (every one when ``fanout < 0`` or the degree is at most ``fanout``).
+
+        Returns ``(src, eid, counts)``: source node and edge id of each sampled edge,
+        grouped by destination in the order of ``dst`` (ascending edge position within a
+        destination), and the number of edges sampled per destination."""
+        dev = dst.device
+        if dst.numel() == 0 or self.num_edges == 0 or fanout == 0:
+            empty = torch.empty(0, dtype=torch.int64, device=dev)
+            return empty, empty, torch.zeros(dst.numel(), dtype=torch.int64, device=dev)
+        start = self.indptr[dst]
+        deg = self.indptr[dst + 1] - start
+        if fanout < 0:
+            counts = deg
+            seg, off = _segment_arange(counts)
+            pos = start[seg] + off
+        else:
+            counts = deg.clamp(max=fanout)
+            off = torch.arange(fanout, device=dev).expand(dst.numel(), fanout).clone()
+            big = torch.nonzero(deg > fanout).flatten()
+            if big.numel():
+                off[big] = floyd_sample(deg[big], fanout, generator)
+            valid = off < deg[:, None]
+            pos = (start[:, None] + off)[valid]
+        return self.indices[pos], self.eid[pos], counts
+
+
+def _with_self_loops(counts: torch.Tensor, col: torch.Tensor, eid: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Append a loop ``d -> d`` (eid -1) after each destination's edges: ``Relation.from_csc``'s
+    layout (a stable sort of the edges by destination puts the loops last)."""
+    m, dev = counts.numel(), counts.device
+    total = col.numel() + m
+    new_counts = counts + 1
+    ends = torch.cumsum(new_counts, 0)
+    seg, off = _segment_arange(new_counts, total)
+    is_loop = off == counts[seg]
+    out_col = torch.empty(total, dtype=torch.int64, device=dev)
+    out_eid = torch.empty(total, dtype=torch.int64, device=dev)
+    out_col[~is_loop], out_eid[~is_loop] = col, eid
+    loops = ends - 1
+    out_col[loops] = torch.arange(m, device=dev)
+    out_eid[loops] = -1
+    return new_counts, out_col, out_eid
+
+
+def build_relation(num_src: int, counts: torch.Tensor, col: torch.Tensor, eid: torch.Tensor,
+                   weight: torch.Tensor | None = None, self_loops: bool = False) -> Relation:
+    """A :class:`Relation` from destination-grouped edges (``counts`` per destination,
+    ``col`` = local source index, ``eid`` = parent edge id), with the fields and edge
+    order :meth:`Relation.from_csc` gives for the same edges."""
+    dev = counts.device
+    if self_loops:
+        counts, col, eid = _with_self_loops(counts, col, eid)
+    m = counts.numel()
+    rowptr = torch.zeros(m + 1, dtype=torch.int64, device=dev)
+    rowptr[1:] = torch.cumsum(counts, 0)
+    row = torch.repeat_interleave(torch.arange(m, device=dev), counts, output_size=col.numel())
+    w = None
+    if weight is not None:
+        w = torch.ones(eid.numel(), dtype=torch.float32, device=dev)
+        real = eid >= 0
+        w[real] = weight[eid[real]].to(torch.float32)
+    order = _stable_order(col, num_src)  # source-major order
+    t_rowptr = torch.zeros(num_src + 1, dtype=torch.int64, device=dev)
+    t_rowptr[1:] = torch.cumsum(torch.bincount(col, minlength=num_src), 0)
+    return Relation(num_src, m, rowptr, col, row, eid, t_rowptr, row[order], order, w)
+
+
+class DeviceGraph:
+    """The graph's structure on ``device``: one :class:`DeviceCSC` per relation, the edge
+    weights, and scratch maps for relabelling. Built once per graph and device (cached)."""
+
+    _cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+    def __init__(self, graph, device, weights: dict[ETYPE, torch.Tensor] | None = None):
+        self.device = torch.device(device)
+        self.etypes: list[ETYPE] = list(graph.canonical_etypes)
+        self.ntypes: list[str] = list(graph.ntypes)
+        self.num_nodes = {t: graph.num_nodes(t) for t in self.ntypes}
+        self.csc: dict[ETYPE, DeviceCSC] = {}
+        for e in self.etypes:
+            indptr, indices, eid = graph.adj_tensors("csc", e)
+            self.csc[e] = DeviceCSC(*(x.to(self.device, torch.int64) for x in (indptr, indices, eid)))
+        self.weights = {e: w.to(self.device, torch.float32) for e, w in (weights or {}).items()}
+        self._map = {t: torch.full((n,), -1, dtype=torch.int64, device=self.device) for t, n in self.num_nodes.items()}
+
+    @classmethod
+    def of(cls, graph, device, weights: dict[ETYPE, torch.Tensor] | None = None) -> "DeviceGraph":
+        """The cached DeviceGraph of ``graph`` on ``device`` with these weights."""
+        device = torch.device(device)
+        per_graph = cls._cache.setdefault(graph, {})
+        key = (str(device), tuple(sorted((":".join(e), w.data_ptr(), w.numel()) for e, w in (weights or {}).items())))
+        if key not in per_graph:
+            per_graph[key] = cls(graph, device, weights)
+        return per_graph[key]
+
+    def relabel(self, ntype: str, dst: torch.Tensor, srcs: list[torch.Tensor]
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Source nodes of one type (``dst`` first, then the other ids in ``srcs``, sorted)
+        and each ``srcs`` tensor as local indices into them."""
+        table = self._map[ntype]
+        m = dst.numel()
+        table[dst] = torch.arange(m, device=self.device)
+        try:
+            cand = torch.cat(srcs) if srcs else dst[:0]
+            new = torch.unique(cand[table[cand] < 0])
+            table[new] = torch.arange(m, m + new.numel(), device=self.device)
+            local = [table[s] for s in srcs]
+            nodes = torch.cat([dst, new])
+        finally:
+            table[dst] = -1
+            if srcs:
+                table[torch.cat(srcs)] = -1
+        return nodes, local
+
+    def sample_blocks(self, seeds: dict[str, torch.Tensor], fanouts: list, self_loops: bool = True,
+                      generator: torch.Generator | None = None, return_edges: bool = False
+                      ) -> tuple[dict[str, torch.Tensor], list[MessageBlock], list[dict]]:
+        """Multi-layer sampling from ``seeds`` (node ids per type). ``fanouts[i]`` (an int or
+        a dict over every etype) is layer ``i``'s, the last one next to the seeds, as in
+        ``dgl.dataloading.NeighborSampler``. Returns the input nodes per type, the blocks
+        (first layer first) and, with ``return_edges``, per block the sampled edges in parent
+        ids (``{etype: (src, dst, eid)}``, without self-loops), for tests and comparisons."""
+        dst = {t: seeds[t].to(self.device, torch.int64) if t in seeds else
+               torch.empty(0, dtype=torch.int64, device=self.device) for t in self.ntypes}
+        blocks: list[MessageBlock] = []
+        edges: list[dict] = []
+        for fanout in reversed(fanouts):
+            sampled = {}
+            for e in self.etypes:
+                k = fanout[e] if isinstance(fanout, dict) else int(fanout)
+                sampled[e] = self.csc[e].sample(dst[e[2]], k, generator)
+            src_nodes, local = {}, {}
+            for t in self.ntypes:
+                rels = [e for e in self.etypes if e[0] == t]
+                src_nodes[t], cols = self.relabel(t, dst[t], [sampled[e][0] for e in rels])
+                local.update(zip(rels, cols))
+            relations, parent_edges = {}, {}
+            for e in self.etypes:
+                src, eid, counts = sampled[e]
+                relations[e] = build_relation(src_nodes[e[0]].numel(), counts, local[e], eid, self.weights.get(e),
+                                              self_loops=self_loops and e[0] == e[2])
+                if return_edges:
+                    d = torch.repeat_interleave(dst[e[2]], counts, output_size=src.numel())
+                    parent_edges[e] = (src, d, eid)
+            blocks.insert(0, MessageBlock(relations, {t: n.numel() for t, n in src_nodes.items()},
+                                          {t: n.numel() for t, n in dst.items()}))
+            edges.insert(0, parent_edges)
+            dst = src_nodes
+        return dst, blocks, edges
+
+
+class DeviceBatches:
+    """Minibatches of seed nodes sampled on ``device`` by :class:`DeviceGraph`; the same
+    interface and per-epoch seed order as :class:`~genen_dgl.dataloading.NeighborBatches`.
+    Batches come out already on ``device`` (``Batch.to`` is then a no-op)."""
+
+    def __init__(self, graph, seeds: np.ndarray, fanouts, batch_size: int, weights: dict[ETYPE, torch.Tensor],
+                 target: str = "gene", shuffle: bool = True, device="cpu", self_loops: bool = True,
+                 device_graph: DeviceGraph | None = None):
+        self.device = torch.device(device)
+        self.graph = device_graph or DeviceGraph.of(graph, self.device, weights)
+        self.seeds = torch.as_tensor(seeds, dtype=torch.int64)
+        self.fanouts, self.batch_size, self.target = list(fanouts), batch_size, target
+        self.shuffle, self.self_loops = shuffle, self_loops
+
+    def __len__(self) -> int:
+        return (len(self.seeds) + self.batch_size - 1) // self.batch_size
+
+    def sample(self, seeds: torch.Tensor, generator: torch.Generator | None = None) -> Batch:
+        seeds = seeds.to(self.device)
+        input_nodes, blocks, _ = self.graph.sample_blocks({self.target: seeds}, self.fanouts, self.self_loops,
+                                                          generator)
+        return Batch(input_nodes, seeds, blocks)
+
+    def epoch(self, seed: int) -> Iterator[Batch]:
+        """One pass over the seeds; ``seed`` fixes the order (as NeighborBatches') and the
+        sampled neighbours (a generator on the device)."""
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        for chunk in seed_chunks(self.seeds, self.batch_size, seed if self.shuffle else None):
+            yield self.sample(chunk, gen)
