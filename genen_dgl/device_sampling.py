@@ -13,11 +13,10 @@ DGL graph), and a batch is sampled, relabelled and assembled into the model's
 * **relabelling**: a device-resident map per node type (``-1`` = not yet seen); the
   destination nodes come first among the source nodes of their type (DGL's block
   convention), then the new sources (sorted by id).
-* **structure**: the same :class:`~genen_dgl.nn.sparse.Relation` that
-  :func:`genen_dgl.dataloading.to_message_block` builds from a DGL block: destination-major
-  CSR, parent edge ids in ``eid`` (so fixed and learned edge weights work), self-loops
-  (``eid`` -1, weight 1) after each destination's sampled edges for same-type relations,
-  and the source-major transpose.
+* **structure**: :meth:`~genen_dgl.nn.sparse.Relation.from_csc` on the sampled edges, on
+  the device: the same construction :func:`genen_dgl.dataloading.to_message_block` applies
+  to a DGL block (parent edge ids in ``eid``, so fixed and learned edge weights work;
+  self-loops for same-type relations; the source-major transpose).
 
 :class:`DeviceBatches` has :class:`~genen_dgl.dataloading.NeighborBatches`' interface
 (``len``, ``sample(seeds)``, ``epoch(seed)`` yielding :class:`~genen_dgl.dataloading.Batch`),
@@ -34,25 +33,9 @@ import numpy as np
 import torch
 
 from genen_dgl.dataloading import Batch, seed_chunks
-from genen_dgl.nn.sparse import MessageBlock, Relation
+from genen_dgl.nn.sparse import MessageBlock, Relation, offsets, segment_arange
 
 ETYPE = tuple[str, str, str]
-_INT32_MAX = 2**31 - 1
-
-
-def _stable_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
-    """``argsort(keys, stable=True)`` for non-negative ``keys < bound``. On the CPU, torch
-    sorts int32 keys with a radix sort, about 10x faster than its int64 stable sort."""
-    if keys.device.type == "cpu" and bound <= _INT32_MAX:
-        return torch.sort(keys.to(torch.int32), stable=True).indices
-    return torch.argsort(keys, stable=True)
-
-
-def _segment_arange(counts: torch.Tensor, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """For segments of ``counts`` items: the segment of each item and its offset in it."""
-    seg = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts, output_size=total)
-    starts = torch.cumsum(counts, 0) - counts
-    return seg, torch.arange(seg.numel(), device=counts.device) - starts[seg]
 
 
 def floyd_sample(deg: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -105,7 +88,7 @@ class DeviceCSC:
         deg = self.indptr[dst + 1] - start
         if fanout < 0:
             counts = deg
-            seg, off = _segment_arange(counts)
+            seg, off = segment_arange(counts)
             pos = start[seg] + off
         else:
             counts = deg.clamp(max=fanout)
@@ -116,48 +99,6 @@ class DeviceCSC:
             valid = off < deg[:, None]
             pos = (start[:, None] + off)[valid]
         return self.indices[pos], self.eid[pos], counts
-
-
-def _with_self_loops(counts: torch.Tensor, col: torch.Tensor, eid: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Append a loop ``d -> d`` (eid -1) after each destination's edges: ``Relation.from_csc``'s
-    layout (a stable sort of the edges by destination puts the loops last)."""
-    m, dev = counts.numel(), counts.device
-    total = col.numel() + m
-    new_counts = counts + 1
-    ends = torch.cumsum(new_counts, 0)
-    seg, off = _segment_arange(new_counts, total)
-    is_loop = off == counts[seg]
-    out_col = torch.empty(total, dtype=torch.int64, device=dev)
-    out_eid = torch.empty(total, dtype=torch.int64, device=dev)
-    out_col[~is_loop], out_eid[~is_loop] = col, eid
-    loops = ends - 1
-    out_col[loops] = torch.arange(m, device=dev)
-    out_eid[loops] = -1
-    return new_counts, out_col, out_eid
-
-
-def build_relation(num_src: int, counts: torch.Tensor, col: torch.Tensor, eid: torch.Tensor,
-                   weight: torch.Tensor | None = None, self_loops: bool = False) -> Relation:
-    """A :class:`Relation` from destination-grouped edges (``counts`` per destination,
-    ``col`` = local source index, ``eid`` = parent edge id), with the fields and edge
-    order :meth:`Relation.from_csc` gives for the same edges."""
-    dev = counts.device
-    if self_loops:
-        counts, col, eid = _with_self_loops(counts, col, eid)
-    m = counts.numel()
-    rowptr = torch.zeros(m + 1, dtype=torch.int64, device=dev)
-    rowptr[1:] = torch.cumsum(counts, 0)
-    row = torch.repeat_interleave(torch.arange(m, device=dev), counts, output_size=col.numel())
-    w = None
-    if weight is not None:
-        w = torch.ones(eid.numel(), dtype=torch.float32, device=dev)
-        real = eid >= 0
-        w[real] = weight[eid[real]].to(torch.float32)
-    order = _stable_order(col, num_src)  # source-major order
-    t_rowptr = torch.zeros(num_src + 1, dtype=torch.int64, device=dev)
-    t_rowptr[1:] = torch.cumsum(torch.bincount(col, minlength=num_src), 0)
-    return Relation(num_src, m, rowptr, col, row, eid, t_rowptr, row[order], order, w)
 
 
 class DeviceGraph:
@@ -232,8 +173,8 @@ class DeviceGraph:
             relations, parent_edges = {}, {}
             for e in self.etypes:
                 src, eid, counts = sampled[e]
-                relations[e] = build_relation(src_nodes[e[0]].numel(), counts, local[e], eid, self.weights.get(e),
-                                              self_loops=self_loops and e[0] == e[2])
+                relations[e] = Relation.from_csc(src_nodes[e[0]].numel(), counts.numel(), offsets(counts), local[e],
+                                                 eid, self.weights.get(e), self_loops=self_loops and e[0] == e[2])
                 if return_edges:
                     d = torch.repeat_interleave(dst[e[2]], counts, output_size=src.numel())
                     parent_edges[e] = (src, d, eid)

@@ -13,9 +13,10 @@ from scipy.stats import chisquare
 
 from genen_dgl.config import TrainConfig
 from genen_dgl.dataloading import parse_fanouts, to_message_block
-from genen_dgl.device_sampling import DeviceBatches, DeviceCSC, DeviceGraph, build_relation, floyd_sample
+from genen_dgl.device_sampling import DeviceBatches, DeviceCSC, DeviceGraph, floyd_sample
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.nn.model import GenenGNN
+from genen_dgl.nn.sparse import Relation
 from genen_dgl.trainer import FoldTrainer, Setup
 
 PPI = ("gene", "interacts", "gene")
@@ -240,9 +241,9 @@ def test_structure_equals_to_message_block(model):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-def test_build_relation_matches_from_csc():
-    from genen_dgl.nn.sparse import Relation
-
+def test_from_csc_matches_a_direct_construction():
+    """``Relation.from_csc`` (both samplers build their blocks with it) against the plain
+    reading: loops appended and stably sorted by destination, transpose by stable argsort."""
     rng = torch.Generator().manual_seed(0)
     counts = torch.tensor([3, 0, 2, 5, 1])
     col = torch.randint(0, 7, (int(counts.sum()),), generator=rng)
@@ -250,10 +251,20 @@ def test_build_relation_matches_from_csc():
     w = torch.rand(20, generator=rng)
     indptr = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
     for loops in (False, True):
-        a = build_relation(7, counts, col, eid, w, self_loops=loops)
-        b = Relation.from_csc(7, 5, indptr, col, eid, w, self_loops=loops)
-        for f in ("rowptr", "col", "row", "eid", "t_rowptr", "t_col", "t_perm", "weight"):
-            assert torch.equal(getattr(a, f), getattr(b, f)), (f, loops)
+        row, c, e = torch.repeat_interleave(torch.arange(5), counts), col, eid
+        if loops:
+            row, c = torch.cat([row, torch.arange(5)]), torch.cat([c, torch.arange(5)])
+            e = torch.cat([e, torch.full((5,), -1)])
+            by_dst = torch.argsort(row, stable=True)
+            row, c, e = row[by_dst], c[by_dst], e[by_dst]
+        by_src = torch.argsort(c, stable=True)
+        expected = {"rowptr": torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(row, minlength=5).cumsum(0)]),
+                    "col": c, "row": row, "eid": e, "t_perm": by_src, "t_col": row[by_src],
+                    "t_rowptr": torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(c, minlength=7).cumsum(0)]),
+                    "weight": torch.where(e >= 0, w[e.clamp(min=0)], torch.ones(len(e)))}
+        rel = Relation.from_csc(7, 5, indptr, col, eid, w, self_loops=loops)
+        for f, want in expected.items():
+            assert torch.equal(getattr(rel, f), want), (f, loops)
 
 
 def test_batches_interface_and_reproducibility():

@@ -17,6 +17,48 @@ import torch
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 
+_INT32_MAX = 2**31 - 1
+
+
+def offsets(counts: torch.Tensor) -> torch.Tensor:
+    """CSR offsets ``[0, c0, c0 + c1, ...]`` of per-row ``counts``."""
+    out = torch.zeros(counts.numel() + 1, dtype=torch.int64, device=counts.device)
+    out[1:] = torch.cumsum(counts, 0)
+    return out
+
+
+def segment_arange(counts: torch.Tensor, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """For segments of ``counts`` items: the segment of each item and its offset in it."""
+    seg = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts, output_size=total)
+    starts = torch.cumsum(counts, 0) - counts
+    return seg, torch.arange(seg.numel(), device=counts.device) - starts[seg]
+
+
+def _stable_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
+    """``argsort(keys, stable=True)`` for non-negative ``keys < bound``. On the CPU, torch
+    sorts int32 keys with a radix sort, about 10x faster than its int64 stable sort."""
+    if keys.device.type == "cpu" and bound <= _INT32_MAX:
+        return torch.sort(keys.to(torch.int32), stable=True).indices
+    return torch.argsort(keys, stable=True)
+
+
+def _with_self_loops(counts: torch.Tensor, col: torch.Tensor, eid: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Destination-grouped edges with a loop ``d -> d`` (eid -1) appended to each group."""
+    m, dev = counts.numel(), counts.device
+    total = col.numel() + m
+    new_counts = counts + 1
+    seg, off = segment_arange(new_counts, total)
+    is_loop = off == counts[seg]
+    out_col = torch.empty(total, dtype=torch.int64, device=dev)
+    out_eid = torch.empty(total, dtype=torch.int64, device=dev)
+    out_col[~is_loop], out_eid[~is_loop] = col, eid
+    loops = torch.cumsum(new_counts, 0) - 1
+    out_col[loops] = torch.arange(m, device=dev)
+    out_eid[loops] = -1
+    return new_counts, out_col, out_eid
+
+
 @dataclass
 class Relation:
     num_src: int
@@ -53,28 +95,24 @@ class Relation:
         weight: torch.Tensor | None = None, self_loops: bool = False,
     ) -> "Relation":
         """From destination-major CSR (``indptr`` over dst, ``indices`` = sources, ``eid``
-        = parent edge id of each edge). ``weight`` is indexed by parent edge id.
-        ``self_loops`` adds an edge ``i -> i`` (eid -1, weight 1) to every destination,
-        the ``A + I`` of the GCN formula; it needs src and dst of one node type."""
-        indptr, col, eid = indptr.to(torch.int64), indices.to(torch.int64), eid.to(torch.int64)
-        row = torch.repeat_interleave(torch.arange(num_dst), indptr[1:] - indptr[:-1])
+        = parent edge id of each edge), on the device of ``indptr``. ``weight`` is indexed by
+        parent edge id. ``self_loops`` adds an edge ``i -> i`` (eid -1, weight 1) after each
+        destination's edges, the ``A + I`` of the GCN formula; it needs src and dst of one
+        node type."""
+        dev = indptr.device
+        col, eid = indices.to(torch.int64), eid.to(torch.int64)
+        counts = (indptr[1:] - indptr[:-1]).to(torch.int64)
         if self_loops:
-            loops = torch.arange(num_dst)
-            row, col = torch.cat([row, loops]), torch.cat([col, loops])
-            eid = torch.cat([eid, torch.full((num_dst,), -1, dtype=torch.int64)])
-            order = torch.argsort(row, stable=True)
-            row, col, eid = row[order], col[order], eid[order]
-            indptr = torch.zeros(num_dst + 1, dtype=torch.int64)
-            indptr[1:] = torch.cumsum(torch.bincount(row, minlength=num_dst), 0)
+            counts, col, eid = _with_self_loops(counts, col, eid)
+        row = torch.repeat_interleave(torch.arange(num_dst, device=dev), counts, output_size=col.numel())
         w = None
         if weight is not None:
-            w = torch.ones(eid.numel(), dtype=torch.float32)
+            w = torch.ones(eid.numel(), dtype=torch.float32, device=dev)
             real = eid >= 0
             w[real] = weight[eid[real]].to(torch.float32)
-        order = torch.argsort(col, stable=True)  # source-major order
-        t_rowptr = torch.zeros(num_src + 1, dtype=torch.int64)
-        t_rowptr[1:] = torch.cumsum(torch.bincount(col, minlength=num_src), 0)
-        return cls(num_src, num_dst, indptr, col, row, eid, t_rowptr, row[order], order, w)
+        order = _stable_order(col, num_src)  # source-major order
+        t_rowptr = offsets(torch.bincount(col, minlength=num_src))
+        return cls(num_src, num_dst, offsets(counts), col, row, eid, t_rowptr, row[order], order, w)
 
     def csr(self, values: torch.Tensor) -> torch.Tensor:
         """The (num_dst x num_src) sparse CSR matrix with ``values`` in destination order."""
