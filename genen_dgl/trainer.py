@@ -119,10 +119,6 @@ class Setup:
         y[self.nodes] = self.labels.values
         return torch.as_tensor(y).to(self.device)
 
-    def targets(self, positions: np.ndarray) -> torch.Tensor:
-        y = torch.as_tensor(self.labels.values[positions])
-        return y.to(self.device)
-
     @torch.no_grad()
     def full_forward(self, model: GenenGNN) -> tuple[np.ndarray, np.ndarray]:
         """Model outputs (probabilities or predictions) and refined embeddings for every gene."""
@@ -184,7 +180,8 @@ class FoldTrainer:
         if c.sampler == "full":
             self.opt.zero_grad()
             out = self.model([s.full_block] * self.model.num_layers, s.feats)
-            loss = s.loss(out[torch.as_tensor(s.nodes[self.fold.train], device=s.device)], s.targets(self.fold.train))
+            train = torch.as_tensor(s.nodes[self.fold.train], device=s.device)
+            loss = s.loss(out[train], s.gene_targets[train])
             loss.backward()
             self.opt.step()
             return float(loss.detach())
