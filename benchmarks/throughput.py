@@ -42,11 +42,14 @@ from common import (  # noqa: E402
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from genen_dgl.config import parse_ints  # noqa: E402
+from genen_dgl.config import TrainConfig, parse_ints  # noqa: E402
 from genen_dgl.data.graph import load_graph  # noqa: E402
-from genen_dgl.dataloading import Batch, NeighborBatches, fixed_weights, parse_fanouts, to_message_block  # noqa: E402
+from genen_dgl.dataloading import (  # noqa: E402
+    Batch, NeighborBatches, fixed_weights, parse_fanouts, seed_chunks, to_message_block,
+)
 from genen_dgl.device_sampling import DeviceBatches  # noqa: E402
 from genen_dgl.dgl_compat import dgl  # noqa: E402
+from genen_dgl.errors import InputError  # noqa: E402
 from genen_dgl.evaluation import split_folds  # noqa: E402
 from genen_dgl.nn.model import GenenGNN  # noqa: E402
 
@@ -319,13 +322,12 @@ def run_step(impl, seeds, bseed, device, tally: Tally | None):
     return st.times
 
 
-def seed_chunks(w: Workload, args, n: int, epoch: int) -> list[torch.Tensor]:
-    """Batches of training seeds in the trainer's order for ``epoch`` (as epoch(seed) makes them)."""
-    seeds = torch.as_tensor(w.train, dtype=torch.int64)
-    out = []
+def epoch_batches(w: Workload, args, n: int) -> list[torch.Tensor]:
+    """The first ``n`` batches of training seeds, epoch after epoch (epoch seeds
+    ``args.seed``, ``args.seed + 1``, ...), in the order the batch iterators use."""
+    out, epoch = [], 0
     while len(out) < n:
-        order = torch.randperm(len(seeds), generator=torch.Generator().manual_seed(args.seed + epoch))
-        out += [seeds[order[i:i + args.batch_size]] for i in range(0, len(order), args.batch_size)]
+        out += seed_chunks(torch.as_tensor(w.train, dtype=torch.int64), args.batch_size, args.seed + epoch)
         epoch += 1
     return out[:n]
 
@@ -345,7 +347,7 @@ def measure(args, w: Workload, fanouts) -> list[dict]:
         n = args.epochs * per_epoch
     else:
         n = args.max_batches
-    chunks = seed_chunks(w, args, args.warmup + n, 0) if not full else None
+    chunks = epoch_batches(w, args, args.warmup + n) if not full else None
     train = torch.as_tensor(w.train)
     for i in range(args.warmup + n):
         seeds = train if full else chunks[i]
@@ -394,7 +396,7 @@ def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
              "DGL NeighborSampler + to_message_block" + (" + copy" if w.device.type == "cuda" else ""): dgl_convert,
              "DeviceBatches (torch ops)": device}
     n = args.max_batches
-    chunks = seed_chunks(w, args, args.warmup + n, 0)
+    chunks = epoch_batches(w, args, args.warmup + n)
     res = {k: ([], [], []) for k in paths}
     for i, seeds in enumerate(chunks):
         for name, f in (list(paths.items()) if i % 2 == 0 else list(paths.items())[::-1]):
@@ -419,14 +421,15 @@ def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
 
 
 def resolve(args):
-    args.layers = args.layers or (3 if args.model == "gcn" else 2)
-    args.fanouts = args.fanouts or [10] * args.layers
-    if len(args.fanouts) != args.layers:
-        raise SystemExit(f"--fanouts {args.fanouts}: expected one per layer ({args.layers})")
-    if args.edge_weight is None:
-        args.edge_weight = "fixed" if args.model == "gcn" and args.graph != "go" else "none"
+    """Layers, fanouts and edge weights defaulted as the trainer does (TrainConfig)."""
     if args.model == "gat":
-        args.edge_weight = "none"
+        args.edge_weight = "none"  # GAT has no edge weights
+    try:
+        c = TrainConfig(graph=args.graph, model=args.model, layers=args.layers, fanouts=args.fanouts,
+                        edge_weight=args.edge_weight).resolved()
+    except InputError as err:
+        raise SystemExit(str(err)) from None
+    args.layers, args.fanouts, args.edge_weight = c.layers, c.fanouts, c.edge_weight
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no GPU")
     return args
