@@ -176,8 +176,8 @@ def trainers_part(args, machine: dict, run_id: str) -> None:
             info = run_measured(part_cmd, args.scratch / f"partition-{name}-{n}.log", args.timeout)
             row["partition"] = info
             if info["rc"] != 0:
-                print(f"  partitioning failed (rc {info['rc']}): pending", flush=True)
-                append_jsonl(args.out, {**row, "status": "pending", "reason": f"partition rc {info['rc']}"})
+                print(f"  partitioning failed (rc {info['rc']}); see its log", flush=True)
+                append_jsonl(args.out, {**row, "status": "failed", "reason": f"partition rc {info['rc']}"})
                 continue
         run_dir = args.scratch / f"run-{name}-{n}-{run_id}"
         launch_cmd = [sys.executable, "-m", "genen_dgl.launch", "--local", str(n), "--parts", str(parts),
@@ -195,9 +195,9 @@ def trainers_part(args, machine: dict, run_id: str) -> None:
         row.update({"launch_command": " ".join(launch_cmd), "launch": info})
         metrics = run_dir / "metrics.json"
         if info["rc"] != 0 or not metrics.exists():
-            print(f"  launcher failed (rc {info['rc']}): pending; see {args.scratch}/launch-{name}-{n}-{run_id}.log",
+            print(f"  launcher failed (rc {info['rc']}); see {args.scratch}/launch-{name}-{n}-{run_id}.log",
                   flush=True)
-            append_jsonl(args.out, {**row, "status": "pending", "reason": f"launch rc {info['rc']}"})
+            append_jsonl(args.out, {**row, "status": "failed", "reason": f"launch rc {info['rc']}"})
             continue
         m = json.loads(metrics.read_text())
         epoch_s = m["distributed"]["epoch_seconds_mean"]
