@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genen_dgl.data.annotations import read_annotations
+from genen_dgl.data.annotations import read_annotations, read_gene_names
 from genen_dgl.data.features import read_features
-from genen_dgl.data.labels import read_labels
+from genen_dgl.data.labels import read_labels, read_summaries
 from genen_dgl.data.ontology import read_ontology
 from genen_dgl.data.string_links import read_protein_symbols, read_string_links
 from genen_dgl.errors import InputError
@@ -172,3 +172,74 @@ def test_label_columns_configurable_and_conflicts(tmp_path):
     assert dict(zip(first.genes, (first.classes[v] for v in first.values))) == {"A": "x", "B": "y"}
     dropped = read_labels(tmp_path / "c.csv", gene_column="sym", label_column="cls", duplicates="drop")
     assert list(dropped.genes) == ["B"]
+
+
+# --- real files as they come (issue 11): named columns, 0-1 scores, row numbers, quotes, duplicates
+
+REDISTRIBUTED = ('"","score","protein1","protein2"\n'
+                 '"1",0.952,"ARF5","RAB11FIP3"\n'
+                 '"2",0.4,"RAB11FIP3","ARF5"\n'  # the same pair reversed, lower score: the max wins
+                 '"3",0.993,"GGA3","GGA3"\n'  # a self-loop
+                 '"4",0.15,"M6PR","GGA3"\n'  # at the threshold: dropped
+                 '"5",0.151,"M6PR","ARF5"\n')
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_symbol_edge_list_with_named_columns_and_0_1_scores(tmp_path, suffix):
+    links = write(tmp_path / f"ppi{suffix}", REDISTRIBUTED)
+    frame = read_string_links(links, columns=("protein1", "protein2", "score"), score_scale=1, min_score=0.15)
+    got = pairs(frame)
+    assert got.keys() == {("ARF5", "RAB11FIP3"), ("ARF5", "M6PR")}
+    assert got[("ARF5", "RAB11FIP3")] == pytest.approx(0.952) and got[("ARF5", "M6PR")] == pytest.approx(0.151)
+    # every gene of the file stays in the vocabulary, also those whose pairs were all dropped
+    assert set(frame["gene_a"].cat.categories) == {"ARF5", "RAB11FIP3", "GGA3", "M6PR"}
+    # the default threshold is the paper's 0.15 of the scale
+    assert pairs(read_string_links(links, columns=("protein1", "protein2", "score"), score_scale=1)) == got
+
+
+def test_symbol_edge_list_errors_name_the_column_and_the_scale(tmp_path):
+    links = write(tmp_path / "ppi.csv", REDISTRIBUTED)
+    with pytest.raises(InputError, match=r"missing column\(s\) 'combined_score'; header has '', 'score', "
+                                         r"'protein1', 'protein2'; name them with ppi.a_column.*ppi.score_column"):
+        read_string_links(links)
+    with pytest.raises(InputError, match=r"ppi.csv: score lies in 0..1 \(max 0.993\).*set ppi.score_scale: 1"):
+        read_string_links(links, columns=("protein1", "protein2", "score"))
+    big = write(tmp_path / "big.csv", REDISTRIBUTED.replace("0.151", "151"))
+    with pytest.raises(InputError, match=r"big.csv:6: score must lie in 0..1 \(ppi.score_scale\), found 151"):
+        read_string_links(big, columns=("protein1", "protein2", "score"), score_scale=1)
+    raw = write(tmp_path / "raw.csv", f"protein1,protein2,combined_score\n{p(0)},{p(2)},300\n")
+    with pytest.raises(InputError, match="raw STRING links .ids like '9606.ENSP00000000000'. need an aliases"):
+        read_string_links(raw)
+
+
+def test_summaries_from_several_files_collapse_exact_duplicates(tmp_path, caplog):
+    a = write(tmp_path / "a.csv", 'Gene name,StrLabel,Label,Summary\nA,x,0,"alpha, one"\nB,y,1,beta\nA,x,0,"alpha, one"\n')
+    b = write(tmp_path / "b.csv", 'Gene name,StrLabel,Summary,Label\nC,x,gamma,0\nB,z,beta,1\n')  # other column order
+    with caplog.at_level("INFO", logger="genen_dgl"):
+        text = read_summaries([a, b], "Gene name", "Summary")
+    assert text.to_dict() == {"A": "alpha, one", "B": "beta", "C": "gamma"}
+    collapsed = [r.getMessage() for r in caplog.records if "exact duplicate" in r.getMessage()]
+    assert len(collapsed) == 1 and "2 exact duplicate row(s)" in collapsed[0]
+    c = write(tmp_path / "c.csv", "Gene name,Summary\nB,another text\n")
+    with pytest.raises(InputError, match=r"gene 'B' appears with different text values \(a.csv row 2, c.csv row 1\)"):
+        read_summaries([a, c], "Gene name", "Summary")
+
+
+def test_labels_collapse_exact_duplicates_with_one_line(tmp_path, caplog):
+    csv = write(tmp_path / "l.csv", "Gene name,Label\nA,x\nB,y\nA,x\nB,y\nC,x\n")
+    with caplog.at_level("INFO", logger="genen_dgl"):
+        labels = read_labels(csv)
+    assert list(labels.genes) == ["A", "B", "C"]
+    assert sum("2 exact duplicate row(s)" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_gaf_gene_names_include_not_rows_and_take_the_commonest_name(tmp_path):
+    row = "UniProtKB\t{acc}\t{gene}\t{qual}\tGO:0000002\tPMID:1\tIDA\t\tP\t{name}\t\tprotein\ttaxon:9606\t20200101\tUniProt\t\t"
+    rows = [row.format(acc="P1", gene="A", qual="enables", name="A protein"),
+            row.format(acc="P2", gene="A", qual="enables", name="Kinase A"),
+            row.format(acc="P2", gene="A", qual="enables", name="Kinase A"),
+            row.format(acc="P3", gene="N", qual="NOT|enables", name="Only negated"),
+            row.format(acc="P4", gene="T", qual="enables", name="Tie one"),
+            row.format(acc="P5", gene="T", qual="enables", name="Tie two")]
+    gaf = write(tmp_path / "g.gaf", "!gaf-version: 2.1\n" + "\n".join(rows) + "\n")
+    assert read_gene_names(gaf).to_dict() == {"A": "Kinase A", "N": "Only negated", "T": "Tie one"}

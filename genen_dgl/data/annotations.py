@@ -89,3 +89,32 @@ def _line(path: Path, value: str, guess: int) -> int:
             if value in line.split("\t") or value in line.split(","):
                 return number
     return guess
+
+
+def read_gene_names(path: str | Path, gene_column: str = "Gene name") -> pd.Series:
+    """Every gene symbol of an annotation file (NOT rows included: the gene is still in the
+    file), as a Series ``symbol -> protein name`` in order of first appearance. GAF: column
+    3 and column 10 (DB Object Name, the protein name); a symbol listed with several names
+    (15 genes of the 2019 human GAF, e.g. VARS2: 'Valine--tRNA ligase, mitochondrial' x22,
+    'VARS2 protein' x5) gets its most frequent one, ties going to the first seen. BioMart
+    exports have no protein name: the names are empty strings."""
+    path = Path(path)
+    if not is_gaf(path):
+        sep = "\t" if "\t" in first_line(path) else ","
+        genes = read_table(path, {gene_column: "str"}, sep=sep)[gene_column].astype(str)
+        return pd.Series("", index=pd.unique(genes.to_numpy()), dtype=object)
+    read_gaf(path)  # validates the file (fields, GO ids) with errors naming the line
+    with open_text(path) as fh:
+        text = fh.read()
+    n_comment = next((i for i, line in enumerate(text.splitlines()) if not line.startswith("!")), 0)
+    frame = pd.read_csv(
+        io.StringIO(text), sep="\t", header=None, skiprows=n_comment, usecols=[2, 9], names=list(range(GAF_FIELDS)),
+        dtype=str, keep_default_na=False, quoting=3, engine="c",
+    )
+    frame.columns = ["gene", "name"]
+    order = pd.unique(frame["gene"].to_numpy())
+    counts = frame.groupby(["gene", "name"], sort=False).size().reset_index(name="n")
+    counts = counts.sort_values("n", ascending=False, kind="stable").drop_duplicates("gene")
+    names = pd.Series(counts["name"].to_numpy(), index=counts["gene"].to_numpy(), dtype=object).reindex(order)
+    log.info("%s: %d gene symbols, %d with a protein name", path.name, len(names), int((names != "").sum()))
+    return names

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from genen_dgl.data.tables import read_table
+from genen_dgl.data.tables import collapse_duplicates, read_table
 from genen_dgl.errors import InputError
+
+log = logging.getLogger(__name__)
 
 KINDS = ("binary", "multiclass", "regression")
 
@@ -71,7 +74,7 @@ def read_labels(
             raise InputError(f"binary task: column {label_column!r} has {len(order)} classes, expected 2", path)
         index = {c: i for i, c in enumerate(order)}
         values, classes = raw.map(index).to_numpy(np.int64), list(order)
-    table = pd.DataFrame({"gene": genes, "y": values})
+    table = collapse_duplicates(pd.DataFrame({"gene": genes, "y": values}), "gene", "y", path, "gene", conflicts="keep")
     dup = table[table["gene"].duplicated(keep=False)]
     conflicting = dup.groupby("gene")["y"].nunique()
     conflicting = conflicting[conflicting > 1].index
@@ -84,10 +87,21 @@ def read_labels(
     return Labels(table["gene"].to_numpy(), table["y"].to_numpy(), kind, classes)
 
 
-def read_summaries(path: str | Path, gene_column: str = "gene", text_column: str = "summary") -> pd.Series:
-    """Gene summaries as a Series ``gene -> text``."""
-    frame = read_table(path, {gene_column: "str", text_column: "str"})
-    series = pd.Series(frame[text_column].astype(str).to_numpy(), index=frame[gene_column].astype(str).to_numpy())
-    if series.index.has_duplicates:
-        raise InputError(f"gene {series.index[series.index.duplicated()][0]!r} has two summaries", path)
-    return series
+def read_summaries(path: str | Path | list, gene_column: str = "gene", text_column: str = "summary") -> pd.Series:
+    """Gene summaries as a Series ``gene -> text``, from one CSV or several (a list; each
+    read by column name, so the column order may differ between them). A gene listed
+    again with the same text (in one file or another) is collapsed with one logged line;
+    the same gene with two different texts is an InputError naming both places."""
+    paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+    if not paths:
+        raise InputError("summaries.file names no file")
+    frames = []
+    for p in paths:
+        frame = read_table(p, {gene_column: "str", text_column: "str"})
+        frames.append(pd.DataFrame({
+            "gene": frame[gene_column].astype(str).to_numpy(), "text": frame[text_column].astype(str).to_numpy(),
+            "_source": p.name, "_row": np.arange(1, len(frame) + 1),
+        }))
+    table = collapse_duplicates(pd.concat(frames, ignore_index=True), "gene", "text", paths if len(paths) > 1 else paths[0],
+                                "gene")
+    return pd.Series(table["text"].to_numpy(), index=table["gene"].to_numpy())

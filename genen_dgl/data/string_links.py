@@ -8,16 +8,22 @@ Accepted inputs:
   STRING ``protein.info`` file (``#string_protein_id preferred_name ...``) or the
   ``protein.aliases`` file (``#string_protein_id alias source``) to map proteins to
   gene symbols;
-* a symbol CSV ``protein1,protein2,combined_score`` whose ids already are gene symbols.
+* an edge list whose ids already are gene symbols (no aliases file), such as a CSV
+  ``protein1,protein2,combined_score`` or a re-distributed file with other column names,
+  an unnamed row-number column, quoted fields and a 0-1 score
+  (``"","score","protein1","protein2"``): ``columns`` names the two id columns and the
+  score column, ``score_scale`` the score's range (1000 for STRING's 0-1000, 1 for 0-1).
 
 Two genes interact if any of their protein products do; duplicate pairs keep the
-maximum score; self-loops are removed; pairs with ``score <= min_score`` are dropped
-(STRING scores are 0-1000; the paper keeps ``> 150``).
+maximum score; self-loops are removed; pairs with ``score <= min_score`` are dropped.
+``min_score`` is in the file's own units (the paper keeps STRING ``> 150``, i.e. ``> 0.15``
+on a 0-1 scale); the default is 0.15 of ``score_scale``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +34,8 @@ from genen_dgl.errors import InputError
 
 log = logging.getLogger(__name__)
 
-LINK_COLUMNS = {"protein1": "str", "protein2": "str", "combined_score": "int"}
+DEFAULT_COLUMNS = ("protein1", "protein2", "combined_score")
+STRING_ID = re.compile(r"^\d+\.\S+$")  # taxon.protein, e.g. 9606.ENSP00000000233
 DEFAULT_ALIAS_SOURCE = "Ensembl_HGNC_symbol"
 
 
@@ -52,27 +59,43 @@ def read_protein_symbols(path: str | Path, alias_source: str = DEFAULT_ALIAS_SOU
 
 
 def read_string_links(
-    links: str | Path, aliases: str | Path | None = None, min_score: int = 150,
-    alias_source: str = DEFAULT_ALIAS_SOURCE,
+    links: str | Path, aliases: str | Path | None = None, min_score: float | None = None,
+    alias_source: str = DEFAULT_ALIAS_SOURCE, columns: tuple[str, str, str] = DEFAULT_COLUMNS,
+    score_scale: float = 1000,
 ) -> pd.DataFrame:
-    """Read STRING links into a frame ``gene_a < gene_b, score`` (one row per gene pair;
-    the gene columns are categorical, so millions of rows cost no Python strings)."""
+    """Read STRING links into a frame ``gene_a < gene_b, score`` (one row per gene pair,
+    score in the file's units; the gene columns are categorical, so millions of rows cost
+    no Python strings, and their categories are every gene of the file, also those whose
+    pairs were all dropped)."""
     links = Path(links)
+    col_a, col_b, col_score = columns
+    if score_scale not in (1, 1000):
+        raise InputError(f"score_scale {score_scale!r}: expected 1000 (STRING's 0-1000 scores) or 1 (0-1 scores)")
+    if min_score is None:
+        min_score = 0.15 * score_scale
     header = first_line(links)
-    symbol_csv = "," in header
-    sep = "," if symbol_csv else ("\t" if "\t" in header else (" " if "  " not in header else None))
-    frame = read_table(links, LINK_COLUMNS, sep=sep)
-    scores = frame["combined_score"].to_numpy()
-    if scores.min() < 0 or scores.max() > 1000:
-        row = int(np.flatnonzero((scores < 0) | (scores > 1000))[0])
-        raise InputError(f"combined_score must lie in 0..1000, found {scores[row]}", links, row + 2)
+    sep = "," if "," in header else ("\t" if "\t" in header else (" " if "  " not in header else None))
+    frame = read_table(links, {col_a: "str", col_b: "str", col_score: "float"}, sep=sep,
+                       hint="; name them with ppi.a_column, ppi.b_column, ppi.score_column")
+    frame = frame.rename(columns={col_a: "protein1", col_b: "protein2"})
+    scores = frame[col_score].to_numpy()
+    if scores.min() < 0 or scores.max() > score_scale:
+        row = int(np.flatnonzero((scores < 0) | (scores > score_scale))[0])
+        raise InputError(f"{col_score} must lie in 0..{score_scale:g} (ppi.score_scale), found {scores[row]:g}", links, row + 2)
+    if score_scale == 1000 and scores.max() <= 1 and (scores != np.round(scores)).any():
+        raise InputError(f"{col_score} lies in 0..1 (max {scores.max():g}), not STRING's 0..1000; "
+                         "set ppi.score_scale: 1 and min_score on that scale", links)
+    if score_scale == 1000 and (scores == np.round(scores)).all():
+        scores = scores.astype(np.int64)
     a = frame["protein1"].cat.codes.to_numpy(), frame["protein1"].cat.categories.astype(str)
     b = frame["protein2"].cat.codes.to_numpy(), frame["protein2"].cat.categories.astype(str)
-    if symbol_csv:
+    if aliases is None:
+        looks_raw = [p for p in list(a[1][:5]) + list(b[1][:5]) if STRING_ID.match(p)]
+        if looks_raw:
+            raise InputError(f"raw STRING links (ids like {looks_raw[0]!r}) need an aliases or info file (ppi.aliases)",
+                             links)
         genes_a, genes_b = a[1], b[1]
     else:
-        if aliases is None:
-            raise InputError("raw STRING links need an aliases or info file (ppi.aliases)", links)
         symbols = read_protein_symbols(aliases, alias_source)
         genes_a, genes_b = (_map_ids(cats, symbols, links, aliases) for cats in (a[1], b[1]))
     # One gene vocabulary for both columns, then integer pairs.
@@ -88,11 +111,12 @@ def read_string_links(
     first = np.ones(len(key), dtype=bool)
     first[1:] = key[1:] != key[:-1]
     key, scores = key[first], scores[first]
-    log.info("%s: %d lines -> %d gene pairs with score > %d", links.name, len(frame), len(key), min_score)
+    log.info("%s: %d lines, %d genes -> %d gene pairs with score > %g", links.name, len(frame), len(vocab), len(key),
+             min_score)
     return pd.DataFrame({
         "gene_a": pd.Categorical.from_codes(key // len(vocab), vocab),
         "gene_b": pd.Categorical.from_codes(key % len(vocab), vocab),
-        "score": scores.astype(np.int32),
+        "score": scores.astype(np.int32) if scores.dtype.kind == "i" else scores.astype(np.float32),
     })
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import logging
 import math
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +18,8 @@ from typing import Iterator
 import pandas as pd
 
 from genen_dgl.errors import InputError
+
+log = logging.getLogger(__name__)
 
 # Column kinds: how a value must parse.
 KINDS = {"str": str, "int": int, "float": float}
@@ -89,13 +92,14 @@ def locate_bad_line(
 
 def read_table(
     path: str | Path, columns: dict[str, str], sep: str | None = ",",
-    comment: str | None = None, optional: tuple[str, ...] = (),
+    comment: str | None = None, optional: tuple[str, ...] = (), hint: str = "",
 ) -> pd.DataFrame:
     """Read a table with a header, keeping ``columns`` (name -> kind), found by name;
     text columns come back categorical.
 
     ``sep=None`` means runs of whitespace (slower than a single-character ``sep``); ``optional`` columns may have empty values
-    (kept as NaN). Raises InputError naming the missing column,
+    (kept as NaN); ``hint`` is appended to the missing-column error (say which option
+    names the columns). Raises InputError naming the missing column,
     or the first line whose field count or value kind is wrong.
     """
     path = Path(path)
@@ -104,7 +108,7 @@ def read_table(
     missing = [c for c in columns if c not in head]
     if missing:
         raise InputError(
-            f"missing column(s) {', '.join(map(repr, missing))}; header has {', '.join(map(repr, head))}", path, 1
+            f"missing column(s) {', '.join(map(repr, missing))}; header has {', '.join(map(repr, head))}{hint}", path, 1
         )
     dtypes = {c: (object if k == "str" else "float64") for c, k in columns.items()}
     try:
@@ -131,3 +135,38 @@ def read_table(
     if frame.empty:
         raise InputError("file has a header but no rows", path)
     return frame
+
+
+def collapse_duplicates(frame: pd.DataFrame, key: str, value: str, path: str | Path | list, what: str,
+                        conflicts: str = "error") -> pd.DataFrame:
+    """Collapse rows that repeat ``(key, value)`` exactly, with one logged line; a key listed
+    with different values is an InputError naming it and its rows (``conflicts='error'``),
+    or is left in the frame (``conflicts='keep'``) for the caller's own policy.
+    ``frame`` may carry a ``_source`` column (file name) and ``_row`` (data row, 1-based)."""
+    exact = frame.duplicated([key, value])
+    if exact.any():
+        log.info("%s: %d exact duplicate row(s) (same %s and %s) collapsed, e.g. %r", _names(path), int(exact.sum()),
+                 key, value, str(frame.loc[exact, key].iloc[0]))
+        frame = frame[~exact]
+    if conflicts == "keep":
+        return frame
+    dup = frame[key].duplicated(keep=False)
+    if dup.any():
+        first = str(frame.loc[dup, key].iloc[0])
+        rows = frame[frame[key] == first]
+        where = ", ".join(_where(r) for _, r in rows.iterrows() if _where(r))
+        n = frame.loc[dup, key].nunique()
+        raise InputError(f"{what} {first!r} appears with different {value} values{f' ({where})' if where else ''}; "
+                         f"{n} {what}(s) do; expected one {value} per {what}", _names(path))
+    return frame
+
+
+def _names(path) -> str:
+    return ", ".join(str(p) for p in path) if isinstance(path, (list, tuple)) else str(path)
+
+
+def _where(row) -> str:
+    parts = [str(row[c]) for c in ("_source",) if c in row]
+    if "_row" in row:
+        parts.append(f"row {row['_row']}")
+    return " ".join(parts)
