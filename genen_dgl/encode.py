@@ -1,10 +1,12 @@
 """Encode gene summaries and GO texts with a local BERT-style model -> node feature files.
 
 ``python -m genen_dgl.encode --model DIR --dataset PATH/dataset.yaml`` encodes the spec's
-gene summaries and every GO term's ``name. definition`` and writes the files its
+gene texts and every GO term's ``name. definition`` and writes the files its
 ``features`` section names (``features/genes.npy`` + ids and ``features/go.npy`` + ids
-beside the yaml when none are set, recorded in the yaml). ``--input texts.csv --out PATH``
-encodes a plain CSV with columns ``id,text``.
+beside the yaml when none are set, recorded in the yaml). The gene texts are the
+summaries, one row per summary, or, when the spec sets ``genes.nodes``, one row per gene
+node: its summary, else its ``summaries.fallback`` text, else a zero vector.
+``--input texts.csv --out PATH`` encodes a plain CSV with columns ``id,text``.
 
 Recipe (GeneLLM-Base): tokenise (at most ``--max-length`` tokens, longer texts truncated and
 counted), run the model, mean-pool the last hidden state weighted by the attention mask,
@@ -34,10 +36,10 @@ from tqdm import tqdm
 
 from genen_dgl.atomic import atomic_path
 from genen_dgl.data.features import read_ids
-from genen_dgl.data.labels import read_summaries
+from genen_dgl.data.genes import gene_node_ids, gene_texts, read_spec_summaries
 from genen_dgl.data.ontology import read_ontology
 from genen_dgl.data.spec import load_spec
-from genen_dgl.data.tables import read_table
+from genen_dgl.data.tables import collapse_duplicates, read_table
 from genen_dgl.device import pick_device
 from genen_dgl.errors import InputError, cli
 
@@ -321,12 +323,13 @@ def write_features(path: str | Path, ids: list[str], matrix: np.ndarray, ids_pat
 
 
 def read_texts(path: str | Path) -> pd.Series:
-    """A CSV with columns ``id,text`` as a Series ``id -> text``."""
+    """A CSV with columns ``id,text`` as a Series ``id -> text``. A row repeated exactly is
+    collapsed with one logged line; an id with two different texts is an InputError."""
     frame = read_table(path, {"id": "str", "text": "str"})
-    series = pd.Series(frame["text"].astype(str).to_numpy(), index=frame["id"].astype(str).to_numpy())
-    if series.index.has_duplicates:
-        raise InputError(f"id {series.index[series.index.duplicated()][0]!r} appears more than once", path)
-    return series
+    table = pd.DataFrame({"id": frame["id"].astype(str).to_numpy(), "text": frame["text"].astype(str).to_numpy(),
+                          "_row": np.arange(1, len(frame) + 1)})
+    table = collapse_duplicates(table, "id", "text", path, "id")
+    return pd.Series(table["text"].to_numpy(), index=table["id"].to_numpy())
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -341,11 +344,16 @@ def encode_dataset(spec_path: str | Path, encoder: Encoder, cache_dir: Path | No
     recording default paths in the yaml when it had none."""
     spec = load_spec(spec_path)
     root = spec.path.parent
-    s = spec.summaries
-    if not s.get("file"):
-        raise InputError("the dataset has no summaries.file; add summaries: {file, gene_column, text_column} "
-                         "naming a CSV of gene summaries", spec.path)
-    sources = {"gene": read_summaries(s["file"], s.get("gene_column", "gene"), s.get("text_column", "summary"))}
+    if spec.zero_features is not None:
+        raise InputError("features.zeros is set: this dataset uses zero features and has nothing to encode", spec.path)
+    nodes = gene_node_ids(spec)
+    if nodes is None:  # the summaries define the gene nodes
+        if not spec.summaries.get("file"):
+            raise InputError("the dataset has no summaries.file; add summaries: {file, gene_column, text_column} "
+                             "naming a CSV of gene summaries", spec.path)
+        sources = {"gene": read_spec_summaries(spec)}
+    else:
+        sources = {"gene": gene_texts(spec, nodes)[0]}
     if spec.go.get("obo"):
         sources["go"] = read_ontology(spec.go["obo"]).texts()
     defaults = {"gene": root / "features/genes.npy", "go": root / "features/go.npy"}
@@ -359,7 +367,12 @@ def encode_dataset(spec_path: str | Path, encoder: Encoder, cache_dir: Path | No
             updates[f"{kind}_ids"] = _relative(ids_path, root)
         if not spec.features.get(kind):
             updates[kind] = _relative(out, root)
-        matrix, stats[kind] = encode_texts(encoder, texts, cache_dir or out.parent / ".encode-cache", label=kind)
+        has_text = (texts != "").to_numpy()
+        matrix = np.zeros((len(texts), encoder.dim), np.float32)  # no text: a zero vector
+        matrix[has_text], stats[kind] = encode_texts(encoder, texts[has_text], cache_dir or out.parent / ".encode-cache",
+                                                     label=kind)
+        if not has_text.all():
+            log.info("%s: %d of %d ids have no text: zero vectors", kind, int((~has_text).sum()), len(texts))
         write_features(out, list(texts.index), matrix, ids_path)
     if updates:
         update_features_section(spec.path, updates)

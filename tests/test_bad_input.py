@@ -87,6 +87,19 @@ CASES = {
     "yaml unknown key": (lambda r: edit_yaml(r, lambda s: s["ppi"].update(min_scor=100)),
                          ["dataset.yaml", "ppi.min_scor", "unknown key"]),
     "yaml invalid": (lambda r: (r / "dataset.yaml").write_text("ppi: [unclosed\n"), ["dataset.yaml", "not valid YAML"]),
+    "yaml named link column missing": (lambda r: edit_yaml(r, lambda s: s["ppi"].update(score_column="score")),
+                                       [LINKS.split("/")[-1] + ":1:", "missing column(s) 'score'", "ppi.score_column"]),
+    "yaml score scale": (lambda r: edit_yaml(r, lambda s: s["ppi"].update(score_scale=100)),
+                         ["dataset.yaml", "ppi.score_scale", "1000", "found 100"]),
+    "yaml gene node source": (lambda r: edit_yaml(r, lambda s: s.update(genes={"nodes": ["ppi", "tasks"]})),
+                              ["dataset.yaml", "genes.nodes", "annotations", "'tasks'"]),
+    "yaml text fallback": (lambda r: edit_yaml(r, lambda s: s["summaries"].update(fallback="symbol")),
+                           ["dataset.yaml", "summaries.fallback", "protein_name", "'symbol'"]),
+    "yaml zeros width": (lambda r: edit_yaml(r, lambda s: s.update(genes={"nodes": ["ppi"]}, features={"zeros": "384"})),
+                         ["dataset.yaml", "features.zeros", "positive integer", "'384'"]),
+    "features lack a gene node": (lambda r: (edit_yaml(r, lambda s: s.update(genes={"nodes": ["ppi", "annotations"]})),
+                                             edit_text(r / "features/genes.csv", lambda ls: ls[:1] + ls[2:])),
+                                  ["genes.csv", "has no feature row", "gene nodes of ppi, annotations", "encode"]),
 }
 
 

@@ -241,3 +241,72 @@ def test_real_minilm_separates_solubility_classes(shared_data, tmp_path):
         s = p[:, None] == p[None, :]
         null.append(cos[s & off].mean() - cos[~s].mean())
     assert np.mean(np.array(null) >= within - between) < 0.01, (within, between)
+
+
+def test_read_texts_collapses_exact_duplicates_only(tmp_path):
+    (tmp_path / "t.csv").write_text('id,text\nA,"one, two"\nB,three\nA,"one, two"\n')
+    assert encode.read_texts(tmp_path / "t.csv").to_dict() == {"A": "one, two", "B": "three"}
+    (tmp_path / "c.csv").write_text("id,text\nA,one\nB,three\nA,four\n")
+    with pytest.raises(InputError, match=r"c.csv: id 'A' appears with different text values \(row 1, row 3\)"):
+        encode.read_texts(tmp_path / "c.csv")
+
+
+def _node_spec(sample_spec, root: Path, fallback: str, keep_summaries: int = 100) -> Path:
+    """The sample with the gene nodes taken from STRING + GAF, summaries for only some genes."""
+    shutil.copytree(sample_spec.parent, root, ignore=shutil.ignore_patterns("features", ".cache"))
+    summaries = pd.read_csv(root / "text/summaries.csv")
+    summaries.head(keep_summaries).to_csv(root / "text/summaries.csv", index=False)
+    raw = yaml.safe_load((root / "dataset.yaml").read_text())
+    raw["features"] = {"gene": "features/genes.npy", "gene_ids": "features/genes.ids.txt",
+                       "go": "features/go.npy", "go_ids": "features/go.ids.txt"}
+    raw["genes"] = {"nodes": ["ppi", "annotations"]}
+    raw["summaries"]["fallback"] = fallback
+    (root / "dataset.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return root / "dataset.yaml"
+
+
+@pytest.mark.parametrize("fallback", ["protein_name", "none"])
+def test_gene_nodes_get_summary_fallback_or_zero_rows(encoder, sample_spec, tmp_path, fallback):
+    from genen_dgl.data.annotations import read_gene_names
+    from genen_dgl.data.graph import load_graph
+    from genen_dgl.data.string_links import read_string_links
+
+    path = _node_spec(sample_spec, tmp_path / "d", fallback)
+    spec = load_spec(path)
+    stats = encode_dataset(path, encoder)
+    ids, x = read_features(spec.features["gene"], spec.features["gene_ids"])
+    in_string = set(read_string_links(spec.ppi["links"], spec.ppi["aliases"])["gene_a"].cat.categories)
+    names = read_gene_names(spec.go["annotations"])
+    assert ids == sorted(in_string | set(names.index)) and len(ids) > 100
+    summaries = pd.read_csv(spec.summaries["file"]).set_index("gene")["summary"]
+    row = {g: i for i, g in enumerate(ids)}
+    some = list(summaries.index[:5])
+    np.testing.assert_allclose(x[[row[g] for g in some]], encoder.embed(list(summaries[some])), atol=1e-5)
+    rest = [g for g in ids if g not in summaries.index]
+    assert rest
+    if fallback == "none":
+        assert not x[[row[g] for g in rest]].any() and stats["gene"].texts == summaries.nunique()
+    else:
+        named = [g for g in rest if g in names.index]
+        expected = encoder.embed([names[g] for g in named[:4]])
+        np.testing.assert_allclose(x[[row[g] for g in named[:4]]], expected, atol=1e-5)
+        unnamed = [g for g in rest if g not in names.index]
+        assert not x[[row[g] for g in unnamed]].any()
+    graph = load_graph(spec)  # the graph's gene nodes are the feature file's rows, in order
+    assert graph.gene_ids == ids
+    np.testing.assert_array_equal(graph.graph.nodes["gene"].data["feat"].numpy(), x)
+
+
+def test_zero_feature_spec_needs_no_encoding(encoder, sample_spec, tmp_path):
+    from genen_dgl.data.graph import load_graph
+
+    path = _node_spec(sample_spec, tmp_path / "d", "none")
+    raw = yaml.safe_load(path.read_text())
+    raw["features"] = {"zeros": 16}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    graph = load_graph(path)
+    feat = {t: graph.graph.nodes[t].data["feat"] for t in ("gene", "go")}
+    assert feat["gene"].shape == (len(graph.gene_ids), 16) and feat["go"].shape == (len(graph.go_ids), 16)
+    assert not feat["gene"].any() and not feat["go"].any() and graph.graph.num_edges() > 0
+    with pytest.raises(InputError, match="features.zeros is set: this dataset uses zero features"):
+        encode_dataset(path, encoder)

@@ -12,7 +12,9 @@ Schema (node types ``gene``, ``go``; messages flow src -> dst):
 ====================================  =============================================
 
 Node data ``feat`` (float32) on both types. The gene node set is the gene feature
-file's ids; GO nodes are the ontology's live terms left after the leakage filter.
+file's ids, or the union of the sources the spec's ``genes.nodes`` lists (then the
+feature file needs a row for each, or ``features.zeros`` gives zero vectors); GO nodes
+are the ontology's live terms left after the leakage filter.
 Variants: ``ppi`` = genes and PPI edges only, ``go`` = everything but PPI edges,
 ``go_ppi`` = all.
 """
@@ -31,7 +33,8 @@ import torch
 from genen_dgl.atomic import atomic_path
 from genen_dgl.data.annotations import read_annotations
 from genen_dgl.data.features import check_width, read_features
-from genen_dgl.data.labels import Labels, read_labels, read_summaries
+from genen_dgl.data.genes import gene_node_ids, read_spec_summaries
+from genen_dgl.data.labels import Labels, read_labels
 from genen_dgl.data.ontology import read_ontology
 from genen_dgl.data.spec import DatasetSpec, load_spec
 from genen_dgl.data.string_links import read_string_links
@@ -79,10 +82,9 @@ class GeneGraph:
     def summary_words(self) -> np.ndarray:
         """Word count of each gene's summary (0 where it has none): the paper's proxy for
         how well studied a gene is."""
-        s = self.spec.summaries
-        if not s.get("file"):
+        if not self.spec.summaries.get("file"):
             raise InputError("the dataset has no summaries.file", self.spec.path)
-        text = read_summaries(s["file"], s.get("gene_column", "gene"), s.get("text_column", "summary"))
+        text = read_spec_summaries(self.spec)
         words = text.str.split().str.len()
         return words.reindex(self.gene_ids).fillna(0).to_numpy(np.int64)
 
@@ -102,12 +104,33 @@ def _node_index(column, index: dict[str, int]) -> np.ndarray:
     return per_category[column.cat.codes.to_numpy()]
 
 
+def _gene_features(spec: DatasetSpec) -> tuple[list[str], np.ndarray]:
+    """Gene node ids and their features: the feature file's rows (``genes.nodes:
+    [features]``), the rows of the spec's node set, or zero vectors (``features.zeros``)."""
+    feats = spec.features
+    nodes = gene_node_ids(spec)
+    if spec.zero_features is not None:
+        return nodes, np.zeros((len(nodes), spec.zero_features), np.float32)
+    if not feats.get("gene"):
+        raise InputError("features.gene is not set; encode the summaries first (python -m genen_dgl.encode)", spec.path)
+    ids, x = read_features(feats["gene"], feats.get("gene_ids"))
+    if nodes is None:
+        return ids, x
+    row = {g: i for i, g in enumerate(ids)}
+    missing = [g for g in nodes if g not in row]
+    if missing:
+        raise InputError(f"gene {missing[0]} (and {len(missing) - 1} more of the {len(nodes)} gene nodes of "
+                         f"{', '.join(spec.gene_nodes)}) has no feature row; encode again (python -m genen_dgl.encode)",
+                         feats["gene"])
+    if len(ids) > len(nodes):
+        log.info("%s: %d rows are not gene nodes, ignored", Path(feats["gene"]).name, len(ids) - len(nodes))
+    return nodes, x[[row[g] for g in nodes]]
+
+
 def build_full_graph(spec: DatasetSpec) -> tuple["dgl.DGLHeteroGraph", list[str], list[str]]:
     """Read every source and assemble the ``go_ppi`` heterograph (the others are cut from it)."""
     feats = spec.features
-    if not feats.get("gene"):
-        raise InputError("features.gene is not set; encode the summaries first (python -m genen_dgl.encode)", spec.path)
-    gene_ids, gene_x = read_features(feats["gene"], feats.get("gene_ids"))
+    gene_ids, gene_x = _gene_features(spec)
     gene_index = {g: i for i, g in enumerate(gene_ids)}
     edges: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
     edata: dict[tuple[str, str, str], dict[str, torch.Tensor]] = {}
@@ -115,30 +138,31 @@ def build_full_graph(spec: DatasetSpec) -> tuple["dgl.DGLHeteroGraph", list[str]
     go_x = np.zeros((0, gene_x.shape[1]), np.float32)
 
     if spec.ppi.get("links"):
-        pairs = read_string_links(
-            spec.ppi["links"], spec.ppi.get("aliases"), int(spec.ppi.get("min_score", 150)),
-            **({"alias_source": spec.ppi["alias_source"]} if "alias_source" in spec.ppi else {}),
-        )
+        options = spec.ppi_options
+        pairs = read_string_links(spec.ppi["links"], **options)
         a, b = (_node_index(pairs[c], gene_index) for c in ("gene_a", "gene_b"))
         keep = (a >= 0) & (b >= 0)
-        log.info("PPI: %d of %d pairs have both genes in the feature file", keep.sum(), len(keep))
+        log.info("PPI: %d of %d pairs have both genes among the gene nodes", keep.sum(), len(keep))
         a, b = a[keep], b[keep]
-        score = torch.from_numpy(pairs["score"].to_numpy()[keep].astype(np.float32) / 1000.0)
+        score = torch.from_numpy((pairs["score"].to_numpy()[keep] / options["score_scale"]).astype(np.float32))
         edges[PPI] = (np.concatenate([a, b]), np.concatenate([b, a]))
         edata[PPI] = {"score": torch.cat([score, score])}
 
     if spec.go.get("obo"):
         onto = read_ontology(spec.go["obo"], spec.go.get("relations")).without(spec.exclude_words)
-        if not feats.get("go"):
-            raise InputError("features.go is not set; encode the GO texts first (python -m genen_dgl.encode)", spec.path)
-        ids, x = read_features(feats["go"], feats.get("go_ids"))
-        check_width(feats["go"], x, gene_x.shape[1])
-        row = {t: i for i, t in enumerate(ids)}
         go_ids = onto.terms["id"].tolist()
-        missing = [t for t in go_ids if t not in row]
-        if missing:
-            raise InputError(f"GO term {missing[0]} (and {len(missing) - 1} more) has no feature row", feats["go"])
-        go_x = x[[row[t] for t in go_ids]]
+        if spec.zero_features is not None:
+            go_x = np.zeros((len(go_ids), spec.zero_features), np.float32)
+        else:
+            if not feats.get("go"):
+                raise InputError("features.go is not set; encode the GO texts first (python -m genen_dgl.encode)", spec.path)
+            ids, x = read_features(feats["go"], feats.get("go_ids"))
+            check_width(feats["go"], x, gene_x.shape[1])
+            row = {t: i for i, t in enumerate(ids)}
+            missing = [t for t in go_ids if t not in row]
+            if missing:
+                raise InputError(f"GO term {missing[0]} (and {len(missing) - 1} more) has no feature row", feats["go"])
+            go_x = x[[row[t] for t in go_ids]]
         go_index = {t: i for i, t in enumerate(go_ids)}
         for rel, group in onto.relations.groupby("relation"):
             child = group["child"].map(go_index).to_numpy(np.int64)

@@ -10,6 +10,23 @@ Paths are relative to the YAML file. Example (the embedded sample writes one)::
     features:  {gene: features/genes.csv, go: features/go.csv}
     tasks:
       membrane: {file: labels/membrane.csv, gene_column: Gene name, label_column: Label, type: binary}
+
+Real files as they come (``examples/human/dataset.yaml``)::
+
+    ppi:       {links: string.csv.gz, a_column: protein1, b_column: protein2, score_column: score,
+                score_scale: 1, min_score: 0.15}          # an edge list of symbols, 0-1 scores
+    summaries: {file: [a.csv, b.csv], gene_column: Gene name, text_column: Summary,
+                fallback: protein_name}                   # text for genes without a summary
+    genes:     {nodes: [ppi, annotations]}                # the gene node set
+    features:  {gene: features/genes.npy, go: features/go.npy}   # or {zeros: 384}: no text
+
+``genes.nodes`` lists the sources whose genes are the gene nodes: ``ppi`` (every gene of
+the links file), ``annotations`` (every gene of the GAF/BioMart file), ``summaries``
+(every gene with a summary), or ``features`` (the gene feature file's ids; the default,
+and then alone). ``summaries.fallback`` is the text of a node gene without a summary:
+``protein_name`` (the GAF's column 10) or ``none`` (a zero feature vector; the default).
+``features.zeros: DIM`` gives every gene and GO node a zero vector of width DIM and needs
+no feature file: the "no text" run to compare against.
 """
 
 from __future__ import annotations
@@ -25,15 +42,18 @@ from genen_dgl.errors import InputError
 
 SECTIONS = {
     "name": None,
-    "ppi": {"links", "aliases", "min_score", "alias_source"},
+    "ppi": {"links", "aliases", "min_score", "alias_source", "a_column", "b_column", "score_column", "score_scale"},
     "go": {"obo", "annotations", "relations", "exclude_words", "gene_column", "go_column"},
-    "summaries": {"file", "gene_column", "text_column"},
-    "features": {"gene", "go", "gene_ids", "go_ids"},
+    "summaries": {"file", "gene_column", "text_column", "fallback"},
+    "genes": {"nodes"},
+    "features": {"gene", "go", "gene_ids", "go_ids", "zeros"},
     "tasks": None,
     "cache": None,
 }
 TASK_KEYS = {"file", "gene_column", "label_column", "type", "duplicates"}
-# keys naming files that must exist (features may be written later by the encoder)
+NODE_SOURCES = ("features", "ppi", "annotations", "summaries")
+FALLBACKS = ("none", "protein_name")
+# keys naming files that must exist (features may be written later by the encoder); summaries.file may be a list
 FILE_KEYS = {("ppi", "links"), ("ppi", "aliases"), ("go", "obo"), ("go", "annotations"), ("summaries", "file")}
 
 
@@ -55,6 +75,7 @@ class DatasetSpec:
     go: dict[str, Any]
     summaries: dict[str, Any]
     features: dict[str, Any]
+    genes: dict[str, Any]
     tasks: dict[str, Task]
     cache: Path
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
@@ -62,6 +83,41 @@ class DatasetSpec:
     def file(self, section: str, key: str) -> Path | None:
         value = getattr(self, section).get(key)
         return None if value is None else Path(value)
+
+    def files(self, section: str, key: str) -> list[Path]:
+        """The file(s) a key names (``summaries.file`` may be a list)."""
+        value = getattr(self, section).get(key)
+        if value is None:
+            return []
+        return [Path(v) for v in value] if isinstance(value, (list, tuple)) else [Path(value)]
+
+    @property
+    def gene_nodes(self) -> list[str]:
+        """Sources of the gene node set (``genes.nodes``; default ``[features]``)."""
+        return list(self.genes.get("nodes") or ["features"])
+
+    @property
+    def zero_features(self) -> int | None:
+        """Width of the all-zero features (``features.zeros``), or None."""
+        z = self.features.get("zeros")
+        return None if z is None else int(z)
+
+    @property
+    def text_fallback(self) -> str:
+        return str(self.summaries.get("fallback") or "none")
+
+    @property
+    def ppi_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``read_string_links`` from the ppi section."""
+        p = self.ppi
+        out: dict[str, Any] = {"aliases": p.get("aliases"), "score_scale": p.get("score_scale", 1000),
+                               "columns": (p.get("a_column", "protein1"), p.get("b_column", "protein2"),
+                                           p.get("score_column", "combined_score"))}
+        if p.get("min_score") is not None:
+            out["min_score"] = float(p["min_score"])
+        if "alias_source" in p:
+            out["alias_source"] = p["alias_source"]
+        return out
 
     @property
     def exclude_words(self) -> list[str]:
@@ -78,9 +134,10 @@ class DatasetSpec:
 
     def input_files(self) -> list[Path]:
         """Every file the graph is built from (the cache key covers them)."""
-        files = [self.file(s, k) for s, k in sorted(FILE_KEYS)]
-        files += [self.file("features", k) for k in ("gene", "go", "gene_ids", "go_ids")]
-        return [f for f in files if f is not None]
+        files = [f for s, k in sorted(FILE_KEYS) for f in self.files(s, k)]
+        if self.zero_features is None:
+            files += [f for k in ("gene", "go", "gene_ids", "go_ids") for f in self.files("features", k)]
+        return files
 
 
 def load_spec(path: str | Path) -> DatasetSpec:
@@ -113,14 +170,25 @@ def load_spec(path: str | Path) -> DatasetSpec:
             raise InputError(f"{name}.{sorted(bad)[0]}: unknown key; expected one of {', '.join(sorted(keys))}", path)
         sections[name] = dict(value)
     for section, key in [("features", k) for k in ("gene", "go", "gene_ids", "go_ids")] + sorted(FILE_KEYS):
-        if sections[section].get(key) is not None:
-            sections[section][key] = root / sections[section][key]
+        value = sections[section].get(key)
+        if value is None:
+            continue
+        if isinstance(value, list) and (section, key) == ("summaries", "file"):
+            if not value or not all(isinstance(v, str) for v in value):
+                raise InputError(f"{section}.{key}: expected a file name or a list of file names", path)
+            sections[section][key] = [root / v for v in value]
+        elif isinstance(value, str):
+            sections[section][key] = root / value
+        else:
+            raise InputError(f"{section}.{key}: expected a file name, found {value!r}", path)
     for section, key in sorted(FILE_KEYS):
-        f = sections[section].get(key)
-        if f is not None and not Path(f).exists():
-            raise InputError(f"{section}.{key} names a missing file {f}", path)
+        value = sections[section].get(key)
+        for f in value if isinstance(value, list) else [value]:
+            if f is not None and not Path(f).exists():
+                raise InputError(f"{section}.{key} names a missing file {f}", path)
     if "links" not in sections["ppi"] and "obo" not in sections["go"]:
         raise InputError("the dataset needs ppi.links or go.obo", path)
+    _check_options(sections, path)
     tasks = {}
     for tname, tval in (raw.get("tasks") or {}).items():
         if not isinstance(tval, dict) or "file" not in tval:
@@ -134,6 +202,44 @@ def load_spec(path: str | Path) -> DatasetSpec:
         tasks[str(tname)] = Task(str(tname), file, **{k: v for k, v in tval.items() if k != "file"})
     return DatasetSpec(
         path=path, name=str(raw.get("name", path.parent.name)), ppi=sections["ppi"], go=sections["go"],
-        summaries=sections["summaries"], features=sections["features"], tasks=tasks,
+        summaries=sections["summaries"], features=sections["features"], genes=sections["genes"], tasks=tasks,
         cache=root / raw.get("cache", ".cache"), raw=raw,
     )
+
+
+def _check_options(sections: dict[str, dict], path: Path) -> None:
+    """The new options' values, each with a one-line error naming the key."""
+    ppi, genes, features, summaries = (sections[k] for k in ("ppi", "genes", "features", "summaries"))
+    if ppi.get("score_scale", 1000) not in (1, 1000):
+        raise InputError(f"ppi.score_scale: expected 1000 (STRING's 0-1000 scores) or 1 (0-1 scores), "
+                         f"found {ppi['score_scale']!r}", path)
+    for key in ("a_column", "b_column", "score_column"):
+        if key in ppi and not isinstance(ppi[key], str):
+            raise InputError(f"ppi.{key}: expected a column name, found {ppi[key]!r}", path)
+    if "min_score" in ppi and not isinstance(ppi["min_score"], (int, float)):
+        raise InputError(f"ppi.min_score: expected a number, found {ppi['min_score']!r}", path)
+    nodes = genes.get("nodes", ["features"])
+    if isinstance(nodes, str):
+        nodes = genes["nodes"] = [nodes]
+    if not isinstance(nodes, list) or not nodes or any(n not in NODE_SOURCES for n in nodes):
+        raise InputError(f"genes.nodes: expected a list of {', '.join(NODE_SOURCES)}, found {nodes!r}", path)
+    if "features" in nodes and len(nodes) > 1:
+        raise InputError("genes.nodes: 'features' (the feature file's ids) cannot be combined with other sources", path)
+    needs = {"ppi": ("ppi", "links"), "annotations": ("go", "annotations"), "summaries": ("summaries", "file")}
+    for n in nodes:
+        if n in needs and not sections[needs[n][0]].get(needs[n][1]):
+            raise InputError(f"genes.nodes lists {n!r} but {'.'.join(needs[n])} is not set", path)
+    zeros = features.get("zeros")
+    if zeros is not None:
+        if isinstance(zeros, bool) or not isinstance(zeros, int) or zeros < 1:
+            raise InputError(f"features.zeros: expected a feature width (a positive integer), found {zeros!r}", path)
+        if "features" in nodes:
+            raise InputError("features.zeros needs genes.nodes (there is no feature file to take the genes from)", path)
+        other = sorted(k for k in features if k != "zeros")
+        if other:
+            raise InputError(f"features.zeros excludes features.{other[0]}: zero features read no file", path)
+    fallback = summaries.get("fallback", "none")
+    if fallback not in FALLBACKS:
+        raise InputError(f"summaries.fallback: expected one of {', '.join(FALLBACKS)}, found {fallback!r}", path)
+    if fallback == "protein_name" and not sections["go"].get("annotations"):
+        raise InputError("summaries.fallback: protein_name reads the GAF's protein names; go.annotations is not set", path)

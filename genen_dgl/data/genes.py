@@ -1,0 +1,75 @@
+"""The gene node set and each gene's text, as the spec's ``genes`` and ``summaries`` say.
+
+``genes.nodes`` lists the sources whose genes become nodes; their union, sorted, is the
+node set (``features`` alone keeps the old rule: the gene feature file's ids). A node's
+text is its summary where it has one, else the ``summaries.fallback`` text: the GAF's
+protein name (``protein_name``) or nothing (``none``: the encoder writes a zero vector).
+The encoder and the graph build both call :func:`gene_node_ids`, so the feature file the
+encoder writes has a row for exactly the genes the graph build makes nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from genen_dgl.data.annotations import read_gene_names
+from genen_dgl.data.labels import read_summaries
+from genen_dgl.data.spec import DatasetSpec
+from genen_dgl.data.string_links import read_string_links
+
+log = logging.getLogger(__name__)
+
+
+def read_spec_summaries(spec: DatasetSpec) -> pd.Series:
+    s = spec.summaries
+    return read_summaries(s["file"], s.get("gene_column", "gene"), s.get("text_column", "summary"))
+
+
+def source_genes(spec: DatasetSpec, source: str) -> list[str]:
+    """The genes of one node source (``ppi``, ``annotations`` or ``summaries``)."""
+    if source == "ppi":
+        pairs = read_string_links(spec.ppi["links"], **spec.ppi_options)
+        return pairs["gene_a"].cat.categories.astype(str).tolist()  # every gene of the file, kept pairs or not
+    if source == "annotations":
+        return read_gene_names(spec.go["annotations"], spec.go.get("gene_column", "Gene name")).index.tolist()
+    if source == "summaries":
+        return read_spec_summaries(spec).index.tolist()
+    raise ValueError(source)
+
+
+def gene_node_ids(spec: DatasetSpec) -> list[str] | None:
+    """The gene node set (sorted), or None when the gene feature file defines it."""
+    if spec.gene_nodes == ["features"]:
+        return None
+    genes: set[str] = set()
+    for source in spec.gene_nodes:
+        found = source_genes(spec, source)
+        log.info("gene nodes: %d from %s (%d new)", len(found), source, len(set(found) - genes))
+        genes.update(found)
+    return sorted(genes)
+
+
+def gene_texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, dict[str, int]]:
+    """Text of each node gene (``""`` where it has none), in node order, and how many
+    texts came from each source (``summary``, ``protein_name``, ``none``)."""
+    text = pd.Series("", index=pd.Index(nodes), dtype=object)
+    if spec.summaries.get("file"):
+        summaries = read_spec_summaries(spec)
+        outside = (~summaries.index.isin(text.index)).sum()
+        if outside:
+            log.info("summaries: %d genes with a summary are not gene nodes (not in %s), not encoded", outside,
+                     ", ".join(spec.gene_nodes))
+        summaries = summaries[summaries.index.isin(text.index)]
+        text[summaries.index] = summaries.to_numpy()
+    has_summary = text != ""
+    counts = {"summary": int(has_summary.sum())}
+    if spec.text_fallback == "protein_name":
+        names = read_gene_names(spec.go["annotations"], spec.go.get("gene_column", "Gene name"))
+        fill = names.reindex(text.index[~has_summary]).fillna("")
+        text[fill.index] = fill.to_numpy()
+        counts["protein_name"] = int((fill != "").sum())
+    counts["none"] = int((text == "").sum())
+    log.info("gene texts (fallback %s): %s", spec.text_fallback, ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return text, counts
