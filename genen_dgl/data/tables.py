@@ -162,7 +162,11 @@ def collapse_duplicates(frame: pd.DataFrame, key: str, value: str, path: str | P
 
 
 def _names(path) -> str:
-    return ", ".join(str(p) for p in path) if isinstance(path, (list, tuple)) else str(path)
+    if isinstance(path, (list, tuple)):  # several files: their folder once, then the names
+        folders = {str(Path(p).parent) for p in path}
+        names = ", ".join(Path(p).name for p in path)
+        return f"{folders.pop()}/{{{names}}}" if len(folders) == 1 else ", ".join(str(p) for p in path)
+    return str(path)
 
 
 def _where(row) -> str:
