@@ -18,32 +18,47 @@ import numpy as np
 import torch
 
 from genen_dgl.dgl_compat import dgl
-from genen_dgl.nn.sparse import MessageBlock, Relation
+from genen_dgl.nn.sparse import ETYPE, MessageBlock, Relation
 
-ETYPE = tuple[str, str, str]
+Degrees = dict[ETYPE, tuple[torch.Tensor, torch.Tensor]]  # etype -> (out-degree of each src, in-degree of each dst)
 
 
-def relation_of(g, etype: ETYPE, weight: torch.Tensor | None, self_loops: bool, parent_eid: bool) -> Relation:
-    """One relation of a graph or block. ``weight`` is indexed by parent edge id."""
+def graph_degrees(graph) -> Degrees:
+    """Each relation's out-degrees (over its source type) and in-degrees (over its
+    destination type) in ``graph``: what a sampled block's GCN normalisation reads."""
+    return {e: (graph.out_degrees(etype=e), graph.in_degrees(etype=e)) for e in graph.canonical_etypes}
+
+
+def relation_of(g, etype: ETYPE, weight: torch.Tensor | None, self_loops: bool,
+                degrees: Degrees | None) -> Relation:
+    """One relation of a graph or block. ``weight`` is indexed by parent edge id;
+    ``degrees`` (a block's parent graph's) are read at the block's parent node ids."""
     src, _, dst = etype
     indptr, indices, eids = g.adj_tensors("csc", etype)
-    if parent_eid:
+    src_deg = dst_deg = None
+    if g.is_block:
         eids = g.edges[etype].data[dgl.EID][eids]
+        if degrees is not None:
+            out_deg, in_deg = degrees[etype]
+            src_deg = out_deg[g.srcnodes[src].data[dgl.NID]]
+            dst_deg = in_deg[g.dstnodes[dst].data[dgl.NID]]
     return Relation.from_csc(
         g.num_src_nodes(src), g.num_dst_nodes(dst), indptr, indices, eids, weight,
-        self_loops=self_loops and src == dst,
+        self_loops=self_loops and src == dst, src_degree=src_deg, dst_degree=dst_deg,
     )
 
 
-def to_message_block(g, weights: dict[ETYPE, torch.Tensor], self_loops: bool = True) -> MessageBlock:
-    """Convert a DGL block (or a whole graph, src = dst) into a :class:`MessageBlock`."""
-    parent = g.is_block
-    relations = {e: relation_of(g, e, weights.get(e), self_loops, parent) for e in g.canonical_etypes}
-    return MessageBlock(
-        relations,
-        {t: g.num_src_nodes(t) for t in g.srctypes},
-        {t: g.num_dst_nodes(t) for t in g.dsttypes},
-    )
+def to_message_block(g, weights: dict[ETYPE, torch.Tensor], self_loops: bool = True,
+                     degrees: Degrees | None = None) -> MessageBlock:
+    """Convert a DGL block (or a whole graph, src = dst) into a :class:`MessageBlock`.
+    With ``self_loops``, same-type relations get ``A + I`` and node types without one get
+    a self-relation (:func:`~genen_dgl.nn.sparse.self_relations`). A block's GCN
+    coefficients use ``degrees`` (its parent graph's, :func:`graph_degrees`) so that it
+    estimates the full-graph operator; a whole graph needs none."""
+    relations = {e: relation_of(g, e, weights.get(e), self_loops, degrees) for e in g.canonical_etypes}
+    num_src = {t: g.num_src_nodes(t) for t in g.srctypes}
+    num_dst = {t: g.num_dst_nodes(t) for t in g.dsttypes}
+    return MessageBlock.assemble(relations, num_src, num_dst, self_loops)
 
 
 def fixed_weights(graph, mode: str) -> dict[ETYPE, torch.Tensor]:
@@ -96,6 +111,7 @@ class NeighborBatches:
         self.sampler = dgl.dataloading.NeighborSampler(fanouts)
         self.weights, self.target, self.shuffle = weights, target, shuffle
         self.prefetch, self.self_loops = prefetch, self_loops
+        self.degrees = graph_degrees(graph)
 
     def __len__(self) -> int:
         return (len(self.seeds) + self.batch_size - 1) // self.batch_size
@@ -106,7 +122,7 @@ class NeighborBatches:
             input_nodes = {self.target: input_nodes}
         if isinstance(output_nodes, torch.Tensor):
             output_nodes = {self.target: output_nodes}
-        mblocks = [to_message_block(b, self.weights, self.self_loops) for b in blocks]
+        mblocks = [to_message_block(b, self.weights, self.self_loops, self.degrees) for b in blocks]
         return Batch(input_nodes, output_nodes[self.target], mblocks)
 
     def epoch(self, seed: int) -> Iterator[Batch]:

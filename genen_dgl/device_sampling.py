@@ -16,7 +16,8 @@ DGL graph), and a batch is sampled, relabelled and assembled into the model's
 * **structure**: :meth:`~genen_dgl.nn.sparse.Relation.from_csc` on the sampled edges, on
   the device: the same construction :func:`genen_dgl.dataloading.to_message_block` applies
   to a DGL block (parent edge ids in ``eid``, so fixed and learned edge weights work;
-  self-loops for same-type relations; the source-major transpose).
+  self-loops for same-type relations and self-relations for the other node types; GCN
+  coefficients from the whole graph's degrees; the source-major transpose).
 
 :class:`DeviceBatches` has :class:`~genen_dgl.dataloading.NeighborBatches`' interface
 (``len``, ``sample(seeds)``, ``epoch(seed)`` yielding :class:`~genen_dgl.dataloading.Batch`),
@@ -33,9 +34,7 @@ import numpy as np
 import torch
 
 from genen_dgl.dataloading import Batch, seed_chunks
-from genen_dgl.nn.sparse import MessageBlock, Relation, offsets, segment_arange
-
-ETYPE = tuple[str, str, str]
+from genen_dgl.nn.sparse import ETYPE, MessageBlock, Relation, offsets, segment_arange
 
 
 def floyd_sample(deg: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -116,6 +115,8 @@ class DeviceGraph:
         for e in self.etypes:
             indptr, indices, eid = graph.adj_tensors("csc", e)
             self.csc[e] = DeviceCSC(*(x.to(self.device, torch.int64) for x in (indptr, indices, eid)))
+        self.degrees = {e: (torch.bincount(c.indices, minlength=self.num_nodes[e[0]]), c.indptr[1:] - c.indptr[:-1])
+                        for e, c in self.csc.items()}  # (out-degree of each source, in-degree of each dst)
         self.weights = {e: w.to(self.device, torch.float32) for e, w in (weights or {}).items()}
         self._map = {t: torch.full((n,), -1, dtype=torch.int64, device=self.device) for t, n in self.num_nodes.items()}
 
@@ -173,13 +174,15 @@ class DeviceGraph:
             relations, parent_edges = {}, {}
             for e in self.etypes:
                 src, eid, counts = sampled[e]
+                out_deg, in_deg = self.degrees[e]
                 relations[e] = Relation.from_csc(src_nodes[e[0]].numel(), counts.numel(), offsets(counts), local[e],
-                                                 eid, self.weights.get(e), self_loops=self_loops and e[0] == e[2])
+                                                 eid, self.weights.get(e), self_loops=self_loops and e[0] == e[2],
+                                                 src_degree=out_deg[src_nodes[e[0]]], dst_degree=in_deg[dst[e[2]]])
                 if return_edges:
                     d = torch.repeat_interleave(dst[e[2]], counts, output_size=src.numel())
                     parent_edges[e] = (src, d, eid)
-            blocks.insert(0, MessageBlock(relations, {t: n.numel() for t, n in src_nodes.items()},
-                                          {t: n.numel() for t, n in dst.items()}))
+            num_src, num_dst = {t: n.numel() for t, n in src_nodes.items()}, {t: n.numel() for t, n in dst.items()}
+            blocks.insert(0, MessageBlock.assemble(relations, num_src, num_dst, self_loops))
             edges.insert(0, parent_edges)
             dst = src_nodes
         return dst, blocks, edges

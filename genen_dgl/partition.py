@@ -9,6 +9,8 @@ several servers on one host)::
     gene/feat  go/feat                 input features
     gene/label_TASK                    class index (int64, -1 unlabelled) or value (float32, NaN)
     gene/labelled_TASK                 1 where the gene is labelled for TASK (int8)
+    SRC/deg_out_REL  DST/deg_in_REL    each relation's whole-graph degrees, which the GCN
+                                       normalisation of sampled blocks reads
 
 Output folder::
 
@@ -48,7 +50,7 @@ META = "genen-partition.json"
 REPORT = "partition-report.json"
 MAPPING = "mapping.pt"
 METHODS = ("metis", "random")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: degree node data
 
 
 def label_field(task: str) -> str:
@@ -89,6 +91,21 @@ def attach_labels(data: GeneGraph, tasks: list[str]) -> tuple[dict[str, tuple[np
         any_labelled[idx] = True
         out[task] = (nodes, labels)
     return out, any_labelled
+
+
+def degree_fields(etype: tuple[str, str, str]) -> tuple[str, str]:
+    """Node-data names of a relation's out-degrees (on its source type) and in-degrees."""
+    return f"deg_out_{etype[1]}", f"deg_in_{etype[1]}"
+
+
+def attach_degrees(graph) -> None:
+    """Each relation's whole-graph out- and in-degrees as node data, so that trainers read
+    them for the nodes of their sampled blocks (a DistGraph cannot count a relation's
+    degrees; :func:`genen_dgl.dataloading.graph_degrees` on one machine)."""
+    for e in graph.canonical_etypes:
+        out_name, in_name = degree_fields(e)
+        graph.nodes[e[0]].data[out_name] = graph.out_degrees(etype=e)
+        graph.nodes[e[2]].data[in_name] = graph.in_degrees(etype=e)
 
 
 def balance_types(labelled: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -217,6 +234,7 @@ def partition(req: PartitionRequest) -> dict:
             raise InputError(f"task name {t!r}: expected letters, digits, '_', '.', '-' (it names node data)")
     labels, labelled = attach_labels(data, tasks)
     g = data.graph
+    attach_degrees(g)
     loaded = time.perf_counter()
     log.info("%s", data)
     out = Path(req.out)

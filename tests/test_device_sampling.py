@@ -12,7 +12,7 @@ import torch
 from scipy.stats import chisquare
 
 from genen_dgl.config import TrainConfig
-from genen_dgl.dataloading import parse_fanouts, to_message_block
+from genen_dgl.dataloading import graph_degrees, parse_fanouts, to_message_block
 from genen_dgl.device_sampling import DeviceBatches, DeviceCSC, DeviceGraph, floyd_sample
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.nn.model import GenenGNN
@@ -206,7 +206,8 @@ def test_structure_equals_to_message_block(model):
     # per block, with our destination order (so the CSR arrays compare position by position)
     ref_blocks = [frontier_block(graph, be, {t: input_nodes[t][: b.num_dst[t]] for t in graph.ntypes})
                   for b, be in zip(ours, edges)]
-    theirs = [to_message_block(b, weights) for b in ref_blocks]
+    degrees = graph_degrees(graph)
+    theirs = [to_message_block(b, weights, degrees=degrees) for b in ref_blocks]
     # each block's source nodes are a prefix of the input nodes (destinations first)
     src_ids = [{t: input_nodes[t][: b.num_src[t]] for t in graph.ntypes} for b in ours]
     for ob, tb, rb, ids in zip(ours, theirs, ref_blocks, src_ids):
@@ -219,6 +220,7 @@ def test_structure_equals_to_message_block(model):
             o, r = ob.relations[e], tb.relations[e]
             their_ids = rb.srcnodes[e[0]].data[dgl.NID]
             assert torch.equal(o.rowptr, r.rowptr) and torch.equal(o.row, r.row) and torch.equal(o.eid, r.eid)
+            torch.testing.assert_close(o.norm, r.norm)  # the same whole-graph degrees and rescaling
             assert torch.equal(ids[e[0]][o.col], their_ids[r.col])
             assert (o.weight is None) == (r.weight is None)
             if o.weight is not None:
@@ -233,7 +235,7 @@ def test_structure_equals_to_message_block(model):
     x_ours = {t: feat[t][input_nodes[t]] for t in graph.ntypes}
     chain = dgl_chain(graph, seeds, edges)
     x_theirs = {t: feat[t][chain[0].srcnodes[t].data[dgl.NID]] for t in graph.ntypes}
-    out_o, out_t = net(ours, x_ours), net([to_message_block(b, weights) for b in chain], x_theirs)
+    out_o, out_t = net(ours, x_ours), net([to_message_block(b, weights, degrees=degrees) for b in chain], x_theirs)
     torch.testing.assert_close(out_o, out_t, atol=1e-5, rtol=1e-5)
     grads = [torch.autograd.grad(out.square().sum(), list(net.parameters()), allow_unused=True) for out in (out_o, out_t)]
     for a, b in zip(*grads):
@@ -305,7 +307,7 @@ def test_training_reaches_the_dgl_sampler_auc(sample_spec, tmp_path, model, one_
     auc = {}
     for sampler in ("neighbor", "device"):
         setup = Setup.prepare(dataclasses.replace(config, sampler=sampler))
-        trainers = [FoldTrainer(setup, k, tmp_path / sampler) for k in range(config.folds)]
+        trainers = [FoldTrainer(setup, split, tmp_path / sampler) for split in setup.splits]
         assert all(isinstance(t.batches, DeviceBatches) == (sampler == "device") for t in trainers)
         auc[sampler] = float(np.mean([t.fit()["auc"] for t in trainers]))
     assert auc["neighbor"] > 0.8

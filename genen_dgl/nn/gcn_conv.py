@@ -5,9 +5,13 @@
            \\frac{w_{uv}}{\\sqrt{\\tilde d^{out}_r(u)\\, \\tilde d^{in}_r(v)}} \\, h_u \\Theta_r + b_r \\Big)
 
 :math:`\\tilde N_r` includes :math:`v` itself for relations between nodes of one type
-(:math:`\\tilde A = A + I`, added when the block is built), degrees count those loops
-and are clamped at 1, and :math:`w_{uv}` is the edge weight (1 without weights).
-Equal to ``dgl.nn.HeteroGraphConv({r: GraphConv(norm="both")}, aggregate="sum")``.
+(:math:`\\tilde A = A + I`, added when the block is built; a node type with no such
+relation gets a ``self`` relation of loops only), degrees count those loops and are
+clamped at 1, and :math:`w_{uv}` is the edge weight (1 without weights). The
+coefficients come with the block (``Relation.norm``): on a sampled block they use the
+whole graph's degrees, rescaled by :math:`d(v)/k_v`, so that training, validation and
+test apply one operator (:meth:`genen_dgl.nn.sparse.Relation.from_csc`). On a whole
+graph this equals ``dgl.nn.HeteroGraphConv({r: GraphConv(norm="both")}, aggregate="sum")``.
 
 The projection commutes with the (linear) aggregation, so each relation takes the cheaper
 order: :math:`\\hat A (H\\Theta)` costs :math:`n_{src} d_{in} d_{out} + E\\, d_{out}`
@@ -48,9 +52,8 @@ class HeteroGCNConv(nn.Module):
             if etype not in block.relations or (out_types is not None and dst not in out_types):
                 continue
             rel = block.relations[etype]
-            norm = rel.out_degrees().clamp(min=1).rsqrt()[rel.col] * rel.in_degrees().clamp(min=1).rsqrt()[rel.row]
             w = edge_weight.get(etype) if edge_weight else None
-            values = norm if w is None else norm * w
+            values = rel.norm if w is None else rel.norm * w
             lin, x = self.linear[rel_key(etype)], h[src]
             d_in, d_out, e = x.shape[1], lin.out_features, rel.num_edges
             if rel.num_dst * d_in * d_out + e * d_in < rel.num_src * d_in * d_out + e * d_out:

@@ -14,9 +14,7 @@ from torch.nn import functional as F
 
 from genen_dgl.nn.gat_conv import HeteroGATConv
 from genen_dgl.nn.gcn_conv import HeteroGCNConv
-from genen_dgl.nn.sparse import MessageBlock
-
-ETYPE = tuple[str, str, str]
+from genen_dgl.nn.sparse import ETYPE, MessageBlock, self_relations
 
 
 class GenenGNN(nn.Module):
@@ -31,6 +29,7 @@ class GenenGNN(nn.Module):
         if model not in ("gcn", "gat"):
             raise ValueError(f"model {model!r}: expected gcn or gat")
         self.model, self.target, self.dropout, self.num_layers = model, target, dropout, num_layers
+        etypes = list(etypes) + self_relations(list(etypes))  # every node sees its own features
         width = hidden if model == "gcn" else (hidden // heads) * heads  # GAT concatenates heads
         dims = [in_dim] + [width] * (num_layers - 1)
         self.layers = nn.ModuleList()

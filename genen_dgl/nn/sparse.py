@@ -18,6 +18,8 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta 
 
 
 _INT32_MAX = 2**31 - 1
+ETYPE = tuple[str, str, str]  # a canonical edge type (source type, relation, destination type)
+SELF = "self"  # the relation name of a node type's own loops where it has no same-type relation
 
 
 def offsets(counts: torch.Tensor) -> torch.Tensor:
@@ -59,6 +61,16 @@ def _with_self_loops(counts: torch.Tensor, col: torch.Tensor, eid: torch.Tensor
     return new_counts, out_col, out_eid
 
 
+def gcn_norm(col: torch.Tensor, row: torch.Tensor, eid: torch.Tensor, src_tilde: torch.Tensor,
+             dst_tilde: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Per-edge GCN coefficients ``c_e = scale[v] / sqrt(src_tilde[u] * dst_tilde[v])`` for
+    the sampled edges ``e = (u, v)`` and ``1 / sqrt(src_tilde[v] * dst_tilde[v])`` for added
+    loops (``eid < 0``); degrees are clamped at 1. See :meth:`Relation.from_csc` for the
+    degrees and scale the blocks use."""
+    norm = src_tilde.to(torch.float32).clamp(min=1).rsqrt()[col] * dst_tilde.to(torch.float32).clamp(min=1).rsqrt()[row]
+    return norm * torch.where(eid >= 0, scale[row], torch.ones_like(norm))
+
+
 @dataclass
 class Relation:
     num_src: int
@@ -70,6 +82,7 @@ class Relation:
     t_rowptr: torch.Tensor  # (num_src + 1,) out-edge offsets per source
     t_col: torch.Tensor  # (E,) destination of each edge, source-sorted order
     t_perm: torch.Tensor  # (E,) position in destination order of each source-sorted edge
+    norm: torch.Tensor  # (E,) GCN coefficient of each edge, destination order (see ``gcn_norm``)
     weight: torch.Tensor | None = None  # (E,) fixed edge weight, destination order
 
     @property
@@ -93,17 +106,35 @@ class Relation:
     def from_csc(
         cls, num_src: int, num_dst: int, indptr: torch.Tensor, indices: torch.Tensor, eid: torch.Tensor,
         weight: torch.Tensor | None = None, self_loops: bool = False,
+        src_degree: torch.Tensor | None = None, dst_degree: torch.Tensor | None = None,
     ) -> "Relation":
         """From destination-major CSR (``indptr`` over dst, ``indices`` = sources, ``eid``
         = parent edge id of each edge), on the device of ``indptr``. ``weight`` is indexed by
         parent edge id. ``self_loops`` adds an edge ``i -> i`` (eid -1, weight 1) after each
         destination's edges, the ``A + I`` of the GCN formula; it needs src and dst of one
-        node type."""
+        node type.
+
+        ``norm`` holds eq. 1's coefficients. With ``src_degree`` / ``dst_degree`` (each
+        source's out-degree and each destination's in-degree in the *parent* graph, without
+        loops) a sampled block estimates the full-graph aggregation:
+
+        .. math::
+            c_{uv} = \\frac{d(v) / k_v}{\\sqrt{\\tilde d^{out}(u)\\, \\tilde d^{in}(v)}},
+            \\qquad c_{vv} = \\frac{1}{\\sqrt{\\tilde d^{out}(v)\\, \\tilde d^{in}(v)}}
+
+        with :math:`\\tilde d = d + 1` (the loop) and :math:`k_v` the in-edges of :math:`v`
+        the block kept. Uniform sampling without replacement keeps each edge with probability
+        :math:`k_v / d(v)`, so the sum over the sample is unbiased for the sum over all
+        neighbours; on the whole graph :math:`k_v = d(v)` and this is
+        :math:`\\tilde D^{-1/2} \\tilde A \\tilde D^{-1/2}`. Without parent degrees the block's
+        own are used (DGL's ``GraphConv`` on a block: fanout-capped in-degrees, source
+        out-degrees of 1-2, a different operator from the full-graph one)."""
         dev = indptr.device
         col, eid = indices.to(torch.int64), eid.to(torch.int64)
-        counts = (indptr[1:] - indptr[:-1]).to(torch.int64)
+        sampled = (indptr[1:] - indptr[:-1]).to(torch.int64)
+        counts = sampled
         if self_loops:
-            counts, col, eid = _with_self_loops(counts, col, eid)
+            counts, col, eid = _with_self_loops(sampled, col, eid)
         row = torch.repeat_interleave(torch.arange(num_dst, device=dev), counts, output_size=col.numel())
         w = None
         if weight is not None:
@@ -111,8 +142,25 @@ class Relation:
             real = eid >= 0
             w[real] = weight[eid[real]].to(torch.float32)
         order = _stable_order(col, num_src)  # source-major order
-        t_rowptr = offsets(torch.bincount(col, minlength=num_src))
-        return cls(num_src, num_dst, offsets(counts), col, row, eid, t_rowptr, row[order], order, w)
+        out_counts = torch.bincount(col, minlength=num_src)
+        loop = int(self_loops)
+        src_tilde = out_counts if src_degree is None else src_degree + loop
+        if dst_degree is None:
+            dst_tilde, scale = counts, torch.ones(num_dst, device=dev)
+        else:
+            dst_tilde = dst_degree + loop
+            scale = dst_degree.to(torch.float32) / sampled.clamp(min=1).to(torch.float32)
+        norm = gcn_norm(col, row, eid, src_tilde, dst_tilde, scale)
+        return cls(num_src, num_dst, offsets(counts), col, row, eid, offsets(out_counts), row[order], order, norm, w)
+
+    @classmethod
+    def identity(cls, num_src: int, num_dst: int, device=None) -> "Relation":
+        """Only the loops ``i -> i`` of the first ``num_dst`` sources: the self-relation of
+        a node type that has no relation with its own type (so it still sees its own
+        features, the ``I`` of ``A + I``)."""
+        empty = torch.zeros(0, dtype=torch.int64, device=device)
+        return cls.from_csc(num_src, num_dst, torch.zeros(num_dst + 1, dtype=torch.int64, device=device),
+                            empty, empty, self_loops=True)
 
     def csr(self, values: torch.Tensor) -> torch.Tensor:
         """The (num_dst x num_src) sparse CSR matrix with ``values`` in destination order."""
@@ -125,6 +173,14 @@ class Relation:
                                        check_invariants=False)
 
 
+def self_relations(etypes: list[ETYPE]) -> list[ETYPE]:
+    """``(t, "self", t)`` for every node type of ``etypes`` with no relation to its own type.
+    Eq. 1's :math:`\\tilde A = A + I` gives every node its own features; in the ``go``
+    variant genes have no gene-gene relation, so without this a gene would see its own
+    features only two hops away (gene -> GO -> gene), and a gene without annotations none."""
+    types = dict.fromkeys(t for s, _, d in etypes for t in (s, d))
+    same = {s for s, _, d in etypes if s == d}
+    return [(t, SELF, t) for t in types if t not in same]
 
 
 @dataclass
@@ -133,9 +189,20 @@ class MessageBlock:
     Destination nodes of each type are the first ``num_dst[t]`` source nodes of that type
     (DGL's block convention; also true of a full graph, where src = dst)."""
 
-    relations: dict[tuple[str, str, str], Relation]
+    relations: dict[ETYPE, Relation]
     num_src: dict[str, int]
     num_dst: dict[str, int]
+
+    @classmethod
+    def assemble(cls, relations: dict[ETYPE, Relation], num_src: dict[str, int], num_dst: dict[str, int],
+                 self_loops: bool) -> "MessageBlock":
+        """A block of ``relations``; with ``self_loops`` (the relations then hold ``A + I``)
+        plus the :func:`self_relations` they lack."""
+        if self_loops:
+            device = next(iter(relations.values())).col.device if relations else None
+            for e in self_relations(list(relations)):
+                relations = {**relations, e: Relation.identity(num_src[e[0]], num_dst[e[0]], device)}
+        return cls(relations, num_src, num_dst)
 
     def to(self, device, non_blocking: bool = False) -> "MessageBlock":
         return MessageBlock({k: r.to(device, non_blocking) for k, r in self.relations.items()},
