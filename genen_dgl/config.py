@@ -29,8 +29,9 @@ class TrainConfig:
     layers: int | None = None  # GCN 3, GAT 2 (the paper's best)
     heads: int = 4
     dropout: float = 0.5
-    edge_weight: str | None = None  # none | fixed | learned; default fixed for GCN, none for GAT
+    edge_weight: str | None = None  # none | fixed | learned; default: fixed for GCN on ppi, else none
     folds: int = 5
+    seeds: int = 1  # repeat the K folds over this many seeds (seed, seed + 1, ...)
     val_share: float = 0.15
     patience: int = 10
     seed: int = 0
@@ -39,14 +40,15 @@ class TrainConfig:
     mask_rate: float = 0.0
     mask_nodes: str = "all"  # all | gene | go
     threads: int | None = None
+    refit: bool = True  # after CV, one model on all labelled genes for embeddings.npy
 
     def resolved(self) -> "TrainConfig":
         """Fill the model-dependent defaults and check values."""
         c = dataclasses.replace(self)
         c.layers = c.layers or (3 if c.model == "gcn" else 2)
         c.fanouts = c.fanouts or [10] * c.layers
-        if c.edge_weight is None:
-            c.edge_weight = "fixed" if c.model == "gcn" and c.graph != "go" else "none"
+        if c.edge_weight is None:  # the paper: fixed scores on the PPI graph, go_ppi "without edge weights"
+            c.edge_weight = "fixed" if c.model == "gcn" and c.graph == "ppi" else "none"
         for name, allowed in CHOICES.items():
             value = getattr(c, name)
             if value not in allowed:
@@ -59,6 +61,8 @@ class TrainConfig:
             raise InputError(f"mask_rate = {c.mask_rate}: expected a share in [0, 1)")
         if c.folds < 2:
             raise InputError(f"folds = {c.folds}: expected at least 2")
+        if c.seeds < 1:
+            raise InputError(f"seeds = {c.seeds}: expected at least 1")
         if c.model == "gat" and c.hidden % c.heads:
             raise InputError(f"hidden = {c.hidden}: expected a multiple of heads ({c.heads}) for GAT")
         return c
@@ -89,8 +93,10 @@ HELP = {
     "layers": "number of layers (default GCN 3, GAT 2); the output layer is a convolution",
     "heads": "GAT attention heads",
     "dropout": "dropout after each hidden layer",
-    "edge_weight": "PPI edge weights for GCN: none, fixed (STRING score) or learned (default fixed)",
+    "edge_weight": "PPI edge weights for GCN: none, fixed (STRING score) or learned; default as the paper: "
+                   "fixed on the ppi graph, none on go_ppi (its PPI edges are unweighted) and for GAT",
     "folds": "cross-validation folds",
+    "seeds": "repeat the folds over N seeds (seed, seed+1, ...): mean ± std over seeds x folds, paired tests",
     "val_share": "share of each training part held out for early stopping",
     "patience": "epochs without validation improvement before stopping",
     "seed": "random seed (folds, initialisation, sampling)",
@@ -99,6 +105,8 @@ HELP = {
     "mask_rate": "share of nodes whose input features are zeroed (robustness study)",
     "mask_nodes": "which nodes masking draws from: all, gene or go",
     "threads": "torch CPU threads (default: torch's choice)",
+    "refit": "after cross-validation, train one model on all labelled genes (for the folds' median best "
+             "epoch count) and export its refined embeddings of every gene",
 }
 
 
@@ -134,6 +142,8 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
             kwargs["type"] = int
         elif f.type == "float":
             kwargs["type"] = float
+        elif f.type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
         parser.add_argument(flag, **kwargs)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoints")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")

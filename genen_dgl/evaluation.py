@@ -1,17 +1,14 @@
-"""Cross-validation splits, metrics, and the logistic-regression baseline."""
+"""Cross-validation splits, metrics, summaries and paired tests."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import pearsonr
-from sklearn.linear_model import LogisticRegression, Ridge
+from scipy.stats import pearsonr, wilcoxon
+from scipy.stats import t as student_t
 from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, roc_auc_score
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 
 @dataclass
@@ -36,28 +33,43 @@ def split_folds(y: np.ndarray, kind: str, folds: int, seed: int, val_share: floa
     return out
 
 
-def metrics(kind: str, y_true: np.ndarray, output: np.ndarray) -> dict[str, float]:
-    """Classification: ``output`` are class probabilities; AUC (one-vs-rest macro when
-    multiclass), macro F1, accuracy. Regression: ``output`` are predictions; Pearson, MSE."""
+def metrics(kind: str, y_true: np.ndarray, output: np.ndarray) -> dict:
+    """Classification: ``output`` are probabilities over every declared class (its width);
+    AUC (one-vs-rest macro when multiclass), macro F1 over all declared classes (a class
+    absent from the fold still counts, with F1 0), accuracy, and for binary
+    tasks the F1 of the positive class (index 1). Regression: ``output`` are predictions;
+    Pearson, MSE. A metric the fold cannot define is NaN, and ``undefined`` says why."""
+    undefined = {}
     if kind == "regression":
         pred = output.reshape(-1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            r = pearsonr(y_true, pred).statistic if np.std(pred) > 0 else float("nan")
-        return {"pearson": float(r), "mse": float(mean_squared_error(y_true, pred))}
-    pred = output.argmax(1)
-    try:
-        if output.shape[1] == 2:
-            auc = roc_auc_score(y_true, output[:, 1])
+        if np.std(pred) > 0 and np.std(y_true) > 0:
+            r = float(pearsonr(y_true, pred).statistic)
         else:
-            auc = roc_auc_score(y_true, output, multi_class="ovr", average="macro", labels=np.arange(output.shape[1]))
-    except ValueError:  # a class missing from this fold
-        auc = float("nan")
-    return {"auc": float(auc), "f1": float(f1_score(y_true, pred, average="macro")),
-            "accuracy": float(accuracy_score(y_true, pred))}
+            r = float("nan")
+            undefined["pearson"] = "constant predictions" if np.std(pred) == 0 else "constant targets"
+        out = {"pearson": r, "mse": float(mean_squared_error(y_true, pred))}
+    else:
+        classes = np.arange(output.shape[1])
+        pred = output.argmax(1)
+        missing = np.setdiff1d(classes, y_true)
+        if len(missing):
+            auc = float("nan")
+            undefined["auc"] = f"class {', '.join(map(str, missing))} absent from the test fold"
+        elif len(classes) == 2:
+            auc = float(roc_auc_score(y_true, output[:, 1]))
+        else:
+            auc = float(roc_auc_score(y_true, output, multi_class="ovr", average="macro", labels=classes))
+        out = {"auc": auc,
+               "f1": float(f1_score(y_true, pred, labels=classes, average="macro", zero_division=0.0)),
+               "accuracy": float(accuracy_score(y_true, pred))}
+        if len(classes) == 2:
+            out["f1_positive"] = float(f1_score(y_true, pred, pos_label=1, average="binary", zero_division=0.0))
+    if undefined:
+        out["undefined"] = undefined
+    return out
 
 
-def score_outputs(kind: str, y: np.ndarray, out: np.ndarray) -> dict[str, float]:
+def score_outputs(kind: str, y: np.ndarray, out: np.ndarray) -> dict:
     """:func:`metrics` plus the loss (cross-entropy of the probabilities, or MSE)."""
     if kind == "regression":
         loss = float(np.mean((out[:, 0] - y) ** 2))
@@ -66,39 +78,44 @@ def score_outputs(kind: str, y: np.ndarray, out: np.ndarray) -> dict[str, float]
     return {**metrics(kind, y, out), "loss": loss}
 
 
-def summarize(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
+def summarize(fold_metrics: list[dict]) -> dict:
+    """Mean, sample standard deviation (ddof = 1) and count ``n`` of each metric over the
+    folds (x seeds) where it is defined; ``undefined`` lists, per metric, the folds left out
+    and why (nothing is dropped silently)."""
     keys = [k for k in fold_metrics[0] if isinstance(fold_metrics[0][k], float)]
-    out = {}
+    out: dict = {}
     for k in keys:
         values = np.array([m[k] for m in fold_metrics], dtype=float)
-        out[f"{k}_mean"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-        out[f"{k}_std"] = float(np.nanstd(values)) if np.isfinite(values).any() else float("nan")
+        ok = values[np.isfinite(values)]
+        out[f"{k}_mean"] = float(ok.mean()) if len(ok) else float("nan")
+        out[f"{k}_std"] = float(ok.std(ddof=1)) if len(ok) > 1 else float("nan")
+        out[f"{k}_n"] = int(len(ok))
+    undefined: dict[str, list[str]] = {}
+    for i, m in enumerate(fold_metrics):
+        for k, why in m.get("undefined", {}).items():
+            undefined.setdefault(k, []).append(f"fold {m.get('fold', i)}: {why}")
+    if undefined:
+        out["undefined"] = undefined
     return out
 
 
-def baseline_outputs(x: np.ndarray, y: np.ndarray, kind: str, folds: list[Fold], seed: int) -> np.ndarray:
-    """Out-of-fold outputs (class probabilities, or predictions as one column) of
-    logistic regression (ridge for regression) on the input features, fitted on each
-    fold's train + validation parts."""
-    width = 1 if kind == "regression" else int(y.max()) + 1
-    out = np.full((len(y), width), np.nan)
-    for fold in folds:
-        fit = np.concatenate([fold.train, fold.val])
-        if kind == "regression":
-            model = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(x[fit], y[fit])
-            out[fold.test, 0] = model.predict(x[fold.test])
-        else:
-            model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-            model.fit(x[fit], y[fit])
-            proba = np.zeros((len(fold.test), width))
-            proba[:, model.classes_] = model.predict_proba(x[fold.test])
-            out[fold.test] = proba
+def paired_test(model: list[float], other: list[float], test_share: float) -> dict:
+    """Paired comparison of two methods' scores on the same folds (x seeds): the mean
+    difference, a Wilcoxon signed-rank test, and Nadeau & Bengio's corrected resampled t-test
+    (the variance of the differences inflated by ``test/train`` size, since repeated K-fold
+    training sets overlap). Pairs where either score is undefined are left out.
+    With 5 pairs the smallest two-sided Wilcoxon p is 0.0625: use ``--seeds`` for more."""
+    a, b = np.asarray(model, float), np.asarray(other, float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    d = a[ok] - b[ok]
+    out = {"pairs": int(ok.sum()), "mean_difference": float(d.mean()) if len(d) else float("nan"),
+           "wilcoxon_p": float("nan"), "corrected_t_p": float("nan")}
+    if len(d) < 2:
+        return out
+    if np.any(d != 0):
+        out["wilcoxon_p"] = float(wilcoxon(d).pvalue)
+    var = d.var(ddof=1) * (1 / len(d) + test_share / (1 - test_share))
+    if var > 0:
+        t = d.mean() / np.sqrt(var)
+        out["corrected_t_p"] = float(2 * student_t.sf(abs(t), len(d) - 1))
     return out
-
-
-def baseline(x: np.ndarray, y: np.ndarray, kind: str, folds: list[Fold], seed: int) -> dict:
-    """The baseline's metrics on the same folds as the GNN."""
-    out = baseline_outputs(x, y, kind, folds, seed)
-    results = [metrics(kind, y[f.test], out[f.test]) for f in folds]
-    name = "ridge" if kind == "regression" else "logistic_regression"
-    return {"model": name, "folds": results, "summary": summarize(results)}

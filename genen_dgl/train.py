@@ -13,7 +13,7 @@ import yaml
 
 from genen_dgl.config import TrainConfig, build_parser, from_args
 from genen_dgl.errors import InputError, cli
-from genen_dgl.trainer import run
+from genen_dgl.trainer import run, summary_line
 
 log = logging.getLogger("genen_dgl.train")
 
@@ -50,11 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         package_log.removeHandler(handler)
         handler.close()
-    s, b = metrics["summary"], metrics["baseline"]["summary"]
-    key = "pearson" if metrics["kind"] == "regression" else "auc"
-    print(f"{metrics['task']} ({metrics['kind']}), {config.graph}/{config.model}, {config.folds}-fold: "
-          f"{key} {s[key + '_mean']:.3f} ± {s[key + '_std']:.3f} "
-          f"(baseline {b[key + '_mean']:.3f} ± {b[key + '_std']:.3f}); outputs in {run_dir}")
+    seeds = f" x {config.seeds} seeds" if config.seeds > 1 else ""
+    print(summary_line(metrics, f"{config.graph}/{config.model}, {config.folds}-fold{seeds}", run_dir))
     return 0
 
 

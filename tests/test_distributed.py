@@ -96,7 +96,7 @@ def test_distributed_run_matches_single_machine(parts, sample_spec, tmp_path):
     single = train_single(config, tmp_path / "single")
     assert set(single) <= set(dist) and dist["distributed"]["world_size"] == 2
     assert len(dist["folds"]) == 2 and set(dist["summary"]) == set(single["summary"])
-    assert dist["baseline"] == single["baseline"]  # the same folds
+    assert dist["baselines"] == single["baselines"]  # the same splits
     assert abs(dist["summary"]["auc_mean"] - single["summary"]["auc_mean"]) < 0.03, (dist["summary"], single["summary"])
     for name in ("predictions.csv", "embeddings.genes.txt", "config.yaml", "train.log", "fold1/best.pt"):
         assert (tmp_path / "dist" / name).exists(), name

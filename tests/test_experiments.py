@@ -11,12 +11,14 @@ import pytest
 import yaml
 from matplotlib import image
 
-from genen_dgl.data.graph import load_graph
+from genen_dgl.baselines import fit_predict, views
+from genen_dgl.config import TrainConfig
+from genen_dgl.data.graph import load_full_graph, load_graph
 from genen_dgl.data.spec import load_spec
-from genen_dgl.evaluation import metrics, split_folds
+from genen_dgl.evaluation import metrics
 from genen_dgl.experiments.__main__ import main
-from genen_dgl.evaluation import baseline_outputs
 from genen_dgl.experiments.masking import DEFAULT_RATES, parse_rates
+from genen_dgl.trainer import cut_splits
 
 SMALL = ["--epochs", "2", "--folds", "2", "--sampler", "full", "--hidden", "16", "--threads", "1"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -66,16 +68,18 @@ def test_masking(sample_spec, tmp_path):
     assert run("masking", sample_spec, tmp_path, "--rates", "0,0.9", "--nodes", "all,go") == 0
     frame = pd.read_csv(tmp_path / "masking.csv")
     assert {"rate", "variant", "nodes", "fold", "auc", "f1"} <= set(frame.columns)
-    # all: 3 variants; go: go and go_ppi (ppi has no GO nodes); a baseline per (nodes, rate); 2 folds
-    assert len(frame) == (3 * 2 + 2 * 2 + 2 * 2) * 2
+    # all: 3 variants; go: go and go_ppi (ppi has no GO nodes); 3 baselines per (nodes, rate); 2 folds
+    assert len(frame) == (3 * 2 + 2 * 2 + 3 * 2 * 2) * 2
     for (variant, nodes), part in frame.groupby(["variant", "nodes"]):
         assert sorted(part["rate"].unique()) == [0.0, 0.9], (variant, nodes)
         assert sorted(part["fold"]) == [0, 0, 1, 1]
     assert not ((frame["variant"] == "ppi") & (frame["nodes"] == "go")).any()
     assert frame[["auc", "f1"]].notna().all().all()
-    base = frame[frame["variant"] == "baseline"].set_index(["nodes", "rate", "fold"])["f1"]
+    base = frame[frame["variant"] == "text LR"].set_index(["nodes", "rate", "fold"])["f1"]
     assert np.allclose(base.loc["go", 0.0], base.loc["go", 0.9])  # GO masking leaves gene features alone
     assert not np.allclose(base.loc["all", 0.0], base.loc["all", 0.9])  # 90% of gene features zeroed
+    go = frame[frame["variant"] == "GO-annotation LR"].set_index(["nodes", "rate", "fold"])["f1"]
+    assert np.allclose(go.loc["all", 0.0], go.loc["all", 0.9])  # annotations are not features
     truth = [pd.read_csv(tmp_path / f"runs/go_ppi-all-{r}/predictions.csv")["y_true"] for r in ("0", "0.9")]
     assert truth[0].equals(truth[1])  # labels are never masked
     assert_png(tmp_path / "masking.png")
@@ -91,7 +95,7 @@ def test_bias_split_and_scores(bias_out, labelled, sample_spec):
     nodes, labels, words = labelled
     frame = pd.read_csv(bias_out / "bias.csv")
     assert {"model", "group", "fold", "n", "words_threshold", "auc", "f1", "accuracy"} <= set(frame.columns)
-    assert set(frame["model"]) == {"gcn", "logistic_regression"}
+    assert set(frame["model"]) == {"gcn", "text", "ppi_smoothed", "go_annotations"}
     threshold = np.median(words)
     assert frame["words_threshold"].eq(threshold).all()
     less = int((words <= threshold).sum())
@@ -101,14 +105,17 @@ def test_bias_split_and_scores(bias_out, labelled, sample_spec):
         assert sizes.sum() == len(nodes) == 360
     assert_png(bias_out / "bias.png")
 
-    # the out-of-fold baseline reproduces the trainer's baseline fold by fold
+    # the out-of-fold baselines reproduce the trainer's, split by split
     report = json.loads((bias_out / "runs/go_ppi-gcn/metrics.json").read_text())
-    folds = split_folds(labels.values, labels.kind, 2, 0)
-    x = load_graph(sample_spec, "go_ppi").graph.nodes["gene"].data["feat"][nodes].numpy()
-    out = baseline_outputs(x, labels.values, labels.kind, folds, 0)
-    for fold, expected in zip(folds, report["baseline"]["folds"]):
-        got = metrics(labels.kind, labels.values[fold.test], out[fold.test])
-        assert got == pytest.approx(expected)
+    splits = cut_splits(labels, TrainConfig(folds=2))
+    full = load_full_graph(load_spec(sample_spec))[0]
+    inputs = views(full, full.nodes["gene"].data["feat"].numpy(), nodes)
+    assert set(inputs) == set(report["baselines"])
+    for name, x in inputs.items():
+        for split, expected in zip(splits, report["baselines"][name]["folds"]):
+            out = fit_predict(x, labels.values, labels.kind, split.fold, 2, split.seed)
+            got = metrics(labels.kind, labels.values[split.fold.test], out)
+            assert {"seed": split.seed, "fold": split.k, **got} == pytest.approx(expected)
 
 
 def test_bias_threshold_reuses_training(bias_out, labelled, sample_spec):
@@ -126,10 +133,12 @@ def test_embeddings(bias_out, labelled, sample_spec, tmp_path, capsys):
     assert run("embeddings", sample_spec, bias_out) == 0  # same options as bias: its run is reused
     assert mtimes(bias_out) == before
     frame = pd.read_csv(bias_out / "embeddings.csv", dtype={"label": str})
-    assert list(frame.columns) == ["gene", "label", "input_x", "input_y", "refined_x", "refined_y"]
-    assert sorted(frame["gene"]) == sorted(labelled[1].genes)
+    assert list(frame.columns) == ["gene", "fold", "label", "input_x", "input_y", "refined_x", "refined_y"]
+    # the map shows genes the fold-0 model did not train on: its test fold
+    test = cut_splits(labelled[1], TrainConfig(folds=2))[0].fold.test
+    assert sorted(frame["gene"]) == sorted(labelled[1].genes[test])
     assert set(frame["label"]) == {"0", "1"}
-    assert np.isfinite(frame.iloc[:, 2:].to_numpy()).all()
+    assert np.isfinite(frame.iloc[:, 3:].to_numpy()).all()
     assert_png(bias_out / "embeddings.png")
     assert main(["embeddings", "--out", str(tmp_path), "--run", str(tmp_path)]) == 2
     assert "not a finished training run" in capsys.readouterr().err
@@ -144,7 +153,7 @@ def test_leakage(sample_spec, tmp_path, capsys):
     assert {p for p in data_dir.rglob("*") if ".cache" not in p.parts} == files_before
     frame = pd.read_csv(tmp_path / "leakage.csv")
     assert {"filter", "go_nodes", "model", "fold", "auc", "f1"} <= set(frame.columns)
-    assert len(frame) == 2 * 2 * 2  # filter on/off x GNN/baseline x folds
+    assert len(frame) == 2 * 4 * 2  # filter on/off x GNN and 3 baselines x folds
     go = frame.groupby("filter")["go_nodes"].first()
     assert go["off"] > go["on"]  # the filter really removes GO terms
     edges = frame.groupby("filter")["gene_go_edges"].first()
@@ -167,11 +176,13 @@ def test_table(sample_spec, tmp_path):
     assert len(gnn) == 3 * 2 * 3
     assert not gnn.duplicated(["task", "model", "variant"]).any()
     baseline = frame[~frame["model"].isin(["gcn", "gat"])]
-    assert list(baseline["task"]) == tasks and list(baseline["model"]) == ["logistic_regression"] * 2 + ["ridge"]
+    assert list(baseline["task"]) == [t for t in tasks for _ in range(3)]
+    assert list(baseline["model"]) == ["text", "ppi_smoothed", "go_annotations"] * 3
+    assert gnn[["p_vs_text", "p_vs_ppi_smoothed", "p_vs_go_annotations"]].notna().all().all()
     assert (frame["metric"] == np.where(frame["task"] == "conservation", "pearson", "auc")).all()
     assert frame.loc[frame["task"] != "conservation", ["mean", "std", "f1_mean", "f1_std"]].notna().all().all()
     assert frame.loc[frame["task"] == "conservation", "f1_mean"].isna().all()
     md = (tmp_path / "table.md").read_text()
     assert md.count("| Model | membrane | localization | conservation (Pearson) |") == 2
-    assert md.count("| GAT · go_ppi |") == 2 and md.count("| Baseline") == 2
+    assert md.count("| GAT · go_ppi |") == 2 and md.count("| text LR |") == 2 and md.count("| GO-annotation LR |") == 2
     assert_png(tmp_path / "table.png")

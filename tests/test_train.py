@@ -33,9 +33,12 @@ def test_outputs_and_config(sample_spec, tmp_path):
     m = train(sample_spec, tmp_path / "run", "--config", str(config), "--hidden", "32", "--task", "localization")
     saved = yaml.safe_load((tmp_path / "run/config.yaml").read_text())
     assert saved["model"] == "gat" and saved["hidden"] == 32 and saved["epochs"] == 2 and saved["layers"] == 2
-    assert m["kind"] == "multiclass" and len(m["folds"]) == 3 and m["baseline"]["model"] == "logistic_regression"
+    assert m["kind"] == "multiclass" and len(m["folds"]) == 3
+    assert set(m["baselines"]) == {"text", "ppi_smoothed", "go_annotations"}
     for key in ("auc_mean", "auc_std", "f1_mean", "f1_std", "accuracy_mean"):
-        assert np.isfinite(m["summary"][key]) and np.isfinite(m["baseline"]["summary"][key])
+        assert np.isfinite(m["summary"][key])
+        assert all(np.isfinite(b["summary"][key]) for b in m["baselines"].values())
+    assert m["baselines"]["text"]["model"] == "logistic_regression"
     preds = pd.read_csv(tmp_path / "run/predictions.csv")
     assert len(preds) == m["labelled_genes"] and preds["gene"].is_unique
     assert sorted(preds["fold"].unique()) == [0, 1, 2]
@@ -46,19 +49,19 @@ def test_outputs_and_config(sample_spec, tmp_path):
     assert emb.shape == (len(genes), 32) and np.isfinite(emb).all()
     for k in range(3):
         assert (tmp_path / f"run/fold{k}/best.pt").exists() and (tmp_path / f"run/fold{k}/result.json").exists()
-    assert "fold 2" in (tmp_path / "run/train.log").read_text()
+    assert "fold2: best epoch" in (tmp_path / "run/train.log").read_text()
 
 
 def test_regression_and_full_graph(sample_spec, tmp_path):
     m = train(sample_spec, tmp_path / "run", *SMALL, "--task", "conservation", "--sampler", "full", "--graph", "ppi")
     assert m["kind"] == "regression" and set(m["summary"]) >= {"pearson_mean", "mse_mean"}
-    assert m["baseline"]["model"] == "ridge"
+    assert all(b["model"] == "ridge" for b in m["baselines"].values())
 
 
 def test_learned_edge_weights_are_trained(sample_spec, tmp_path):
     config = TrainConfig(data=str(sample_spec), graph="ppi", edge_weight="learned", hidden=16, folds=2).resolved()
     setup = Setup.prepare(config)
-    trainer = FoldTrainer(setup, 0, tmp_path)
+    trainer = FoldTrainer(setup, setup.splits[0], tmp_path)
     theta = trainer.model.edge_theta["gene:interacts:gene"]
     before = theta.detach().clone()
     trainer.train_epoch()
@@ -112,4 +115,28 @@ def test_killed_run_resumes(sample_spec, tmp_path, sampler):
 def test_gnn_beats_the_feature_baseline(sample_spec, tmp_path, model, task):
     """The quality bar: on go_ppi, message passing beats logistic regression on the features."""
     m = train(sample_spec, tmp_path / "run", "--model", model, "--task", task, "--folds", "3", "--epochs", "25")
-    assert m["summary"]["auc_mean"] > m["baseline"]["summary"]["auc_mean"] + 0.05
+    assert m["summary"]["auc_mean"] > m["baselines"]["text"]["summary"]["auc_mean"] + 0.05
+
+
+def test_seeds_baselines_and_every_gene_scored(sample_spec, tmp_path):
+    """--seeds 2 repeats the folds; baselines share the splits; scores.csv ranks every gene."""
+    m = train(sample_spec, tmp_path / "run", "--folds", "2", "--seeds", "2", "--epochs", "3", "--hidden", "16",
+              "--sampler", "full")
+    assert [(r["seed"], r["fold"]) for r in m["folds"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert m["summary"]["auc_n"] == 4 and m["positive_class"] == m["classes"][1]
+    for name, b in m["baselines"].items():
+        assert [(f["seed"], f["fold"]) for f in b["folds"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+        assert m["comparisons"][name]["pairs"] == 4
+        assert m["comparisons"][name]["mean_difference"] == pytest.approx(
+            m["summary"]["auc_mean"] - b["summary"]["auc_mean"])
+    for d in ("fold0", "fold1", "seed1-fold0", "seed1-fold1", "refit"):
+        assert (tmp_path / "run" / d / "last.pt").exists()
+    preds = pd.read_csv(tmp_path / "run/predictions.csv")
+    assert preds.groupby("seed")["gene"].nunique().tolist() == [m["labelled_genes"]] * 2
+    scores = pd.read_csv(tmp_path / "run/scores.csv", dtype={"label": str}, keep_default_na=False)
+    genes = (tmp_path / "run/embeddings.genes.txt").read_text().split()
+    assert sorted(scores["gene"]) == sorted(genes) and scores["rank"].tolist() == list(range(1, len(genes) + 1))
+    assert scores["labelled"].sum() == m["labelled_genes"] and (scores["score"].diff().dropna() <= 0).all()
+    oof = pd.read_csv(tmp_path / "run/embeddings.oof.genes.csv")
+    assert len(oof) == m["labelled_genes"] and np.load(tmp_path / "run/embeddings.oof.npy").shape == (len(oof), 16)
+    assert "refit" in m["embeddings"]["model"]

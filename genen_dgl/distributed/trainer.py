@@ -14,9 +14,11 @@ outputs as the single-machine trainer (:mod:`genen_dgl.trainer`, whose ``Setup``
   equal share per rank, padded by wrapping around, so every rank runs the same number of
   batches; ``--batch-size`` is the global batch (each rank takes its share of it);
   gradients are averaged by ``DistributedDataParallel`` (gloo);
-* validation and test use sampled inference (``--eval-fanouts``; default: the training
-  fanouts) on each rank's share of the genes, gathered on every rank, so all ranks take
-  the same early-stopping decisions; rank 0 writes the run directory.
+* validation and test use inference over every neighbour (``--eval-fanouts``, default -1
+  per layer: the same operator as the single-machine full-graph evaluation, since sampled
+  blocks carry whole-graph degrees) on each rank's share of the genes, gathered on every
+  rank, so all ranks take the same early-stopping decisions; rank 0 writes the run
+  directory, and computes the baselines from the dataset the partitions were cut from.
 """
 
 from __future__ import annotations
@@ -40,16 +42,18 @@ from torch.nn.parallel import DistributedDataParallel
 
 from genen_dgl.atomic import atomic_path
 from genen_dgl.config import TrainConfig, parse_ints, build_parser, from_args
-from genen_dgl.data.graph import GeneGraph
-from genen_dgl.dataloading import fixed_weights, parse_fanouts, to_message_block
+from genen_dgl.data.graph import GeneGraph, load_full_graph
+from genen_dgl.data.spec import load_spec
+from genen_dgl.dataloading import Degrees, fixed_weights, parse_fanouts, to_message_block
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.distributed.env import required
 from genen_dgl.errors import InputError, cli
-from genen_dgl.evaluation import score_outputs, split_folds
+from genen_dgl.evaluation import Fold, score_outputs
 from genen_dgl.nn.sparse import MessageBlock
-from genen_dgl.partition import PartitionInfo
+from genen_dgl.partition import PartitionInfo, degree_fields
 from genen_dgl.train import run_dir_for
-from genen_dgl.trainer import FoldTrainer, Setup, mask_features, pick_device, seed_everything, write_outputs
+from genen_dgl.trainer import (FoldTrainer, Setup, Split, cut_splits, mask_features, pick_device, seed_everything,
+                               summary_line, write_outputs)
 
 log = logging.getLogger("genen_dgl.distributed.trainer")
 
@@ -88,10 +92,11 @@ def graph_etype(g, etype: tuple[str, str, str]) -> tuple[str, str, str]:
     return etype if etype in g.canonical_etypes else g.canonical_etypes[0]
 
 
-def message_block(block, g, weights: dict) -> MessageBlock:
+def message_block(block, g, weights: dict, degrees: Degrees) -> MessageBlock:
     """:func:`to_message_block` of a sampled block, under the graph's type names."""
     names = {e: graph_etype(g, e) for e in block.canonical_etypes}
-    mb = to_message_block(block, {e: weights[ge] for e, ge in names.items() if ge in weights})
+    mb = to_message_block(block, {e: weights[ge] for e, ge in names.items() if ge in weights},
+                          degrees={e: degrees[ge] for e, ge in names.items()})
     if all(e == ge for e, ge in names.items()):
         return mb
     ntype = {e[0]: ge[0] for e, ge in names.items()} | {e[2]: ge[2] for e, ge in names.items()}
@@ -119,41 +124,56 @@ class DistSetup(Setup):
     world: int = 1
     shuffled: torch.Tensor = None  # partition (shuffled) id of each labelled gene
     to_shuffled: dict = None  # ntype -> shuffled id of each original id
-    keep: dict = None  # ntype -> feature mask (shuffled ids), or None
+    mapping: dict = None  # ntype -> original id of each shuffled id
     train_sampler: object = None
     eval_sampler: object = None
     label: object = None  # DistTensor of the task's labels
-    last_outputs: np.ndarray | None = None  # outputs of the latest score() call
+    degrees: Degrees = None  # each relation's whole-graph degrees (DistTensors)
 
     @property
     def rank_batch(self) -> int:
         return max(1, -(-self.config.batch_size // self.world))
+
+    def batch_source(self, train: np.ndarray) -> None:
+        """None: :meth:`DistFoldTrainer.train_epoch` draws each rank's share itself."""
+        return None
+
+    def inputs(self, seed: int) -> dict[str, torch.Tensor] | None:
+        """The masking study's keep-masks by shuffled id for ``seed`` (None without masking):
+        the same nodes :func:`mask_features` zeroes on one machine."""
+        c = self.config
+        if c.mask_rate <= 0:
+            return None
+        ones = {t: torch.ones(len(orig), 1) for t, orig in self.mapping.items()}
+        masked = mask_features(ones, c.mask_rate, c.mask_nodes, seed)
+        return {t: masked[t][self.mapping[t], 0] > 0 for t in masked}
 
     def new_model(self):
         model = super().new_model()
         return DistributedDataParallel(model, find_unused_parameters=True)
 
     # -- pulling from the servers ----------------------------------------------------------
-    def features(self, input_nodes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def features(self, input_nodes: dict[str, torch.Tensor], keep: dict | None) -> dict[str, torch.Tensor]:
         x = {}
         for t, ids in input_nodes.items():
             v = self.feats[t][ids]
-            if self.keep is not None:
-                v = v * self.keep[t][ids, None].to(v.dtype)
+            if keep is not None:
+                v = v * keep[t][ids, None].to(v.dtype)
             x[t] = v.to(self.device)
         return x
 
-    def batches(self, ids: torch.Tensor, sampler, batch_size: int):
+    def batches(self, ids: torch.Tensor, sampler, batch_size: int, keep: dict | None):
         """(input features, message blocks, output gene ids) per minibatch of ``ids``."""
         loader = dgl.dataloading.DistNodeDataLoader(self.data.graph, seeds_of(self.data.graph, ids), sampler,
                                                     batch_size=batch_size, shuffle=False, drop_last=False)
         for input_nodes, output_nodes, blocks in loader:
-            mblocks = [message_block(b, self.data.graph, self.weights).to(self.device) for b in blocks]
-            yield self.features(as_dict(input_nodes)), mblocks, as_dict(output_nodes)[TARGET]
+            mblocks = [message_block(b, self.data.graph, self.weights, self.degrees).to(self.device) for b in blocks]
+            yield self.features(as_dict(input_nodes), keep), mblocks, as_dict(output_nodes)[TARGET]
 
     # -- evaluation -------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, model, ids: torch.Tensor, hidden: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict(self, model, ids: torch.Tensor, keep: dict | None, hidden: bool = False
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         """Outputs (probabilities or predictions) and, if asked, refined embeddings of the
         genes ``ids`` (shuffled ids), in that order; each rank infers a share, all get all."""
         module = getattr(model, "module", model)
@@ -161,7 +181,7 @@ class DistSetup(Setup):
         mine = np.array_split(np.arange(len(ids)), self.world)[self.rank]
         dgl.seed(self.config.seed)  # local sampling repeats from epoch to epoch
         seen, outs, hids = [], [], []
-        for x, blocks, out_ids in self.batches(ids[mine], self.eval_sampler, self.config.batch_size):
+        for x, blocks, out_ids in self.batches(ids[mine], self.eval_sampler, self.config.batch_size, keep):
             out, h = module(blocks, x, return_hidden=True)
             out = out.reshape(-1, 1) if self.labels.kind == "regression" else torch.softmax(out, 1)
             seen.append(out_ids)
@@ -183,38 +203,30 @@ class DistSetup(Setup):
                 emb[rows] = h
         return out, emb
 
-    def score(self, model, positions: np.ndarray) -> dict[str, float]:
-        out, _ = self.predict(model, self.shuffled[torch.as_tensor(positions)])
-        self.last_outputs = out
+    def score(self, model, positions: np.ndarray, keep: dict | None) -> dict[str, float]:
+        out, _ = self.predict(model, self.shuffled[torch.as_tensor(positions)], keep)
         return score_outputs(self.labels.kind, self.labels.values[positions], out)
 
-    def full_forward(self, model):
-        raise NotImplementedError("a DistGraph has no full-graph forward; use predict()")
-
-    def gene_table(self) -> GeneGraph:
-        """The genes' input features in original order, as a local graph (for the baseline)."""
-        n = self.data.graph.num_nodes(TARGET)
-        local = dgl.heterograph({(TARGET, "self", TARGET): (torch.zeros(0, dtype=torch.int64),) * 2},
-                                num_nodes_dict={TARGET: n})
-        local.nodes[TARGET].data["feat"] = self.feats[TARGET][self.to_shuffled[TARGET]]
-        return GeneGraph(local, self.data.gene_ids, [], self.data.variant, None)
+    def full_forward(self, model, keep: dict | None) -> tuple[np.ndarray, np.ndarray]:
+        """Outputs and embeddings of every gene (original order), by inference over the DistGraph."""
+        return self.predict(model, self.to_shuffled[TARGET], keep, hidden=True)
 
 
 class DistFoldTrainer(FoldTrainer):
     """One fold on every rank; checkpoints only from rank 0 (the others write to scratch)."""
 
-    def __init__(self, setup: DistSetup, k: int, run_dir: Path, scratch: Path):
-        super().__init__(setup, k, run_dir if setup.rank == 0 else scratch)
+    def __init__(self, setup: DistSetup, split: Split, run_dir: Path, scratch: Path):
+        super().__init__(setup, split, run_dir if setup.rank == 0 else scratch)
         self.epoch_seconds: list[float] = []
 
     def train_epoch(self) -> float:
         s, c = self.s, self.s.config
         start = time.perf_counter()
-        epoch_seed = seed_everything(c.seed, self.k, self.epoch)
+        epoch_seed = seed_everything(self.split.seed, self.k, self.epoch)
         self.model.train()
         seeds = rank_share(s.shuffled[torch.as_tensor(self.fold.train)], s.rank, s.world, epoch_seed)
         total = torch.zeros(2, dtype=torch.float64)
-        for x, blocks, out_ids in s.batches(seeds, s.train_sampler, s.rank_batch):
+        for x, blocks, out_ids in s.batches(seeds, s.train_sampler, s.rank_batch, self.x):
             out = self.model(blocks, x)
             loss = s.loss(out, s.label[out_ids].to(s.device))
             self.opt.zero_grad()
@@ -236,7 +248,6 @@ def prepare(config: TrainConfig, info: PartitionInfo, eval_fanouts: list[int] | 
         torch.cuda.set_device(device)
     task = info.meta["tasks"][config.task]
     nodes, labels = info.labels(config.task)
-    folds = split_folds(labels.values, labels.kind, config.folds, config.seed, config.val_share)
     mapping = info.node_mapping()  # shuffled id -> original id
     to_shuffled = {}
     for t, orig in mapping.items():
@@ -250,54 +261,53 @@ def prepare(config: TrainConfig, info: PartitionInfo, eval_fanouts: list[int] | 
         flagged = g.nodes[TARGET].data[task["labelled_field"]][shuffled].numpy()
         if not (flagged == 1).all() or not np.allclose(held, labels.values):
             raise RuntimeError(f"partition labels of {config.task} do not match {info.root}; partition again")
-    keep = None
-    if config.mask_rate > 0:
-        ones = {t: torch.ones(g.num_nodes(t), 1) for t in info.meta["ntypes"]}
-        masked = mask_features(ones, config.mask_rate, config.mask_nodes, config.seed)
-        keep = {t: masked[t][mapping[t], 0] > 0 for t in masked}
     feats = {t: g.nodes[t].data["feat"] for t in g.ntypes}
     fanouts = parse_fanouts(config.fanouts, config.fanout_rel, g)
-    eval_fanouts = fanouts if eval_fanouts is None else parse_fanouts(eval_fanouts, {}, g)
-    data = GeneGraph(g, info.gene_ids(), [], info.meta["variant"], None)
+    eval_fanouts = parse_fanouts(eval_fanouts or [-1] * config.layers, {}, g)
+    degrees = {}
+    for e in g.canonical_etypes:
+        out_name, in_name = degree_fields(e)
+        degrees[e] = (g.nodes[e[0]].data[out_name], g.nodes[e[2]].data[in_name])
+    data = GeneGraph(g, info.gene_ids(), [], info.meta["variant"], load_spec(config.data))
+    # the baselines (rank 0 only) read the dataset's graph the partitions were cut from
+    full = load_full_graph(data.spec)[0] if rank == 0 else None
     return DistSetup(
-        config, data, nodes, labels, folds, feats, device, None, fixed_weights(g, config.edge_weight),
-        info=info, rank=rank, world=world, shuffled=shuffled, to_shuffled=to_shuffled, keep=keep,
-        train_sampler=dgl.dataloading.NeighborSampler(fanouts),
-        eval_sampler=dgl.dataloading.NeighborSampler(eval_fanouts), label=label,
+        config, data, full, nodes, labels, cut_splits(labels, config), feats, device, None,
+        fixed_weights(g, config.edge_weight), info=info, rank=rank, world=world, shuffled=shuffled,
+        to_shuffled=to_shuffled, mapping=mapping, train_sampler=dgl.dataloading.NeighborSampler(fanouts),
+        eval_sampler=dgl.dataloading.NeighborSampler(eval_fanouts), label=label, degrees=degrees,
     )
 
 
 def train(setup: DistSetup, run_dir: Path, eval_fanouts: list[int] | None) -> dict | None:
-    """All folds; rank 0 writes the outputs and returns the metrics."""
+    """All splits; rank 0 writes the outputs and returns the metrics."""
     c, start = setup.config, time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix=f"genen-rank{setup.rank}-"))
-    results, outputs, val_scores, best_states, epoch_seconds = [], [], [], [], []
+    results, outputs, epoch_seconds = [], [], []
+    refit = None
     try:
-        for k in range(c.folds):
-            trainer = DistFoldTrainer(setup, k, run_dir, scratch)
-            result = trainer.fit()  # its last score() is the test fold's
-            results.append(result)
-            outputs.append(setup.last_outputs)
-            val_scores.append(result["val_score"])
-            best_states.append(trainer.best_state)
+        for split in setup.splits:
+            trainer = DistFoldTrainer(setup, split, run_dir, scratch)
+            results.append(trainer.fit())
+            outputs.append(setup.full_forward(trainer.model, trainer.x))
             epoch_seconds += trainer.epoch_seconds
-        best = int(np.argmax(val_scores))
-        model = setup.new_model()
-        model.load_state_dict(best_states[best])
-        all_genes = setup.to_shuffled[TARGET]
-        _, hidden = setup.predict(model, all_genes, hidden=True)
+        if c.refit:
+            epochs = int(np.median([r["best_epoch"] for r in results])) + 1
+            everyone = np.arange(len(setup.nodes))
+            split = Split(c.seed, len(setup.splits), Fold(everyone, everyone[:0], everyone[:0]), "refit")
+            trainer = DistFoldTrainer(setup, split, run_dir, scratch)
+            trainer.fit_epochs(epochs)
+            refit = (epochs, setup.full_forward(trainer.model, trainer.x)[1])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if setup.rank != 0:
         return None
-    embeddings = [(s, hidden if i == best else None) for i, s in enumerate(val_scores)]
-    plain = Setup(c, setup.gene_table(), setup.nodes, setup.labels, setup.folds, {}, setup.device, None, {})
-    write_outputs(plain, run_dir, results, outputs, embeddings, time.perf_counter() - start)
+    write_outputs(setup, run_dir, results, outputs, refit, time.perf_counter() - start)
     report = json.loads((run_dir / "metrics.json").read_text())
     report["distributed"] = {
         "world_size": setup.world, "num_parts": setup.info.num_parts, "partition_method": setup.info.meta["method"],
         "partitions": str(setup.info.root), "rank_batch_size": setup.rank_batch,
-        "eval_fanouts": eval_fanouts or "train", "epochs_run": len(epoch_seconds),
+        "eval_fanouts": eval_fanouts or "all neighbours", "epochs_run": len(epoch_seconds),
         "epoch_seconds_mean": round(float(np.mean(epoch_seconds)), 4) if epoch_seconds else None,
     }
     with atomic_path(run_dir / "metrics.json") as tmp:
@@ -309,7 +319,8 @@ def configure(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace, Partiti
     """Parse and check the options before anything connects (a bad option fails fast)."""
     parser = build_parser("python -m genen_dgl.distributed.trainer", __doc__.split("\n\n")[0])
     parser.add_argument("--eval-fanouts", type=parse_ints,
-                        help="fanouts per layer for validation/test inference (default: the training fanouts)")
+                        help="fanouts per layer for validation/test inference (default: -1 = every neighbour, "
+                             "the operator single-machine runs evaluate)")
     args = parser.parse_args(argv)
     if args.resume:
         raise InputError("--resume: distributed runs do not resume; start a new run")
@@ -350,15 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     setup = prepare(config, info, args.eval_fanouts)
     log.info("rank %d of %d: %d partitions of %s (%s), %d labelled genes, %d per rank per epoch in batches of %d",
              rank, setup.world, info.num_parts, info.meta["dataset_name"], info.meta["variant"], len(setup.nodes),
-             -(-len(setup.folds[0].train) // setup.world), setup.rank_batch)
+             -(-len(setup.splits[0].fold.train) // setup.world), setup.rank_batch)
     report = train(setup, run_dir, args.eval_fanouts)
     disconnect()
     if report is not None:
-        s, b = report["summary"], report["baseline"]["summary"]
-        key = "pearson" if report["kind"] == "regression" else "auc"
-        print(f"{report['task']} ({report['kind']}), {config.graph}/{config.model}, {config.folds}-fold on "
-              f"{setup.world} trainers: {key} {s[key + '_mean']:.3f} ± {s[key + '_std']:.3f} "
-              f"(baseline {b[key + '_mean']:.3f} ± {b[key + '_std']:.3f}); outputs in {run_dir}", flush=True)
+        print(summary_line(report, f"{config.graph}/{config.model}, {config.folds}-fold on {setup.world} trainers",
+                           run_dir), flush=True)
         logging.getLogger("genen_dgl").removeHandler(handler)
     return 0
 

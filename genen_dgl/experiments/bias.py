@@ -1,7 +1,7 @@
 """Knowledge bias (paper Fig. 4a): test genes split by summary length into less-studied
-(word count <= threshold) and well-studied, scored per group and fold for the GNN (its
-out-of-fold predictions.csv) and for the logistic-regression baseline on the input
-features (out-of-fold here, on the trainer's folds: same ``split_folds`` call)."""
+(word count <= threshold) and well-studied, scored per group and split for the GNN (its
+out-of-fold predictions.csv) and for each linear baseline (:mod:`genen_dgl.baselines`,
+out-of-fold here on the trainer's own splits: same ``cut_splits`` call)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genen_dgl.baselines import fit_predict, views
 from genen_dgl.config import TrainConfig
-from genen_dgl.data.graph import VARIANTS, load_graph
+from genen_dgl.data.graph import VARIANTS, load_full_graph, load_graph
 from genen_dgl.errors import InputError
-from genen_dgl.evaluation import baseline_outputs, metrics, split_folds
+from genen_dgl.evaluation import metrics
+from genen_dgl.trainer import cut_splits
 from genen_dgl.experiments import plotting
 from genen_dgl.experiments.common import mean_std, primary, train, write_csv
 
@@ -32,16 +34,24 @@ def add_arguments(parser) -> None:
                              "among the task's labelled genes)")
 
 
-def read_predictions(run_dir: Path, genes: np.ndarray, classes: list[str], kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """(fold, outputs) of each of ``genes`` from the run's out-of-fold predictions.csv."""
+def read_predictions(run_dir: Path, genes: np.ndarray, classes: list[str], kind: str
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seed, fold, outputs) per row of the run's out-of-fold predictions.csv, ordered by
+    seed, then as ``genes``."""
     frame = pd.read_csv(run_dir / "predictions.csv", dtype={"gene": str}, keep_default_na=False)
-    frame = frame.set_index("gene")
-    missing = np.setdiff1d(genes, frame.index)
-    if len(missing):
-        raise InputError(f"gene {missing[0]} has no out-of-fold prediction", run_dir / "predictions.csv")
-    frame = frame.loc[genes]
     cols = ["y_pred"] if kind == "regression" else [f"p_{c}" for c in classes]
-    return frame["fold"].to_numpy(), frame[cols].to_numpy(np.float64)
+    seeds, folds, outs = [], [], []
+    for seed, part in frame.groupby("seed", sort=True):
+        part = part.set_index("gene")
+        missing = np.setdiff1d(genes, part.index)
+        if len(missing):
+            raise InputError(f"gene {missing[0]} has no out-of-fold prediction for seed {seed}",
+                             run_dir / "predictions.csv")
+        part = part.loc[genes]
+        seeds.append(np.full(len(genes), seed))
+        folds.append(part["fold"].to_numpy())
+        outs.append(part[cols].to_numpy(np.float64))
+    return np.concatenate(seeds), np.concatenate(folds), np.concatenate(outs)
 
 
 def split(words: np.ndarray, threshold: float | None) -> tuple[np.ndarray, float]:
@@ -51,30 +61,38 @@ def split(words: np.ndarray, threshold: float | None) -> tuple[np.ndarray, float
 
 
 def evaluate(base: TrainConfig, out: Path, graph: str, threshold: float | None) -> pd.DataFrame:
-    """Train the GNN once; rows (model, group, fold, n, words_threshold, metrics...)."""
+    """Train the GNN once; rows (model, group, seed, fold, n, words_threshold, metrics...)."""
     config = dataclasses.replace(base, graph=graph).resolved()
     run_dir = out / "runs" / f"{graph}-{config.model}"
-    report = train(config, run_dir)
+    train(config, run_dir)
     data = load_graph(config.data, graph)
     nodes, labels = data.labels(config.task)
     groups, threshold = split(data.summary_words()[nodes], threshold)
-    folds = split_folds(labels.values, labels.kind, config.folds, config.seed, config.val_share)
-    fold_of, gnn = read_predictions(run_dir, labels.genes, labels.classes, labels.kind)
-    expected = np.empty(len(nodes), np.int64)
-    for k, f in enumerate(folds):
-        expected[f.test] = k
-    if not np.array_equal(fold_of, expected):
-        raise InputError("predictions.csv folds differ from split_folds: the trainer's splits changed", run_dir)
-    x = data.graph.nodes["gene"].data["feat"][nodes].numpy()
-    lr = baseline_outputs(x, labels.values, labels.kind, folds, config.seed)
+    splits = cut_splits(labels, config)
+    seed_of, fold_of, gnn = read_predictions(run_dir, labels.genes, labels.classes, labels.kind)
+    n = len(nodes)
+    for s in splits:
+        mine = np.flatnonzero(seed_of == s.seed)
+        if not np.array_equal(np.sort(np.flatnonzero(fold_of[mine] == s.k)), s.fold.test):
+            raise InputError("predictions.csv folds differ from the trainer's splits: its splits changed", run_dir)
+    width = gnn.shape[1]
+    full = load_full_graph(data.spec)[0]
+    inputs = views(full, full.nodes["gene"].data["feat"].numpy(), nodes)
+    outputs = {config.model: {s.seed: gnn[seed_of == s.seed] for s in splits}}
+    for name, x in inputs.items():
+        outputs[name] = {}
+        for s in splits:
+            out = outputs[name].setdefault(s.seed, np.zeros((n, width)))
+            out[s.fold.test] = fit_predict(x, labels.values, labels.kind, s.fold, width, s.seed)
     rows = []
-    for model, outputs in ((config.model, gnn), (report["baseline"]["model"], lr)):
-        for k, f in enumerate(folds):
+    for model, per_seed in outputs.items():
+        for s in splits:
             for g in GROUPS:
-                test = f.test[groups[f.test] == g]
-                scores = metrics(labels.kind, labels.values[test], outputs[test]) if len(test) > 1 else {}
+                test = s.fold.test[groups[s.fold.test] == g]
+                scores = metrics(labels.kind, labels.values[test], per_seed[s.seed][test]) if len(test) > 1 else {}
+                scores.pop("undefined", None)
                 rows.append({"model": model, "graph": graph if model == config.model else "", "group": g,
-                             "fold": k, "n": len(test), "words_threshold": threshold, **scores})
+                             "seed": s.seed, "fold": s.k, "n": len(test), "words_threshold": threshold, **scores})
     log.info("threshold %g words: %d less-studied, %d well-studied of %d labelled genes", threshold,
              (groups == GROUPS[0]).sum(), (groups == GROUPS[1]).sum(), len(groups))
     return pd.DataFrame(rows)
@@ -83,7 +101,8 @@ def evaluate(base: TrainConfig, out: Path, graph: str, threshold: float | None) 
 def plot(frame: pd.DataFrame, path: Path, title: str) -> Path:
     names = [m for m in ("auc", "f1", "accuracy", "pearson") if m in frame.columns]
     fig, axes = plotting.figure(len(names))
-    sizes = frame[frame["model"] == frame["model"].iloc[0]].groupby("group", sort=False)["n"].sum()
+    first = frame[(frame["model"] == frame["model"].iloc[0]) & (frame["seed"] == frame["seed"].iloc[0])]
+    sizes = first.groupby("group", sort=False)["n"].sum()
     models = [plotting.pretty(m) + (f" ({g})" if g else "") for m, g in zip(frame["model"], frame["graph"])]
     frame = frame.assign(group=frame["group"].map(lambda g: f"{g}\n(n={sizes[g]})"), model=models)
     for ax, name in zip(axes, names):
@@ -104,7 +123,7 @@ def main(args, base: TrainConfig) -> int:
     metric = primary(meta["kind"])
     names = [m for m in (metric, "f1", "accuracy") if m in frame.columns]
     for (model, group), part in frame.groupby(["model", "group"], sort=False):
-        values = ", ".join(f"{m} {part[m].mean():.3f}±{part[m].std(ddof=0):.3f}" for m in names)
-        print(f"bias {model:<20} {group:<13} n={part['n'].sum():<5} {values}")
+        values = ", ".join(f"{m} {part[m].mean():.3f}±{part[m].std(ddof=1):.3f}" for m in names)
+        print(f"bias {model:<20} {group:<13} n={part['n'].sum() // part['seed'].nunique():<5} {values}")
     print(f"outputs: {args.out / 'bias.csv'}, {args.out / 'bias.png'}")
     return 0

@@ -23,10 +23,10 @@ log = logging.getLogger(__name__)
 
 # TrainConfig options every experiment passes through (``--config`` covers the rest)
 PASSED = {
-    "epochs": int, "folds": int, "model": ["gcn", "gat"], "task": str, "seed": int,
+    "epochs": int, "folds": int, "seeds": int, "model": ["gcn", "gat"], "task": str, "seed": int,
     "device": ["auto", "cpu", "cuda"], "sampler": ["neighbor", "full"], "hidden": int, "threads": int,
 }
-FOLD_KEYS = ("fold", "best_epoch", "epochs_run", "val_score")
+FOLD_KEYS = ("seed", "fold", "best_epoch", "epochs_run", "val_loss", "undefined")
 
 
 def add_common(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -45,7 +45,9 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig defaults, then ``--config``, then the flags; ``data`` is the spec's path
     (``--data``, else the config file's, else the embedded sample)."""
     config = from_args(args)  # --data (a Path) and --out land here too: both replaced below
-    return dataclasses.replace(config, data=str(load_spec(config.data or ensure_sample()).path), out=None)
+    # experiments read out-of-fold outputs only: no refit on all labelled genes
+    return dataclasses.replace(config, data=str(load_spec(config.data or ensure_sample()).path), out=None,
+                               refit=False)
 
 
 def train(config: TrainConfig, run_dir: Path) -> dict:
@@ -77,10 +79,12 @@ def primary(kind: str) -> str:
     return "pearson" if kind == "regression" else "auc"
 
 
-def fold_rows(metrics: dict, baseline: bool = False) -> list[dict]:
-    """Per-fold test metrics of a run (or of its baseline) as rows ``{fold, metric: value}``."""
-    folds = metrics["baseline"]["folds"] if baseline else metrics["folds"]
-    return [{"fold": k, **{m: v for m, v in f.items() if m not in FOLD_KEYS}} for k, f in enumerate(folds)]
+def fold_rows(metrics: dict, baseline: str | None = None) -> list[dict]:
+    """Per-split test metrics of a run (or of one of its baselines, by name) as rows
+    ``{seed, fold, metric: value}``."""
+    folds = metrics["baselines"][baseline]["folds"] if baseline else metrics["folds"]
+    return [{"seed": f["seed"], "fold": f["fold"], **{m: v for m, v in f.items() if m not in FOLD_KEYS}}
+            for f in folds]
 
 
 def split_list(text: str | None, allowed: tuple[str, ...] | None = None, what: str = "value") -> list[str] | None:
@@ -104,6 +108,6 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def mean_std(frame: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
-    """Mean and (population, as the trainer's summary) std of ``value`` over folds."""
+    """Mean and sample std (ddof = 1, as the trainer's summary) of ``value`` over folds x seeds."""
     g = frame.groupby(by, sort=False)[value]
-    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=0)}).reset_index()
+    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1)}).reset_index()

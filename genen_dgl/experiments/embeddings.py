@@ -1,8 +1,11 @@
-"""Embedding maps (paper Fig. 3): t-SNE of the labelled genes' input features and of their
-refined embeddings (the run's ``embeddings.npy``, from its best fold), coloured by class.
+"""Embedding maps (paper Fig. 3): t-SNE of labelled genes' input features and of their
+refined embeddings, coloured by class, on genes the model did not train on: each fold
+model's embeddings of its own test genes (the run's ``embeddings.oof.npy``).
 
 Trains one run, or reads a finished one given with ``--run``. The silhouette score of the
-classes in each full embedding space (not the 2-d map) puts a number on the separation.
+classes in each full embedding space (not the 2-d map) puts a number on the separation:
+computed per fold (each fold model has its own embedding space) and averaged; the map
+shows fold 0's test genes.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from genen_dgl.experiments.common import train, write_csv
 
 log = logging.getLogger(__name__)
 
-RUN_FILES = ("config.yaml", "metrics.json", "predictions.csv", "embeddings.npy", "embeddings.genes.txt")
+RUN_FILES = ("config.yaml", "metrics.json", "embeddings.oof.npy", "embeddings.oof.genes.csv")
 
 
 def add_arguments(parser) -> None:
@@ -49,46 +52,56 @@ def tsne(x: np.ndarray, perplexity: float, seed: int, threads: int | None = None
         return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
 
 
-def load_run(run_dir: Path) -> tuple[TrainConfig, dict, pd.DataFrame, np.ndarray, list[str]]:
+def load_run(run_dir: Path) -> tuple[TrainConfig, dict, pd.DataFrame, np.ndarray]:
     missing = [f for f in RUN_FILES if not (run_dir / f).exists()]
     if missing:
         raise InputError(f"not a finished training run: {missing[0]} is missing", run_dir)
     config = TrainConfig(**yaml.safe_load((run_dir / "config.yaml").read_text()))
     report = json.loads((run_dir / "metrics.json").read_text())
-    preds = pd.read_csv(run_dir / "predictions.csv", dtype={"gene": str}, keep_default_na=False)
-    refined = np.load(run_dir / "embeddings.npy")
-    ids = (run_dir / "embeddings.genes.txt").read_text().split("\n")[: len(refined)]
-    return config, report, preds, refined, ids
+    rows = pd.read_csv(run_dir / "embeddings.oof.genes.csv", dtype={"gene": str}, keep_default_na=False)
+    refined = np.load(run_dir / "embeddings.oof.npy")
+    if len(rows) != len(refined):
+        raise InputError(f"{len(rows)} genes for {len(refined)} embeddings", run_dir / "embeddings.oof.genes.csv")
+    return config, report, rows, refined
 
 
 def maps(run_dir: Path, perplexity: float) -> tuple[pd.DataFrame, dict]:
-    """Rows (gene, label, input_x, input_y, refined_x, refined_y) and run facts."""
-    config, report, preds, refined, ids = load_run(run_dir)
+    """Rows (gene, fold, label, input_x, input_y, refined_x, refined_y) of fold 0's test
+    genes, and run facts with the per-fold silhouette scores' mean and std."""
+    config, report, rows, refined = load_run(run_dir)
     data = load_graph(config.data or ensure_sample(), report["graph"])
-    if data.gene_ids != ids:
-        raise InputError("embeddings.genes.txt does not match the dataset's genes", run_dir)
-    index = {g: i for i, g in enumerate(ids)}
-    rows = np.array([index[g] for g in preds["gene"]])
+    nodes, labels = data.labels(config.task)
+    index = {g: i for i, g in enumerate(labels.genes)}
+    missing = [g for g in rows["gene"] if g not in index]
+    if missing:
+        raise InputError(f"gene {missing[0]} is not labelled for {report['task']}", run_dir / "embeddings.oof.genes.csv")
+    pos = np.array([index[g] for g in rows["gene"]])
     kind = report["kind"]
-    x_in = data.graph.nodes["gene"].data["feat"].numpy()[rows]
-    x_out = refined[rows]
-    label = preds["y_true"].to_numpy()
-    frame = pd.DataFrame({"gene": preds["gene"], "label": label if kind == "regression"
-                          else np.array(report["classes"])[label.astype(int)]})
+    x_in = data.graph.nodes["gene"].data["feat"].numpy()[nodes[pos]]
+    label = labels.values[pos]
     facts = {"task": report["task"], "kind": kind, "model": report["model"], "graph": report["graph"],
-             "fold": report["embedding_fold"], "genes": len(frame)}
-    for name, x in (("input", x_in), ("refined", x_out)):
+             "genes": int((rows["fold"] == 0).sum())}
+    if kind != "regression":
+        for name, x in (("input", x_in), ("refined", refined)):
+            per_fold = [silhouette_score(x[part], label[part], random_state=config.seed)
+                        for part in (rows["fold"].to_numpy() == k for k in sorted(rows["fold"].unique()))
+                        if len(set(label[part])) > 1]
+            if per_fold:
+                facts[f"{name}_silhouette"] = float(np.mean(per_fold))
+                facts[f"{name}_silhouette_std"] = float(np.std(per_fold, ddof=1)) if len(per_fold) > 1 else 0.0
+    first = (rows["fold"] == 0).to_numpy()
+    frame = pd.DataFrame({"gene": rows["gene"][first].to_numpy(), "fold": 0, "label": label[first] if kind == "regression"
+                          else np.array(report["classes"])[label[first].astype(int)]})
+    for name, x in (("input", x_in[first]), ("refined", refined[first])):
         xy = tsne(x, perplexity, config.seed, config.threads)
         frame[f"{name}_x"], frame[f"{name}_y"] = xy[:, 0], xy[:, 1]
-        if kind != "regression" and len(set(label)) > 1:
-            facts[f"{name}_silhouette"] = float(silhouette_score(x, label, random_state=config.seed))
     return frame, facts
 
 
 def plot(frame: pd.DataFrame, facts: dict, path: Path) -> Path:
     fig, axes = plotting.figure(2, (4.4, 4.0))
-    titles = {"input": "input features", "refined": f"Genen ({facts['model'].upper()}, {facts['graph']}, "
-              f"fold {facts['fold']})"}
+    titles = {"input": "input features", "refined": f"Genen ({facts['model'].upper()}, {facts['graph']}; "
+              "fold 0's test genes)"}
     for ax, name in zip(axes, ("input", "refined")):
         if facts["kind"] == "regression":
             points = ax.scatter(frame[f"{name}_x"], frame[f"{name}_y"], c=frame["label"], s=6, cmap="viridis")
@@ -98,7 +111,9 @@ def plot(frame: pd.DataFrame, facts: dict, path: Path) -> Path:
                 ax.scatter(part[f"{name}_x"], part[f"{name}_y"], s=6, label=str(cls), alpha=0.8)
             ax.legend(fontsize=8, markerscale=2, title=facts["task"], title_fontsize=8)
         score = facts.get(f"{name}_silhouette")
-        ax.set_title(titles[name] + (f"\nsilhouette {score:.2f}" if score is not None else ""), fontsize=10)
+        spread = facts.get(f"{name}_silhouette_std")
+        ax.set_title(titles[name] + (f"\nsilhouette {score:.2f} ± {spread:.2f} over folds" if score is not None else ""),
+                     fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
     return plotting.save(fig, path)
@@ -113,8 +128,8 @@ def main(args, base: TrainConfig) -> int:
     frame, facts = maps(run_dir, args.perplexity)
     write_csv(frame, args.out / "embeddings.csv")
     plot(frame, facts, args.out / "embeddings.png")
-    scores = ", ".join(f"{k} {v:.3f}" for k, v in facts.items() if k.endswith("silhouette"))
-    print(f"embeddings {facts['task']}: {facts['genes']} labelled genes from {run_dir}"
+    scores = ", ".join(f"{k} {v:.3f} ± {facts[k + '_std']:.3f}" for k, v in facts.items() if k.endswith("silhouette"))
+    print(f"embeddings {facts['task']}: {facts['genes']} test genes of fold 0 mapped, from {run_dir}"
           + (f"; {scores}" if scores else ""))
     print(f"outputs: {args.out / 'embeddings.csv'}, {args.out / 'embeddings.png'}")
     return 0

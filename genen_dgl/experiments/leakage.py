@@ -78,7 +78,8 @@ def compare(base: TrainConfig, out: Path, graph: str) -> pd.DataFrame:
                 "go_nodes": g.num_nodes("go"),
                 "gene_go_edges": g.num_edges(ANNOTATED) if ANNOTATED in g.canonical_etypes else 0}
         rows += [{**info, "model": config.model, **f} for f in fold_rows(report)]
-        rows += [{**info, "model": report["baseline"]["model"], **f} for f in fold_rows(report, baseline=True)]
+        for name in report["baselines"]:
+            rows += [{**info, "model": name, **f} for f in fold_rows(report, name)]
     frame = pd.DataFrame(rows)
     on, off = (frame.loc[frame["filter"] == f, "go_nodes"].iloc[0] for f in ("on", "off"))
     log.info("GO leakage filter %s: %d GO terms with it, %d without", words, on, off)
@@ -107,7 +108,7 @@ def main(args, base: TrainConfig) -> int:
     plot(frame, args.out / "leakage.png", f"{task}, {args.graph}: leakage filter")
     for (f, model), part in frame.groupby(["filter", "model"], sort=False):
         print(f"leakage filter {f:<3} {model:<20} GO terms {part['go_nodes'].iloc[0]:<6} "
-              f"auc {part['auc'].mean():.3f}±{part['auc'].std(ddof=0):.3f} "
-              f"f1 {part['f1'].mean():.3f}±{part['f1'].std(ddof=0):.3f}")
+              f"auc {part['auc'].mean():.3f}±{part['auc'].std(ddof=1):.3f} "
+              f"f1 {part['f1'].mean():.3f}±{part['f1'].std(ddof=1):.3f}")
     print(f"outputs: {args.out / 'leakage.csv'}, {args.out / 'leakage.png'}")
     return 0

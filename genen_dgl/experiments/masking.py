@@ -1,9 +1,10 @@
 """Masking robustness (paper Fig. 4b, B.1): the headline metric as the share of nodes whose
 input features are zeroed grows, one line per graph variant.
 
-Masks come from ``TrainConfig.mask_rate``/``mask_nodes`` (seeded by ``--seed``; at one
+Masks come from ``TrainConfig.mask_rate``/``mask_nodes`` (seeded by each split's seed; at one
 seed a lower rate's masked set is contained in a higher rate's). Labels are never touched.
-The baseline line is the trainer's logistic regression on the same masked gene features.
+The baseline lines are the trainer's linear baselines (:mod:`genen_dgl.baselines`) on the same
+masked gene features; with ``--seeds N`` each seed draws its own mask.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from genen_dgl.baselines import NAMES
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.graph import VARIANTS
 from genen_dgl.errors import InputError
@@ -64,9 +66,10 @@ def sweep(base: TrainConfig, out: Path, rates: list[float], variants: list[str],
         config = dataclasses.replace(base, graph=v, mask_rate=float(r), mask_nodes=n)
         m = train(config, out / "runs" / f"{v}-{n}-{r:g}")
         rows += [{"rate": r, "variant": v, "nodes": n, **f} for f in fold_rows(m)]
-        if (n, r) not in baselines:  # the baseline sees the same gene features in every variant
+        if (n, r) not in baselines:  # the baselines see the same gene features in every variant
             baselines.add((n, r))
-            rows += [{"rate": r, "variant": "baseline", "nodes": n, **f} for f in fold_rows(m, baseline=True)]
+            for name in m["baselines"]:
+                rows += [{"rate": r, "variant": NAMES[name], "nodes": n, **f} for f in fold_rows(m, name)]
     return pd.DataFrame(rows), m["task"]
 
 
@@ -74,7 +77,8 @@ def plot(frame: pd.DataFrame, metric: str, path: Path, title: str) -> Path:
     nodes = list(dict.fromkeys(frame["nodes"]))
     fig, axes = plotting.figure(len(nodes))
     styles = {v: {"color": f"C{i}"} for i, v in enumerate(VARIANTS)}
-    styles["baseline"] = {"color": "0.5", "linestyle": "--"}
+    for i, name in enumerate(NAMES.values()):
+        styles[name] = {"color": str(0.3 + 0.2 * i), "linestyle": ("--", ":", "-.")[i]}
     for ax, n in zip(axes, nodes):
         stats = mean_std(frame[frame["nodes"] == n].assign(pct=lambda f: f["rate"] * 100), ["variant", "pct"], metric)
         plotting.error_lines(ax, stats, "pct", "variant", styles)

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from genen_dgl.atomic import atomic_path  # noqa: E402
+from genen_dgl.baselines import NAMES as BASELINE_NAMES  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def grouped_bars(ax, frame: pd.DataFrame, category: str, group: str, ylabel: str
         ax.set_ylim(max(0.0, low - 0.1), None)
 
 
-NAMES = {"gcn": "GCN", "gat": "GAT", "logistic_regression": "logistic regression", "ridge": "ridge regression"}
+NAMES = {"gcn": "GCN", "gat": "GAT", **BASELINE_NAMES}
 
 
 def pretty(name: str) -> str:

@@ -1,6 +1,8 @@
 """Baseline table (paper Table 1 and A.1): for every task of the dataset, the K-fold AUC
-(Pearson for regression) and F1, mean ± std over folds, of the logistic-regression
-baseline (ridge for regression) and of each model on each graph variant."""
+(Pearson for regression) and F1, mean ± sample std over folds (x seeds), of each model on
+each graph variant and of the linear baselines (:mod:`genen_dgl.baselines`: text,
+PPI-smoothed, GO annotations; ridge for regression), with each GNN row's paired test
+against each baseline (``p_*`` columns: corrected resampled t-test)."""
 
 from __future__ import annotations
 
@@ -22,8 +24,6 @@ from genen_dgl.experiments.common import primary, split_list, train, write_csv
 log = logging.getLogger(__name__)
 
 MODELS = ("gcn", "gat")
-BASELINE = "Baseline (LR; ridge for regression)"
-NAMES = {"logistic_regression": BASELINE, "ridge": BASELINE, "gcn": "GCN", "gat": "GAT"}
 
 
 def add_arguments(parser) -> None:
@@ -32,11 +32,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--variants", help="graph variants, comma-separated (default ppi,go,go_ppi)")
 
 
-def row(task: str, kind: str, model: str, variant: str, summary: dict, folds: int) -> dict:
+def row(task: str, kind: str, model: str, variant: str, summary: dict, folds: int, tests: dict | None = None) -> dict:
     metric = primary(kind)
     return {"task": task, "kind": kind, "model": model, "variant": variant, "metric": metric,
-            "mean": summary[f"{metric}_mean"], "std": summary[f"{metric}_std"],
-            "f1_mean": summary.get("f1_mean", np.nan), "f1_std": summary.get("f1_std", np.nan), "folds": folds}
+            "mean": summary[f"{metric}_mean"], "std": summary[f"{metric}_std"], "n": summary[f"{metric}_n"],
+            "f1_mean": summary.get("f1_mean", np.nan), "f1_std": summary.get("f1_std", np.nan),
+            "f1_positive_mean": summary.get("f1_positive_mean", np.nan), "folds": folds,
+            **{f"p_vs_{name}": t["corrected_t_p"] for name, t in (tests or {}).items()}}
 
 
 def collect(base: TrainConfig, out: Path, tasks: list[str], models: list[str], variants: list[str]) -> pd.DataFrame:
@@ -48,16 +50,17 @@ def collect(base: TrainConfig, out: Path, tasks: list[str], models: list[str], v
         config = dataclasses.replace(base, task=task, model=model, graph=variant,
                                      edge_weight=base.edge_weight if model == "gcn" else None)
         report = train(config, out / "runs" / f"{task}-{model}-{variant}")
-        if task not in seen:  # the baseline sees the same features and folds in every run of a task
+        if task not in seen:  # the baselines see the same features and folds in every run of a task
             seen.add(task)
-            rows.append(row(task, report["kind"], report["baseline"]["model"], "", report["baseline"]["summary"],
-                            base.folds))
-        rows.append(row(task, report["kind"], model, variant, report["summary"], base.folds))
+            for name, b in report["baselines"].items():
+                rows.append(row(task, report["kind"], name, "", b["summary"], base.folds))
+        tests = {k: v for k, v in report["comparisons"].items() if k != "metric"}
+        rows.append(row(task, report["kind"], model, variant, report["summary"], base.folds, tests))
     return pd.DataFrame(rows)
 
 
 def label(model: str, variant: str) -> str:
-    return NAMES.get(model, model) + (f" · {variant}" if variant else "")
+    return plotting.pretty(model) + (f" · {variant}" if variant else "")
 
 
 def markdown(frame: pd.DataFrame) -> str:
