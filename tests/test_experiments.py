@@ -165,7 +165,7 @@ def test_leakage(sample_spec, tmp_path, capsys):
     assert_png(tmp_path / "leakage.png")
     # a spec without a filter has nothing to compare
     assert run("leakage", tmp_path / "dataset.unfiltered.yaml", tmp_path / "again") == 2
-    assert "exclude_words is empty" in capsys.readouterr().err
+    assert "there is no filter to compare against" in capsys.readouterr().err
 
 
 def test_table(sample_spec, tmp_path):

@@ -21,6 +21,7 @@ INFO = "#string_protein_id\tpreferred_name\tprotein_size\tannotation\n" + "".joi
 
 
 def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".gz":
         with gzip.open(path, "wt") as fh:
             fh.write(text)
@@ -111,6 +112,41 @@ def test_ontology_relations_obsolete_alt_ids_and_leakage(tmp_path):
     assert set(clean.relations["relation"]) == {"is_a"} and len(clean.relations) == 1
     assert "GO:0000099" not in clean.alt_ids
     assert len(read_ontology(tmp_path / "go.obo", relations=["is_a"]).relations) == 2
+
+
+def test_ontology_drops_listed_terms_and_whole_branches(tmp_path):
+    onto = read_ontology(write(tmp_path / "go.obo", OBO))
+    assert onto.below(["GO:0000002"]) == {"GO:0000002", "GO:0000003"}  # GO:0000003 is part_of it
+    assert onto.below(["GO:0000001"]) == {"GO:0000001", "GO:0000002", "GO:0000003"}
+    branch = onto.without(branches=["GO:0000099"])  # an alt_id of GO:0000002: resolved
+    assert branch.terms["id"].tolist() == ["GO:0000001"] and branch.relations.empty
+    listed = onto.without(terms=["GO:0000002"])
+    assert listed.terms["id"].tolist() == ["GO:0000001", "GO:0000003"]
+    assert {tuple(r) for r in listed.relations[["child", "parent"]].itertuples(index=False)} == {
+        ("GO:0000003", "GO:0000001")}
+    with pytest.raises(InputError, match="GO:0000004"):  # obsolete: not a live term
+        onto.without(branches=["GO:0000004"])
+
+
+def test_spec_base_replaces_whole_sections_and_keeps_their_paths(sample_spec, tmp_path):
+    from genen_dgl.data.spec import load_spec
+
+    base = load_spec(sample_spec)
+    derived = write(tmp_path / "elsewhere" / "zeros.yaml",
+                    f"base: {sample_spec}\nname: zeros\nfeatures: {{zeros: 8}}\ngenes: {{nodes: [ppi]}}\n"
+                    "go: {obo: go/go-basic.obo, exclude_branches: ['GO:0000001']}\n")
+    with pytest.raises(InputError, match="go.obo names a missing file"):  # go given here: relative to here
+        load_spec(derived)
+    write(tmp_path / "elsewhere" / "go" / "go-basic.obo", OBO)
+    spec = load_spec(derived)
+    assert spec.name == "zeros" and spec.zero_features == 8 and "gene" not in spec.features
+    assert spec.ppi == base.ppi and spec.tasks == base.tasks  # inherited, resolved against the base's folder
+    assert spec.go == {"obo": tmp_path / "elsewhere" / "go" / "go-basic.obo", "exclude_branches": ["GO:0000001"]}
+    assert spec.exclusions["branches"] == ["GO:0000001"] and spec.cache == tmp_path / "elsewhere" / ".cache"
+    write(tmp_path / "a.yaml", "base: b.yaml\n")
+    write(tmp_path / "b.yaml", "base: a.yaml\n")
+    with pytest.raises(InputError, match="cycle"):
+        load_spec(tmp_path / "a.yaml")
 
 
 GAF_ROW = "UniProtKB\tP1\t{gene}\t{qual}\t{go}\tPMID:1\tIDA\t\tP\tname\t\tprotein\ttaxon:9606\t20200101\tUniProt\t\t"

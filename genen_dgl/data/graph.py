@@ -149,7 +149,7 @@ def build_full_graph(spec: DatasetSpec) -> tuple["dgl.DGLHeteroGraph", list[str]
         edata[PPI] = {"score": torch.cat([score, score])}
 
     if spec.go.get("obo"):
-        onto = read_ontology(spec.go["obo"], spec.go.get("relations")).without(spec.exclude_words)
+        onto = read_ontology(spec.go["obo"], spec.go.get("relations")).without(**spec.exclusions)
         go_ids = onto.terms["id"].tolist()
         if spec.zero_features is not None:
             go_x = np.zeros((len(go_ids), spec.zero_features), np.float32)

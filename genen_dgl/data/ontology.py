@@ -42,20 +42,43 @@ class Ontology:
             index=self.terms["id"].to_numpy(), name="text",
         )
 
-    def without(self, words: tuple[str, ...] | list[str]) -> "Ontology":
-        """Drop terms whose name or definition contains any of ``words`` (case-insensitive
-        substrings), and their relations: the paper's leakage filter for solubility."""
-        if not words:
+    def without(self, words: tuple[str, ...] | list[str] = (), terms: list[str] = (),
+                branches: list[str] = ()) -> "Ontology":
+        """Drop, with their relations, the terms whose name or definition contains any of
+        ``words`` (case-insensitive substrings: the paper's leakage filter for solubility),
+        the ``terms`` listed, and each of ``branches`` with every term below it by ``is_a``
+        or ``part_of`` (e.g. GO:0016020 membrane, whose branch states a solubility label)."""
+        if not (words or terms or branches):
             return self
-        pattern = "|".join(re.escape(w.lower()) for w in words)
-        text = (self.terms["name"] + " " + self.terms["definition"]).str.lower()
-        leaky = text.str.contains(pattern, regex=True)
-        dropped = set(self.terms.loc[leaky, "id"])
+        live = set(self.terms["id"])
+        for t in [*terms, *branches]:
+            if self.resolve(t) not in live:
+                raise InputError(f"GO term {t!r} in go.exclude_terms/exclude_branches is not a live term of the ontology")
+        dropped = {self.resolve(t) for t in terms}
+        if words:
+            pattern = "|".join(re.escape(w.lower()) for w in words)
+            text = (self.terms["name"] + " " + self.terms["definition"]).str.lower()
+            dropped |= set(self.terms.loc[text.str.contains(pattern, regex=True), "id"])
+        dropped |= self.below([self.resolve(t) for t in branches])
         rel = self.relations
         rel = rel[~rel["child"].isin(dropped) & ~rel["parent"].isin(dropped)]
-        log.info("leakage filter %s: dropped %d GO terms", list(words), len(dropped))
+        log.info("leakage filter (words %s, %d terms, %d branches): dropped %d GO terms", list(words), len(terms),
+                 len(branches), len(dropped))
         alt = {a: p for a, p in self.alt_ids.items() if p not in dropped}
-        return Ontology(self.terms[~leaky].reset_index(drop=True), rel.reset_index(drop=True), alt)
+        keep = ~self.terms["id"].isin(dropped)
+        return Ontology(self.terms[keep].reset_index(drop=True), rel.reset_index(drop=True), alt)
+
+    def below(self, roots: list[str]) -> set[str]:
+        """``roots`` and every term that reaches one of them by ``is_a`` / ``part_of``."""
+        tree = self.relations[self.relations["relation"].isin(("is_a", "part_of"))]
+        children = tree.groupby("parent")["child"].apply(list).to_dict()
+        out, todo = set(roots), list(roots)
+        while todo:
+            for child in children.get(todo.pop(), ()):
+                if child not in out:
+                    out.add(child)
+                    todo.append(child)
+        return out
 
 
 def _line_of(path: Path, needle: str) -> int | None:

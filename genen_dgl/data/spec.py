@@ -41,9 +41,11 @@ from genen_dgl.data.ontology import DEFAULT_LEAKAGE_WORDS
 from genen_dgl.errors import InputError
 
 SECTIONS = {
+    "base": None,
     "name": None,
     "ppi": {"links", "aliases", "min_score", "alias_source", "a_column", "b_column", "score_column", "score_scale"},
-    "go": {"obo", "annotations", "relations", "exclude_words", "gene_column", "go_column"},
+    "go": {"obo", "annotations", "relations", "exclude_words", "exclude_terms", "exclude_branches",
+           "gene_column", "go_column"},
     "summaries": {"file", "gene_column", "text_column", "fallback"},
     "genes": {"nodes"},
     "features": {"gene", "go", "gene_ids", "go_ids", "zeros"},
@@ -123,6 +125,13 @@ class DatasetSpec:
     def exclude_words(self) -> list[str]:
         return list(self.go.get("exclude_words", DEFAULT_LEAKAGE_WORDS) or [])
 
+    @property
+    def exclusions(self) -> dict[str, list[str]]:
+        """The leakage filter: ``words`` (in a term's name or definition), ``terms`` (GO ids)
+        and ``branches`` (GO ids, each with every term below it by is_a / part_of)."""
+        return {"words": self.exclude_words, "terms": list(self.go.get("exclude_terms") or []),
+                "branches": list(self.go.get("exclude_branches") or [])}
+
     def task(self, name: str | None) -> Task:
         if not self.tasks:
             raise InputError("the dataset defines no tasks", self.path)
@@ -140,13 +149,14 @@ class DatasetSpec:
         return files
 
 
-def load_spec(path: str | Path) -> DatasetSpec:
-    """Parse and validate ``dataset.yaml``; relative paths resolve against its folder."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "dataset.yaml"
+def read_raw(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, dict[str, Path]]:
+    """The spec's mapping with its ``base`` chain applied, and the folder that each
+    section's relative paths resolve against. ``base: OTHER.yaml`` (relative to this file)
+    starts from OTHER's sections; a section given here replaces OTHER's whole section."""
     if not path.exists():
         raise InputError("dataset spec not found", path)
+    if path.resolve() in seen:
+        raise InputError("base specs form a cycle", path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
@@ -157,7 +167,23 @@ def load_spec(path: str | Path) -> DatasetSpec:
     unknown = set(raw) - set(SECTIONS)
     if unknown:
         raise InputError(f"unknown section {sorted(unknown)[0]!r}; expected {', '.join(SECTIONS)}", path)
-    root = path.parent
+    roots = {k: path.parent for k in raw}
+    if "base" in raw:
+        if not isinstance(raw["base"], str):
+            raise InputError(f"base: expected the file name of another spec, found {raw['base']!r}", path)
+        base, base_roots = read_raw(path.parent / raw["base"], seen + (path.resolve(),))
+        raw = {**base, **{k: v for k, v in raw.items() if k != "base"}}
+        roots = {**base_roots, **{k: r for k, r in roots.items() if k != "base"}}
+    return raw, roots
+
+
+def load_spec(path: str | Path) -> DatasetSpec:
+    """Parse and validate ``dataset.yaml``; relative paths resolve against the folder of
+    the file that gives their section (the spec itself, or its ``base``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "dataset.yaml"
+    raw, roots = read_raw(path)
     sections: dict[str, dict] = {}
     for name, keys in SECTIONS.items():
         value = raw.get(name) or {}
@@ -176,9 +202,9 @@ def load_spec(path: str | Path) -> DatasetSpec:
         if isinstance(value, list) and (section, key) == ("summaries", "file"):
             if not value or not all(isinstance(v, str) for v in value):
                 raise InputError(f"{section}.{key}: expected a file name or a list of file names", path)
-            sections[section][key] = [root / v for v in value]
+            sections[section][key] = [roots[section] / v for v in value]
         elif isinstance(value, str):
-            sections[section][key] = root / value
+            sections[section][key] = roots[section] / value
         else:
             raise InputError(f"{section}.{key}: expected a file name, found {value!r}", path)
     for section, key in sorted(FILE_KEYS):
@@ -196,14 +222,14 @@ def load_spec(path: str | Path) -> DatasetSpec:
         bad = set(tval) - TASK_KEYS
         if bad:
             raise InputError(f"tasks.{tname}.{sorted(bad)[0]}: unknown key; expected {', '.join(sorted(TASK_KEYS))}", path)
-        file = root / tval["file"]
+        file = roots["tasks"] / tval["file"]
         if not file.exists():
             raise InputError(f"tasks.{tname}.file names a missing file {file}", path)
         tasks[str(tname)] = Task(str(tname), file, **{k: v for k, v in tval.items() if k != "file"})
     return DatasetSpec(
         path=path, name=str(raw.get("name", path.parent.name)), ppi=sections["ppi"], go=sections["go"],
         summaries=sections["summaries"], features=sections["features"], genes=sections["genes"], tasks=tasks,
-        cache=root / raw.get("cache", ".cache"), raw=raw,
+        cache=roots.get("cache", path.parent) / raw.get("cache", ".cache"), raw=raw,
     )
 
 

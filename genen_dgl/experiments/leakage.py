@@ -1,15 +1,15 @@
 """Leakage check (paper Fig. 2a): a binary task (the paper's solubility) trained on the
-graph with the GO leakage filter (the spec's ``go.exclude_words``) and without it.
+graph with the GO leakage filter (the spec's ``go.exclude_words``, ``exclude_terms`` and
+``exclude_branches``) and without it.
 
-The unfiltered run needs a dataset spec with ``exclude_words: []``. It is written to
-``OUT/dataset.unfiltered.yaml``, a copy of the spec with every path made absolute (the
-dataset folder is not written to, beyond the graph cache the trainer shares), and kept
-as the record of what was run.
+The unfiltered run needs a dataset spec without the filter. It is written to
+``OUT/dataset.unfiltered.yaml``: ``base:`` the spec (absolute path) with its ``go``
+section minus the filter (the dataset folder is not written to, beyond the graph cache
+the trainer shares), and kept as the record of what was run.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from pathlib import Path
@@ -36,16 +36,12 @@ def add_arguments(parser) -> None:
 
 
 def unfiltered_spec(spec: DatasetSpec, path: Path) -> Path:
-    """Write ``spec`` with ``go.exclude_words: []`` and absolute paths to ``path``."""
-    raw = copy.deepcopy(spec.raw)
-    for section in ("ppi", "go", "summaries", "features"):
-        for key, value in getattr(spec, section).items():
-            if isinstance(value, Path):  # load_spec resolved it against the spec's folder
-                raw[section][key] = str(value.resolve())
-    for name, task in raw.get("tasks", {}).items():
-        task["file"] = str(spec.tasks[str(name)].file.resolve())
-    raw["cache"] = str(spec.cache.resolve())
-    raw.setdefault("go", {})["exclude_words"] = []
+    """Write to ``path`` a spec that is ``spec`` (its ``base``) with no leakage filter:
+    ``go.exclude_words: []`` and no excluded terms or branches; same graph cache folder."""
+    go = {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in spec.go.items()
+          if k not in ("exclude_terms", "exclude_branches")}
+    raw = {"base": str(spec.path.resolve()), "name": f"{spec.name}-unfiltered", "go": {**go, "exclude_words": []},
+           "cache": str(spec.cache.resolve())}
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -63,8 +59,9 @@ def compare(base: TrainConfig, out: Path, graph: str) -> pd.DataFrame:
     model, fold, metrics...)."""
     spec = load_spec(base.data)
     words = spec.exclude_words
-    if not words:
-        raise InputError("go.exclude_words is empty: there is no filter to compare against", spec.path)
+    if not any(spec.exclusions.values()):
+        raise InputError("go.exclude_words, exclude_terms and exclude_branches are empty: there is no filter to "
+                         "compare against", spec.path)
     task = base.task or first_binary(spec)
     runs = [("on", spec.path), ("off", unfiltered_spec(spec, out / "dataset.unfiltered.yaml"))]
     rows = []
@@ -75,6 +72,7 @@ def compare(base: TrainConfig, out: Path, graph: str) -> pd.DataFrame:
             raise InputError(f"task {task!r} is {report['kind']}; the leakage check expects a binary task")
         g = load_graph(path, graph).graph
         info = {"filter": name, "exclude_words": " ".join(words) if name == "on" else "",
+                "exclude_branches": " ".join(spec.exclusions["branches"]) if name == "on" else "",
                 "go_nodes": g.num_nodes("go"),
                 "gene_go_edges": g.num_edges(ANNOTATED) if ANNOTATED in g.canonical_etypes else 0}
         rows += [{**info, "model": config.model, **f} for f in fold_rows(report)]
