@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from genen_dgl.atomic import atomic_path
-from genen_dgl.config import HELP, TrainConfig, from_args
+from genen_dgl.config import CHOICES, HELP, TrainConfig, from_args
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import load_spec
 from genen_dgl.errors import InputError
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # TrainConfig options every experiment passes through (``--config`` covers the rest)
 PASSED = {
     "epochs": int, "folds": int, "seeds": int, "model": ["gcn", "gat"], "task": str, "seed": int,
-    "device": ["auto", "cpu", "cuda"], "sampler": ["neighbor", "full"], "hidden": int, "threads": int,
+    "device": list(CHOICES["device"]), "sampler": list(CHOICES["sampler"]), "hidden": int, "threads": int,
 }
 FOLD_KEYS = ("seed", "fold", "best_epoch", "epochs_run", "val_loss", "undefined")
 
