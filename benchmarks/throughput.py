@@ -40,18 +40,19 @@ from common import (  # noqa: E402
 )
 
 import torch  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
 from genen_dgl.config import TrainConfig, parse_ints  # noqa: E402
 from genen_dgl.data.graph import load_graph  # noqa: E402
+from genen_dgl.batches import seed_chunks  # noqa: E402
 from genen_dgl.dataloading import (  # noqa: E402
-    Batch, NeighborBatches, fixed_weights, parse_fanouts, seed_chunks, to_message_block,
+    NeighborBatches, fixed_weights, parse_fanouts, to_message_block,
 )
 from genen_dgl.device_sampling import DeviceBatches  # noqa: E402
 from genen_dgl.dgl_compat import dgl  # noqa: E402
 from genen_dgl.errors import InputError  # noqa: E402
 from genen_dgl.evaluation import split_folds  # noqa: E402
 from genen_dgl.nn.model import GenenGNN  # noqa: E402
+from genen_dgl.trainer import task_loss  # noqa: E402
 
 STAGES = ("sample", "convert", "copy", "gather", "forward", "backward")
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "throughput.jsonl"
@@ -124,8 +125,7 @@ class Workload:
         g.create_formats_()  # DGL builds CSC/CSR lazily; do it before timing
 
     def loss(self, out, seeds):
-        y = self.y[seeds]
-        return F.mse_loss(out.reshape(-1), y) if self.kind == "regression" else F.cross_entropy(out, y)
+        return task_loss(self.kind, out, self.y[seeds])
 
     def describe(self) -> dict:
         g = self.graph
@@ -186,10 +186,9 @@ class Genen(Implementation):
             else:
                 with st("sample"):
                     dgl.seed(bseed)
-                    input_nodes, output_nodes, dblocks = self.batches.sampler.sample(w.graph, {"gene": seeds})
+                    sampled = self.batches.sample_blocks(seeds)
                 with st("convert"):
-                    mblocks = [to_message_block(b, self.batches.weights, self.batches.self_loops) for b in dblocks]
-                    batch = Batch(input_nodes, output_nodes["gene"], mblocks)
+                    batch = self.batches.convert(*sampled)
             with st("copy"):
                 batch = batch.to(w.device)
             with st("gather"):
@@ -382,7 +381,7 @@ def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
     st_sync = Stages(w.device)
 
     def dgl_only(seeds):
-        return sum(b.num_edges() for b in nb.sampler.sample(w.graph, {"gene": seeds})[2])
+        return sum(b.num_edges() for b in nb.sample_blocks(seeds)[2])
 
     def dgl_convert(seeds):
         batch = nb.sample(seeds).to(w.device)  # on a GPU the trainer copies the blocks over

@@ -27,8 +27,11 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from genen_dgl.config import TrainConfig
 from genen_dgl.data.graph import PPI
+from genen_dgl.data.labels import Labels
 from genen_dgl.evaluation import Fold, metrics, summarize
+from genen_dgl.trainer import Split, mask_features
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +94,16 @@ def run_baselines(inputs: dict[int, dict], y: np.ndarray, kind: str, width: int,
         log.info("baseline %s: %s", name, ", ".join(f"{k[:-5]}={v:.3f}" for k, v in out[name]["summary"].items()
                                                     if k.endswith("_mean")))
     return out
+
+
+def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray, splits: list[Split]) -> dict:
+    """Every baseline on a run's splits. ``graph`` is the dataset's full ``go_ppi`` graph;
+    the baselines see the GNN's gene features, masked as each split's seed masks them."""
+    feat = graph.nodes["gene"].data["feat"]
+    per_seed = {}
+    for s in splits:
+        if s.seed not in per_seed:
+            x = mask_features({"gene": feat}, config.mask_rate, config.mask_nodes, s.seed)["gene"] \
+                if config.mask_nodes != "go" else feat
+            per_seed[s.seed] = views(graph, x.numpy(), nodes)
+    return run_baselines(per_seed, labels.values, labels.kind, labels.width, [(s.seed, s.k, s.fold) for s in splits])

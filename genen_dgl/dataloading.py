@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import torch
 
+from genen_dgl.batches import Batch, SeedBatches
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, Relation
 
@@ -83,51 +83,37 @@ def parse_fanouts(fanouts: list[int], per_relation: dict[str, list[int]], graph)
     return [{e: per_relation.get(e[1], fanouts)[i] for e in graph.canonical_etypes} for i in range(len(fanouts))]
 
 
-@dataclass
-class Batch:
-    input_nodes: dict[str, torch.Tensor]
-    seeds: torch.Tensor  # target-type output nodes, in the order of the model's output
-    blocks: list[MessageBlock]
-
-    def to(self, device) -> "Batch":
-        nb = torch.device(device).type == "cuda"
-        return Batch({t: n.to(device, non_blocking=nb) for t, n in self.input_nodes.items()},
-                     self.seeds.to(device, non_blocking=nb), [b.to(device, nb) for b in self.blocks])
-
-
-def seed_chunks(seeds: torch.Tensor, batch_size: int, seed: int | None) -> list[torch.Tensor]:
-    """``seeds`` in batches, shuffled by ``seed`` (kept in order when it is None)."""
-    order = torch.arange(len(seeds)) if seed is None else \
-        torch.randperm(len(seeds), generator=torch.Generator().manual_seed(seed))
-    return [seeds[order[i:i + batch_size]] for i in range(0, len(order), batch_size)]
-
-
-class NeighborBatches:
-    """Minibatches of seed nodes with DGL neighbour sampling, sampled ahead in a thread."""
+class NeighborBatches(SeedBatches):
+    """Minibatches of seed nodes with DGL neighbour sampling (on the CPU), sampled ahead in
+    a thread. ``sample`` = ``convert(*sample_blocks(seeds))``: DGL's part and ours."""
 
     def __init__(self, graph, seeds: np.ndarray, fanouts, batch_size: int, weights: dict[ETYPE, torch.Tensor],
                  target: str = "gene", shuffle: bool = True, prefetch: int = 2, self_loops: bool = True):
-        self.graph, self.seeds, self.batch_size = graph, torch.as_tensor(seeds, dtype=torch.int64), batch_size
-        self.sampler = dgl.dataloading.NeighborSampler(fanouts)
-        self.weights, self.target, self.shuffle = weights, target, shuffle
-        self.prefetch, self.self_loops = prefetch, self_loops
+        super().__init__(seeds, batch_size, shuffle)
+        self.graph, self.sampler = graph, dgl.dataloading.NeighborSampler(fanouts)
+        self.weights, self.target, self.prefetch, self.self_loops = weights, target, prefetch, self_loops
         self.degrees = graph_degrees(graph)
 
-    def __len__(self) -> int:
-        return (len(self.seeds) + self.batch_size - 1) // self.batch_size
-
-    def sample(self, seeds: torch.Tensor) -> Batch:
+    def sample_blocks(self, seeds: torch.Tensor) -> tuple[dict, dict, list]:
+        """DGL's sampling alone: (input nodes, output nodes, DGL blocks)."""
         input_nodes, output_nodes, blocks = self.sampler.sample(self.graph, {self.target: seeds})
         if isinstance(input_nodes, torch.Tensor):  # DGL returns a bare tensor on one node type
             input_nodes = {self.target: input_nodes}
         if isinstance(output_nodes, torch.Tensor):
             output_nodes = {self.target: output_nodes}
+        return input_nodes, output_nodes, blocks
+
+    def convert(self, input_nodes: dict, output_nodes: dict, blocks: list) -> Batch:
+        """DGL blocks as the model's :class:`MessageBlock` s (whole-graph GCN degrees)."""
         mblocks = [to_message_block(b, self.weights, self.self_loops, self.degrees) for b in blocks]
         return Batch(input_nodes, output_nodes[self.target], mblocks)
 
+    def sample(self, seeds: torch.Tensor) -> Batch:
+        return self.convert(*self.sample_blocks(seeds))
+
     def epoch(self, seed: int) -> Iterator[Batch]:
         """One pass over the seeds; ``seed`` fixes the order and the sampled neighbours."""
-        chunks = seed_chunks(self.seeds, self.batch_size, seed if self.shuffle else None)
+        chunks = self.chunks(seed)
         out: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 

@@ -19,9 +19,9 @@ DGL graph), and a batch is sampled, relabelled and assembled into the model's
   self-loops for same-type relations and self-relations for the other node types; GCN
   coefficients from the whole graph's degrees; the source-major transpose).
 
-:class:`DeviceBatches` has :class:`~genen_dgl.dataloading.NeighborBatches`' interface
-(``len``, ``sample(seeds)``, ``epoch(seed)`` yielding :class:`~genen_dgl.dataloading.Batch`),
-with the same seed order per epoch seed, so the trainer can choose it with a flag.
+:class:`DeviceBatches` is a :class:`~genen_dgl.batches.SeedBatches` sampler like
+:class:`~genen_dgl.dataloading.NeighborBatches` (``len``, ``sample(seeds)``, ``epoch(seed)``
+yielding :class:`~genen_dgl.batches.Batch`), with the same seed order per epoch seed.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from genen_dgl.dataloading import Batch, seed_chunks
+from genen_dgl.batches import Batch, SeedBatches
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, Relation, offsets, segment_arange
 
 
@@ -188,22 +188,18 @@ class DeviceGraph:
         return dst, blocks, edges
 
 
-class DeviceBatches:
-    """Minibatches of seed nodes sampled on ``device`` by :class:`DeviceGraph`; the same
-    interface and per-epoch seed order as :class:`~genen_dgl.dataloading.NeighborBatches`.
-    Batches come out already on ``device`` (``Batch.to`` is then a no-op)."""
+class DeviceBatches(SeedBatches):
+    """Minibatches of seed nodes sampled on ``device`` by :class:`DeviceGraph`, with the
+    same per-epoch seed order as :class:`~genen_dgl.dataloading.NeighborBatches`. Batches
+    come out already on ``device`` (``Batch.to`` is then a no-op)."""
 
     def __init__(self, graph, seeds: np.ndarray, fanouts, batch_size: int, weights: dict[ETYPE, torch.Tensor],
                  target: str = "gene", shuffle: bool = True, device="cpu", self_loops: bool = True,
                  device_graph: DeviceGraph | None = None):
+        super().__init__(seeds, batch_size, shuffle)
         self.device = torch.device(device)
         self.graph = device_graph or DeviceGraph.of(graph, self.device, weights)
-        self.seeds = torch.as_tensor(seeds, dtype=torch.int64)
-        self.fanouts, self.batch_size, self.target = list(fanouts), batch_size, target
-        self.shuffle, self.self_loops = shuffle, self_loops
-
-    def __len__(self) -> int:
-        return (len(self.seeds) + self.batch_size - 1) // self.batch_size
+        self.fanouts, self.target, self.self_loops = list(fanouts), target, self_loops
 
     def sample(self, seeds: torch.Tensor, generator: torch.Generator | None = None) -> Batch:
         seeds = seeds.to(self.device)
@@ -215,5 +211,5 @@ class DeviceBatches:
         """One pass over the seeds; ``seed`` fixes the order (as NeighborBatches') and the
         sampled neighbours (a generator on the device)."""
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        for chunk in seed_chunks(self.seeds, self.batch_size, seed if self.shuffle else None):
+        for chunk in self.chunks(seed):
             yield self.sample(chunk, gen)

@@ -5,53 +5,39 @@ With no ``--data`` it trains on the embedded sample dataset (generated on first 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
-from pathlib import Path
 
-import yaml
-
-from genen_dgl.config import TrainConfig, build_parser, from_args
-from genen_dgl.errors import InputError, cli
-from genen_dgl.trainer import run, summary_line
+from genen_dgl.config import build_parser, from_args
+from genen_dgl.data.sample import ensure_sample
+from genen_dgl.data.spec import load_spec
+from genen_dgl.device import pick_device
+from genen_dgl.errors import cli
+from genen_dgl.local import run
+from genen_dgl.rundir import RunDir, default_run_dir, summary_line
 
 log = logging.getLogger("genen_dgl.train")
-
-
-def run_dir_for(config: TrainConfig) -> Path:
-    return Path(config.out or f"runs/{config.graph}-{config.model}-{config.task or 'default'}")
 
 
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = build_parser("python -m genen_dgl.train", __doc__.split("\n\n")[0]).parse_args(argv)
-    config = from_args(args)
-    run_dir = run_dir_for(config)
-    saved = run_dir / "config.yaml"
+    config = from_args(args).resolved()
+    pick_device(config.device)  # every input is checked before the run directory is touched
+    spec = load_spec(config.data or ensure_sample())
+    run_dir = RunDir(config.out or default_run_dir(config, spec.name, spec.task(config.task).name))
     if args.resume:
-        if not saved.exists():
-            raise InputError("nothing to resume: no config.yaml", run_dir)
-        stored = TrainConfig(**yaml.safe_load(saved.read_text()))
-        config = TrainConfig(**{**stored.__dict__, "device": config.device if args.device else stored.device})
+        stored = run_dir.stored()
+        config = dataclasses.replace(stored, device=config.device if args.device else stored.device)
     else:
-        if (run_dir / "fold0").exists():
-            raise InputError("run directory already has results; pass --resume or choose another --out", run_dir)
-        config = config.resolved()
-        config.out = str(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        saved.write_text(config.to_yaml())
-    handler = logging.FileHandler(run_dir / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    package_log = logging.getLogger("genen_dgl")
-    package_log.addHandler(handler)
-    try:
-        log.info("run %s: %s", run_dir, " ".join(sys.argv[1:]) if argv is None else " ".join(argv))
-        metrics = run(config, run_dir, resume=args.resume)
-    finally:
-        package_log.removeHandler(handler)
-        handler.close()
+        config = dataclasses.replace(config, out=str(run_dir.path))
+        run_dir.start(config)
+    with run_dir.logging():
+        log.info("run %s: %s", run_dir.path, " ".join(sys.argv[1:] if argv is None else argv))
+        metrics = run(config, run_dir.path, resume=args.resume)
     seeds = f" x {config.seeds} seeds" if config.seeds > 1 else ""
-    print(summary_line(metrics, f"{config.graph}/{config.model}, {config.folds}-fold{seeds}", run_dir))
+    print(summary_line(metrics, f"{config.graph}/{config.model}, {config.folds}-fold{seeds}", run_dir.path))
     return 0
 
 

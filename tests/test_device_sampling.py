@@ -17,7 +17,8 @@ from genen_dgl.device_sampling import DeviceBatches, DeviceCSC, DeviceGraph, flo
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.nn.model import GenenGNN
 from genen_dgl.nn.sparse import Relation
-from genen_dgl.trainer import FoldTrainer, Setup
+from genen_dgl.local import LocalData
+from genen_dgl.trainer import FoldTrainer
 
 PPI = ("gene", "interacts", "gene")
 FANOUT = 4
@@ -306,9 +307,9 @@ def test_training_reaches_the_dgl_sampler_auc(sample_spec, tmp_path, model, one_
                          patience=100).resolved()
     auc = {}
     for sampler in ("neighbor", "device"):
-        setup = Setup.prepare(dataclasses.replace(config, sampler=sampler))
-        trainers = [FoldTrainer(setup, split, tmp_path / sampler) for split in setup.splits]
-        assert all(isinstance(t.batches, DeviceBatches) == (sampler == "device") for t in trainers)
+        data = LocalData(dataclasses.replace(config, sampler=sampler))
+        trainers = [FoldTrainer(data, split, tmp_path / sampler) for split in data.splits]
+        assert all(isinstance(t.steps.sampler, DeviceBatches) == (sampler == "device") for t in trainers)
         auc[sampler] = float(np.mean([t.fit()["auc"] for t in trainers]))
     assert auc["neighbor"] > 0.8
     assert abs(auc["device"] - auc["neighbor"]) < 0.02, auc

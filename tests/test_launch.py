@@ -154,7 +154,7 @@ def test_children_die_with_a_killed_launcher():
               f"c = Supervisor().start('trainer', 0, {sleeper()!r}, dict(os.environ))\n"
               "print(c.popen.pid, file=sys.stderr, flush=True)\ntime.sleep(60)\n")
     parent = subprocess.Popen([PY, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              cwd=ROOT)
     child = int(parent.stderr.readline().split()[-1])
     assert alive(child)
     parent.kill()

@@ -181,23 +181,28 @@ def test_a_gene_without_edges_sees_its_own_features(sample_spec, model):
     own features, not a constant."""
     from genen_dgl.config import TrainConfig
     from genen_dgl.nn.sparse import SELF
-    from genen_dgl.trainer import Setup
+    from genen_dgl.local import FullGraphPredictor, LocalData
 
-    setup = Setup.prepare(TrainConfig(data=str(sample_spec), graph="go", model=model, hidden=16).resolved())
+    setup = LocalData(TrainConfig(data=str(sample_spec), graph="go", model=model, hidden=16).resolved())
     g = setup.data.graph
     into_genes = [e for e in g.canonical_etypes if e[2] == "gene"]
     degree = sum(g.in_degrees(etype=e) for e in into_genes)
     isolated = torch.nonzero(degree == 0).flatten()
     assert len(isolated) >= 1 and ("gene", "gene") not in {(e[0], e[2]) for e in g.canonical_etypes}
-    loops = setup.full_block.relations[("gene", SELF, "gene")]
+    loops = setup.block.relations[("gene", SELF, "gene")]
     assert loops.num_edges == g.num_nodes("gene") and (loops.eid == -1).all() and torch.equal(loops.col, loops.row)
-    assert ("go", SELF, "go") not in setup.full_block.relations  # GO terms have is_a loops already
+    assert ("go", SELF, "go") not in setup.block.relations  # GO terms have is_a loops already
     torch.manual_seed(0)
-    net = setup.new_model()
+    net = setup.model()
+    genes = np.arange(g.num_nodes("gene"))
+
+    def outputs(x):
+        return FullGraphPredictor(setup.block, x, setup.labels.kind).predict(net, genes)[0]
+
     moved = dict(setup.feats)
     moved["gene"] = setup.feats["gene"].clone()
     moved["gene"][isolated] = torch.randn(len(isolated), moved["gene"].shape[1])
-    before, after = (setup.full_forward(net, x)[0][isolated.numpy()] for x in (setup.feats, moved))
+    before, after = (outputs(x)[isolated.numpy()] for x in (setup.feats, moved))
     assert np.abs(before - after).max() > 1e-3
     others = np.setdiff1d(np.arange(g.num_nodes("gene")), isolated.numpy())[:50]
-    assert np.allclose(setup.full_forward(net, setup.feats)[0][others], setup.full_forward(net, moved)[0][others])
+    assert np.allclose(outputs(setup.feats)[others], outputs(moved)[others])

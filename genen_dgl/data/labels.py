@@ -28,6 +28,11 @@ class Labels:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def width(self) -> int:
+        """Model outputs per gene: one per class, or one value for regression."""
+        return 1 if self.kind == "regression" else self.num_classes
+
 
 DUPLICATES = ("error", "first", "drop")
 

@@ -1,5 +1,5 @@
 """Genen's experiments as commands, each a sweep of :class:`~genen_dgl.config.TrainConfig`
-variants run through :func:`genen_dgl.trainer.run`, written as a CSV and a PNG.
+variants run through :func:`genen_dgl.local.run`, written as a CSV and a PNG.
 
 ``python -m genen_dgl.experiments SUBCOMMAND --data DATASET.yaml --out DIR``:
 

@@ -7,7 +7,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +16,8 @@ from genen_dgl.config import CHOICES, HELP, TrainConfig, from_args
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import load_spec
 from genen_dgl.errors import InputError
-from genen_dgl.trainer import run
+from genen_dgl.local import run
+from genen_dgl.rundir import METRICS, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -51,27 +51,19 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def train(config: TrainConfig, run_dir: Path) -> dict:
-    """Run ``config`` through :func:`genen_dgl.trainer.run` in ``run_dir``, returning its
+    """Run ``config`` through :func:`genen_dgl.local.run` in ``run_dir``, returning its
     metrics. A finished run of the same config is reused, an interrupted one resumed,
-    a run of another config replaced."""
+    a run of another config replaced (:meth:`genen_dgl.rundir.RunDir.reuse`)."""
     config = dataclasses.replace(config, out=str(run_dir)).resolved()
-    text, saved, done = config.to_yaml(), run_dir / "config.yaml", run_dir / "metrics.json"
-    resume = saved.exists() and saved.read_text() == text
-    if resume and done.exists():
+    folder = RunDir(run_dir)
+    resume = folder.reuse(config)
+    if resume and folder.finished():
         log.info("reusing finished run %s", run_dir)
-        return json.loads(done.read_text())
-    if not resume:
-        if run_dir.exists():
-            if not saved.exists():
-                raise InputError("not a run folder (no config.yaml); remove it or choose another --out", run_dir)
-            log.info("options changed: replacing run %s", run_dir)
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
-        with atomic_path(saved) as tmp:
-            tmp.write_text(text)
+        return json.loads((run_dir / METRICS).read_text())
     log.info("training %s/%s on %s (%s)%s", config.graph, config.model, config.task or "first task", run_dir,
              f", mask {config.mask_rate:g} of {config.mask_nodes}" if config.mask_rate else "")
-    return run(config, run_dir, resume=resume)
+    with folder.logging():
+        return run(config, run_dir, resume=resume)
 
 
 def primary(kind: str) -> str:

@@ -1,0 +1,164 @@
+"""Training on one machine: the graph in memory, the model on the CPU or one GPU.
+
+:class:`LocalData` is the :class:`~genen_dgl.trainer.TrainingData` of a single-machine run.
+Its step sources: :class:`SampledSteps` over a sampler (DGL's
+:class:`~genen_dgl.dataloading.NeighborBatches` or the torch-op
+:class:`~genen_dgl.device_sampling.DeviceBatches`) and :class:`FullGraphSteps` (one
+full-graph step per epoch); its predictor, :class:`FullGraphPredictor`, scores any genes
+with one full-graph forward pass (the operator sampled training estimates, see
+:meth:`genen_dgl.nn.sparse.Relation.from_csc`). :func:`run` is a whole run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from genen_dgl.baselines import baselines_for
+from genen_dgl.batches import SeedBatches, Step
+from genen_dgl.config import TrainConfig
+from genen_dgl.data.graph import GeneGraph, cut_variant, load_full_graph
+from genen_dgl.data.sample import ensure_sample
+from genen_dgl.data.spec import load_spec
+from genen_dgl.dataloading import NeighborBatches, fixed_weights, parse_fanouts, to_message_block
+from genen_dgl.device import pick_device
+from genen_dgl.device_sampling import DeviceBatches
+from genen_dgl.nn.model import GenenGNN
+from genen_dgl.nn.sparse import MessageBlock
+from genen_dgl.outputs import write_outputs
+from genen_dgl.trainer import Split, cross_validate, cut_splits, mask_features, new_model
+
+log = logging.getLogger(__name__)
+
+
+class SampledSteps:
+    """A sampler's batches as training steps: features gathered, targets looked up, on ``device``."""
+
+    def __init__(self, sampler: SeedBatches, inputs: dict[str, torch.Tensor], targets: torch.Tensor, device):
+        self.sampler, self.inputs, self.targets, self.device = sampler, inputs, targets, device
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def epoch(self, seed: int) -> Iterator[Step]:
+        for batch in self.sampler.epoch(seed):
+            batch = batch.to(self.device)
+            yield Step({t: self.inputs[t][n] for t, n in batch.input_nodes.items()}, batch.blocks,
+                       self.targets[batch.seeds])
+
+
+class FullGraphSteps:
+    """Full-graph training: one step per epoch, the loss on the training genes' rows."""
+
+    def __init__(self, block: MessageBlock, layers: int, inputs: dict[str, torch.Tensor], targets: torch.Tensor,
+                 genes: np.ndarray):
+        self.block, self.layers, self.inputs = block, layers, inputs
+        self.rows = torch.as_tensor(genes, device=targets.device)
+        self.targets = targets[self.rows]
+
+    def __len__(self) -> int:
+        return 1
+
+    def epoch(self, seed: int) -> Iterator[Step]:
+        yield Step(self.inputs, [self.block] * self.layers, self.targets, self.rows)
+
+
+class FullGraphPredictor:
+    """Outputs and embeddings of any genes from one full-graph forward pass."""
+
+    def __init__(self, block: MessageBlock, inputs: dict[str, torch.Tensor], kind: str):
+        self.block, self.inputs, self.kind = block, inputs, kind
+
+    @torch.no_grad()
+    def predict(self, model: GenenGNN, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        model.eval()
+        out, hidden = model([self.block] * model.num_layers, self.inputs, return_hidden=True)
+        out = out.reshape(-1, 1) if self.kind == "regression" else torch.softmax(out, 1)
+        rows = torch.as_tensor(genes, device=out.device)
+        return out[rows].float().cpu().numpy(), hidden[rows].float().cpu().numpy()
+
+
+class LocalData:
+    """A single-machine run's graph, labels, splits and inputs, prepared once."""
+
+    writes = True
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.spec = load_spec(config.data or ensure_sample())
+        self.full_graph, gene_ids, go_ids = load_full_graph(self.spec)  # the baselines read it whole
+        self.data = GeneGraph(cut_variant(self.full_graph, config.graph), gene_ids,
+                              go_ids if config.graph != "ppi" else [], config.graph, self.spec)
+        log.info("%s", self.data)
+        self.nodes, self.labels = self.data.labels(config.task)
+        self.splits = cut_splits(self.labels, config)
+        self.device = pick_device(config.device)
+        g = self.data.graph
+        self.num_genes = g.num_nodes("gene")
+        self.feats = {t: g.nodes[t].data["feat"].to(self.device) for t in g.ntypes}
+        self.weights = fixed_weights(g, config.edge_weight)
+        self.block = to_message_block(g, self.weights).to(self.device)
+        self._masked: tuple = (None, None)
+
+    @cached_property
+    def targets(self) -> torch.Tensor:
+        """Label of every gene by node id, on the device (unlabelled genes hold 0, never read)."""
+        y = np.zeros(self.num_genes, dtype=self.labels.values.dtype)
+        y[self.nodes] = self.labels.values
+        return torch.as_tensor(y).to(self.device)
+
+    def inputs(self, seed: int) -> dict[str, torch.Tensor]:
+        """The input features a split of ``seed`` sees: with ``mask_rate``, a random share
+        of nodes zeroed, one mask per seed."""
+        c = self.config
+        if c.mask_rate <= 0:
+            return self.feats
+        if self._masked[0] != seed:
+            self._masked = (seed, mask_features(self.feats, c.mask_rate, c.mask_nodes, seed))
+        return self._masked[1]
+
+    def model(self) -> GenenGNN:
+        return new_model(self.config, self.data.graph, self.feats["gene"].shape[1], self.labels.width).to(self.device)
+
+    def sampler(self, genes: np.ndarray) -> SeedBatches:
+        """The configured sampler over the gene nodes ``genes``."""
+        c = self.config
+        fanouts = parse_fanouts(c.fanouts, c.fanout_rel, self.data.graph)
+        if c.sampler == "neighbor":
+            return NeighborBatches(self.data.graph, genes, fanouts, c.batch_size, self.weights)
+        return DeviceBatches(self.data.graph, genes, fanouts, c.batch_size, self.weights, device=self.device)
+
+    def steps(self, split: Split):
+        genes = self.nodes[split.fold.train]
+        x = self.inputs(split.seed)
+        if self.config.sampler == "full":
+            return FullGraphSteps(self.block, self.config.layers, x, self.targets, genes)
+        return SampledSteps(self.sampler(genes), x, self.targets, self.device)
+
+    def predictor(self, split: Split) -> FullGraphPredictor:
+        return FullGraphPredictor(self.block, self.inputs(split.seed), self.labels.kind)
+
+    def reduce(self, values: torch.Tensor) -> torch.Tensor:
+        return values
+
+
+def run(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict:
+    """Train every split (resuming finished and interrupted ones) and write the run's outputs."""
+    run_dir = Path(run_dir)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    start = time.perf_counter()
+    data = LocalData(config)
+    cv = cross_validate(data, run_dir, resume)
+    c = config
+    meta = {"task": c.task or next(iter(data.spec.tasks)), "graph": c.graph, "model": c.model, "sampler": c.sampler,
+            "edge_weight": c.edge_weight, "seeds": c.seeds, "seconds": round(time.perf_counter() - start, 2),
+            "device": str(data.device)}
+    baselines = baselines_for(data.full_graph, config, data.labels, data.nodes, data.splits)
+    return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines)

@@ -1,0 +1,114 @@
+"""A finished cross-validation as files a biologist can read (plain arrays in, files out).
+
+Run directory::
+
+    config.yaml  train.log  metrics.json
+    predictions.csv                 out-of-fold prediction of each labelled gene (per seed)
+    scores.csv                      every gene of the graph, ranked: mean over the fold models
+    embeddings.oof.npy, embeddings.oof.genes.csv
+                                    labelled genes' refined embeddings, each from the fold
+                                    model that did not train on it (first seed)
+    embeddings.npy, embeddings.genes.txt
+                                    every gene, from one model refitted on all labelled
+                                    genes (``--refit``, the default)
+    fold{k}/ (seed{s}-fold{k}/ for later seeds), refit/: last.pt  best.pt  result.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genen_dgl.atomic import atomic_path
+from genen_dgl.data.labels import Labels
+from genen_dgl.evaluation import paired_test, summarize
+from genen_dgl.trainer import CrossValidation, Split
+
+log = logging.getLogger(__name__)
+
+
+def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, gene_ids: list[str],
+                  splits: list[Split], cv: CrossValidation, baselines: dict) -> dict:
+    """metrics.json (``meta`` first: task, graph, model, ...; then the splits' metrics, the
+    baselines' and the paired tests), predictions, scores and embeddings; returns the report."""
+    key = "pearson" if labels.kind == "regression" else "auc"
+    summary = summarize(cv.results)
+    test_share = len(splits[0].fold.test) / len(nodes)
+    comparisons = {name: paired_test([r[key] for r in cv.results], [f[key] for f in b["folds"]], test_share)
+                   for name, b in baselines.items()}
+    report = {
+        **meta, "kind": labels.kind, "classes": labels.classes,
+        **({"positive_class": labels.classes[1]} if labels.kind == "binary" else {}),
+        "labelled_genes": int(len(nodes)), "folds": cv.results, "summary": summary,
+        "baselines": baselines, "comparisons": {"metric": key, **comparisons},
+        "embeddings": ({"file": "embeddings.npy", "model": f"refit on all labelled genes for {cv.refit[0]} epochs",
+                        "layer": "input of the output layer (last hidden layer, after activation)"}
+                       if cv.refit else None),
+    }
+    with atomic_path(run_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=1))
+    _write_predictions(run_dir, labels, nodes, np.asarray(gene_ids), splits, cv.outputs)
+    if cv.refit:
+        with atomic_path(run_dir / "embeddings.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, cv.refit[1].astype(np.float32))
+        with atomic_path(run_dir / "embeddings.genes.txt") as tmp:
+            tmp.write_text("\n".join(gene_ids) + "\n")
+    log.info("summary %s | %s", _fmt(summary),
+             " | ".join(f"{name} {_fmt(b['summary'])}" for name, b in baselines.items()))
+    return report
+
+
+def _write_predictions(run_dir: Path, labels: Labels, nodes: np.ndarray, genes: np.ndarray, splits: list[Split],
+                       outputs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """predictions.csv (out-of-fold, labelled genes), embeddings.oof.* (first seed) and
+    scores.csv (every gene, mean over the fold models, ranked)."""
+    rows, oof, oof_rows = [], [], []
+    first_seed = splits[0].seed
+    for split, (out, hidden) in zip(splits, outputs):
+        test = split.fold.test
+        frame = pd.DataFrame({"gene": labels.genes[test], "seed": split.seed, "fold": split.k,
+                              "y_true": labels.values[test]})
+        frame = pd.concat([frame, _output_columns(out[nodes[test]], labels)], axis=1)
+        rows.append(frame)
+        if split.seed == first_seed:
+            oof.append(hidden[nodes[test]])
+            oof_rows.append(pd.DataFrame({"gene": labels.genes[test], "fold": split.k}))
+    with atomic_path(run_dir / "predictions.csv") as tmp:
+        pd.concat(rows).sort_values(["seed", "gene"]).to_csv(tmp, index=False)
+    with atomic_path(run_dir / "embeddings.oof.npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.concatenate(oof).astype(np.float32))
+    with atomic_path(run_dir / "embeddings.oof.genes.csv") as tmp:
+        pd.concat(oof_rows).to_csv(tmp, index=False)
+    mean = np.mean([out for out, _ in outputs], axis=0)
+    frame = pd.DataFrame({"gene": genes, "labelled": False, "label": ""})
+    known = labels.classes if labels.kind != "regression" else None
+    frame.loc[nodes, "labelled"] = True
+    frame.loc[nodes, "label"] = [known[v] if known else f"{v:g}" for v in labels.values]
+    frame = pd.concat([frame, _output_columns(mean, labels)], axis=1)
+    rank = frame["y_pred"] if labels.kind == "regression" else (
+        frame[f"p_{labels.classes[1]}"] if labels.kind == "binary" else frame.filter(like="p_").max(axis=1))
+    frame = frame.assign(score=rank).sort_values("score", ascending=False, kind="stable")
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    with atomic_path(run_dir / "scores.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _output_columns(out: np.ndarray, labels: Labels) -> pd.DataFrame:
+    """A model's outputs as columns: ``y_pred`` (class name or value), ``p_CLASS`` each."""
+    if labels.kind == "regression":
+        return pd.DataFrame({"y_pred": out[:, 0]})
+    frame = pd.DataFrame({"y_pred": np.asarray(labels.classes, dtype=object)[out.argmax(1)]})
+    for i, name in enumerate(labels.classes):
+        frame[f"p_{name}"] = out[:, i]
+    return frame
+
+
+def _fmt(summary: dict) -> str:
+    means = [k[:-5] for k in summary if k.endswith("_mean")]
+    return ", ".join(f"{m}={summary[m + '_mean']:.3f}±{summary[m + '_std']:.3f}" for m in means)
