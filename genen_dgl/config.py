@@ -1,11 +1,19 @@
-"""Training configuration: defaults (the paper's), a YAML file, then command-line flags."""
+"""Training configuration: defaults (the paper's), a YAML file, then command-line flags.
+
+Every option is one row of :data:`OPTIONS` (help, type, choices or range). The same row
+builds its command-line flag (checked when the command line is parsed: one-line error,
+exit 2), checks a value from a ``--config`` file, and writes the ``--help`` default.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import yaml
 
@@ -41,73 +49,35 @@ class TrainConfig:
     mask_nodes: str = "all"  # all | gene | go
     threads: int | None = None
     refit: bool = True  # after CV, one model on all labelled genes for embeddings.npy
+    keep_checkpoints: str = "best"  # best | last | none, once a split has finished
+    deterministic: bool = False  # bit-identical reruns: sampling in the main thread, deterministic kernels
 
     def resolved(self) -> "TrainConfig":
-        """Fill the model-dependent defaults and check values."""
+        """Check every value against :data:`OPTIONS`, fill the model-dependent defaults,
+        and check the options that depend on each other."""
         c = dataclasses.replace(self)
+        for f in dataclasses.fields(c):
+            value = getattr(c, f.name)
+            if value is not None and f.name != "fanout_rel":
+                OPTIONS[f.name].check(f.name, value)
         c.layers = c.layers or (3 if c.model == "gcn" else 2)
-        c.fanouts = c.fanouts or [10] * c.layers
+        c.fanouts = list(c.fanouts or [10] * c.layers)
         if c.edge_weight is None:  # the paper: fixed scores on the PPI graph, go_ppi "without edge weights"
             c.edge_weight = "fixed" if c.model == "gcn" and c.graph == "ppi" else "none"
-        for name, allowed in CHOICES.items():
-            value = getattr(c, name)
-            if value not in allowed:
-                raise InputError(f"{name} = {value!r}: expected one of {', '.join(allowed)}")
         if c.model == "gat" and c.edge_weight != "none":
             raise InputError(f"edge_weight = {c.edge_weight!r}: GAT has no edge weights (attention replaces them)")
         if len(c.fanouts) != c.layers:
             raise InputError(f"fanouts {c.fanouts}: expected one per layer ({c.layers})")
-        if not 0 <= c.mask_rate < 1:
-            raise InputError(f"mask_rate = {c.mask_rate}: expected a share in [0, 1)")
-        if c.folds < 2:
-            raise InputError(f"folds = {c.folds}: expected at least 2")
-        if c.seeds < 1:
-            raise InputError(f"seeds = {c.seeds}: expected at least 1")
+        for rel, values in c.fanout_rel.items():
+            OPTIONS["fanouts"].check(f"fanout_rel {rel}", values)
+            if len(values) != c.layers:
+                raise InputError(f"fanout_rel {rel}={values}: expected one fanout per layer ({c.layers})")
         if c.model == "gat" and c.hidden % c.heads:
             raise InputError(f"hidden = {c.hidden}: expected a multiple of heads ({c.heads}) for GAT")
         return c
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
-
-
-CHOICES = {
-    "graph": ("ppi", "go", "go_ppi"), "sampler": ("neighbor", "device", "full"), "model": ("gcn", "gat"),
-    "edge_weight": ("none", "fixed", "learned"), "device": ("auto", "cpu", "cuda"), "mask_nodes": ("all", "gene", "go"),
-}
-
-HELP = {
-    "data": "dataset spec (dataset.yaml); default: the embedded sample dataset",
-    "graph": "graph variant: ppi (genes, PPI edges), go (genes + GO terms), go_ppi (all edges)",
-    "sampler": "neighbor: minibatches with DGL's neighbour sampler (on the CPU); device: the same uniform "
-               "sampling in torch ops on the training device (fast on a GPU); full: full-graph training",
-    "model": "gcn (paper eq. 1) or gat (paper eq. 2)",
-    "task": "task name from the dataset spec (default: its first task)",
-    "fanouts": "neighbours sampled per layer and relation, e.g. 10,10,10",
-    "fanout_rel": "per-relation override, REL=F1,F2,.. (repeatable), e.g. interacts=5,5,5",
-    "batch_size": "seed genes per minibatch",
-    "epochs": "maximum epochs per fold",
-    "lr": "Adam learning rate",
-    "weight_decay": "Adam weight decay",
-    "hidden": "hidden width (GAT: total over heads)",
-    "layers": "number of layers (default GCN 3, GAT 2); the output layer is a convolution",
-    "heads": "GAT attention heads",
-    "dropout": "dropout after each hidden layer",
-    "edge_weight": "PPI edge weights for GCN: none, fixed (STRING score) or learned; default as the paper: "
-                   "fixed on the ppi graph, none on go_ppi (its PPI edges are unweighted) and for GAT",
-    "folds": "cross-validation folds",
-    "seeds": "repeat the folds over N seeds (seed, seed+1, ...): mean ± std over seeds x folds, paired tests",
-    "val_share": "share of each training part held out for early stopping",
-    "patience": "epochs without validation improvement before stopping",
-    "seed": "random seed (folds, initialisation, sampling)",
-    "device": "auto, cpu or cuda",
-    "out": "run directory (default runs/GRAPH-MODEL-TASK)",
-    "mask_rate": "share of nodes whose input features are zeroed (robustness study)",
-    "mask_nodes": "which nodes masking draws from: all, gene or go",
-    "threads": "torch CPU threads (default: torch's choice)",
-    "refit": "after cross-validation, train one model on all labelled genes (for the folds' median best "
-             "epoch count) and export its refined embeddings of every gene",
-}
 
 
 def parse_ints(text: str) -> list[int]:
@@ -119,53 +89,176 @@ def parse_ints(text: str) -> list[int]:
 
 def _rel_fanout(text: str) -> tuple[str, list[int]]:
     rel, sep, values = text.partition("=")
-    if not sep:
+    if not sep or not rel:
         raise argparse.ArgumentTypeError(f"expected REL=F1,F2,..., got {text!r}")
     return rel, parse_ints(values)
 
 
+@dataclass(frozen=True)
+class Option:
+    """One option: its help, its type, and the values it takes (``choices``, or a range:
+    ``min`` inclusive, ``above`` / ``below`` exclusive)."""
+
+    help: str
+    kind: Any = str  # int, float, str, bool, or a parser (text -> value) for list-valued options
+    choices: tuple[str, ...] = ()
+    min: float | None = None
+    above: float | None = None
+    below: float | None = None
+    default: str | None = None  # the --help default, where it depends on other options
+
+    def expected(self) -> str:
+        if self.kind in (parse_ints, _rel_fanout):
+            return "integers >= 1 (or -1: every neighbour)"
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        noun = {int: "an integer", float: "a number"}.get(self.kind, "a value")
+        parts = [f">= {self.min:g}" if self.min is not None else "", f"> {self.above:g}" if self.above is not None
+                 else "", f"< {self.below:g}" if self.below is not None else ""]
+        return " ".join([noun, " and ".join(p for p in parts if p)]).strip()
+
+    def check(self, name: str, value: Any) -> None:
+        """An InputError naming ``name`` unless ``value`` is one this option takes."""
+        if self.kind is _rel_fanout:
+            return OPTIONS["fanouts"].check(name, value[1])
+        values = value if isinstance(value, list) else [value]
+        if self.kind is parse_ints:  # fanouts: each >= 1, or -1 for every neighbour
+            if not values or not all(isinstance(v, int) and (v >= 1 or v == -1) for v in values):
+                raise InputError(f"{name} = {value!r}: expected {self.expected()}")
+            return
+        for v in values:
+            if self.choices:
+                good = v in self.choices
+            elif self.kind is bool:
+                good = isinstance(v, bool)
+            elif self.kind in (int, float):
+                good = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                        and (self.kind is float or float(v).is_integer())
+                        and (self.min is None or v >= self.min) and (self.above is None or v > self.above)
+                        and (self.below is None or v < self.below))
+            else:
+                good = isinstance(v, str)
+            if not good:
+                raise InputError(f"{name} = {value!r}: expected {self.expected()}")
+
+    def parser(self, name: str) -> Callable[[str], Any]:
+        """The argparse ``type``: converts the text and checks it at parse time."""
+        def parse(text: str):
+            try:
+                value = self.kind(text)
+            except (ValueError, argparse.ArgumentTypeError) as err:
+                raise argparse.ArgumentTypeError(str(err) if isinstance(err, argparse.ArgumentTypeError)
+                                                 else f"expected {self.expected()}, got {text!r}") from None
+            try:
+                self.check(name, value)
+            except InputError:
+                raise argparse.ArgumentTypeError(f"expected {self.expected()}, got {text!r}") from None
+            return value
+        return parse
+
+
+OPTIONS: dict[str, Option] = {
+    "data": Option("dataset spec (dataset.yaml)", default="the embedded sample dataset"),
+    "graph": Option("graph variant: ppi (genes, PPI edges), go (genes + GO terms), go_ppi (all edges)",
+                    choices=("ppi", "go", "go_ppi")),
+    "sampler": Option("neighbor: minibatches with DGL's neighbour sampler (on the CPU); device: the same uniform "
+                      "sampling in torch ops on the training device (fast on a GPU); full: full-graph training",
+                      choices=("neighbor", "device", "full")),
+    "model": Option("gcn (paper eq. 1) or gat (paper eq. 2)", choices=("gcn", "gat")),
+    "task": Option("task name from the dataset spec", default="its first task"),
+    "fanouts": Option("neighbours sampled per layer and relation, e.g. 10,10,10 (-1: every neighbour)",
+                      kind=parse_ints, default="10 per layer"),
+    "fanout_rel": Option("per-relation override, REL=F1,F2,.. (repeatable), e.g. interacts=5,5,5",
+                         kind=_rel_fanout, default="none"),
+    "batch_size": Option("seed genes per minibatch", int, min=1),
+    "epochs": Option("maximum epochs per fold", int, min=1),
+    "lr": Option("Adam learning rate", float, above=0),
+    "weight_decay": Option("Adam weight decay", float, min=0),
+    "hidden": Option("hidden width (GAT: total over heads)", int, min=1),
+    "layers": Option("number of layers; the output layer is a convolution", int, min=1,
+                     default="GCN 3, GAT 2, the paper's best"),
+    "heads": Option("GAT attention heads", int, min=1),
+    "dropout": Option("dropout after each hidden layer", float, min=0, below=1),
+    "edge_weight": Option("PPI edge weights for GCN: none, fixed (STRING score) or learned",
+                          choices=("none", "fixed", "learned"),
+                          default="as the paper: fixed on the ppi graph, none on go_ppi (its PPI edges are "
+                                  "unweighted) and for GAT"),
+    "folds": Option("cross-validation folds", int, min=2),
+    "seeds": Option("repeat the folds over N seeds (seed, seed+1, ...): mean ± std over seeds x folds, paired tests",
+                    int, min=1),
+    "val_share": Option("share of each training part held out for early stopping", float, above=0, below=1),
+    "patience": Option("epochs without validation improvement before stopping", int, min=1),
+    "seed": Option("random seed (folds, initialisation, sampling)", int, min=0),
+    "device": Option("where the model runs", choices=("auto", "cpu", "cuda"), default="auto: cuda if torch sees a GPU"),
+    "out": Option("run directory", default="runs/DATASET-GRAPH-MODEL-TASK-SAMPLER"),
+    "mask_rate": Option("share of nodes whose input features are zeroed (robustness study)", float, min=0, below=1),
+    "mask_nodes": Option("which nodes masking draws from", choices=("all", "gene", "go")),
+    "threads": Option("torch CPU threads", int, min=1, default="torch's choice"),
+    "refit": Option("after cross-validation, train one model on all labelled genes (for the folds' median best "
+                    "epoch count) and export its refined embeddings of every gene", bool),
+    "keep_checkpoints": Option("checkpoints kept once a split has finished: best (best.pt), last (best.pt and "
+                               "last.pt, with the optimizer state) or none", choices=("best", "last", "none")),
+    "deterministic": Option("bit-identical results for the same command and seed: sampling in the main thread, "
+                            "one torch thread, deterministic kernels (slower)", bool),
+}
+CHOICES = {name: o.choices for name, o in OPTIONS.items() if o.choices}
+HELP = {name: o.help for name, o in OPTIONS.items()}
+RUNTIME = ("device", "threads", "out")  # options a resumed run may change
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: ...``, exit 2), like every other input error."""
+
+    def error(self, message: str):
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = _Parser(prog=prog, description=description)
     parser.add_argument("--config", type=Path, help="YAML file of these options (flags override it)")
-    types = {"fanouts": parse_ints, "fanout_rel": _rel_fanout}
+    defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kwargs = {"help": HELP[f.name], "default": None}
-        if f.name == "fanout_rel":
-            kwargs["action"] = "append"
-        if f.name in types:
-            kwargs["type"] = types[f.name]
-        elif f.name in CHOICES:
-            kwargs["choices"] = CHOICES[f.name]
-        elif f.type in ("int", "int | None"):
-            kwargs["type"] = int
-        elif f.type == "float":
-            kwargs["type"] = float
-        elif f.type == "bool":
+        o = OPTIONS[f.name]
+        shown = o.default or getattr(defaults, f.name)
+        kwargs = {"help": f"{o.help} (default: {shown})", "default": None}
+        if o.kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        parser.add_argument(flag, **kwargs)
+        elif o.choices:
+            kwargs["choices"] = o.choices
+        else:
+            kwargs["type"] = o.parser(f.name.replace("_", "-"))
+            if f.name == "fanout_rel":
+                kwargs["action"] = "append"
+        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoints")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
-def from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then the --config file, then the flags that were given."""
+def given(args: argparse.Namespace) -> dict[str, Any]:
+    """The options the user set: the --config file's, then the flags."""
     values: dict = {}
     if args.config is not None:
         if not args.config.exists():
             raise InputError("config file not found", args.config)
-        loaded = yaml.safe_load(args.config.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(args.config.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise InputError(f"not valid YAML ({getattr(err, 'problem', err)})", args.config) from None
         if not isinstance(loaded, dict):
             raise InputError("expected a mapping of option: value", args.config)
-        names = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = set(loaded) - names
+        unknown = set(loaded) - set(OPTIONS)
         if unknown:
             raise InputError(f"unknown option {sorted(unknown)[0]!r}", args.config)
         values.update(loaded)
-    for f in dataclasses.fields(TrainConfig):
-        v = getattr(args, f.name, None)
+    for name in OPTIONS:
+        v = getattr(args, name, None)
         if v is not None:
-            values[f.name] = dict(v) if f.name == "fanout_rel" else v
-    return TrainConfig(**values)
+            values[name] = dict(v) if name == "fanout_rel" else v
+    return values
+
+
+def from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the --config file, then the flags that were given."""
+    return TrainConfig(**given(args))

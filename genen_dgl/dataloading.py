@@ -18,6 +18,7 @@ import torch
 
 from genen_dgl.batches import Batch, SeedBatches
 from genen_dgl.dgl_compat import dgl
+from genen_dgl.errors import InputError
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, Relation
 
 Degrees = dict[ETYPE, tuple[torch.Tensor, torch.Tensor]]  # etype -> (out-degree of each src, in-degree of each dst)
@@ -76,10 +77,11 @@ def parse_fanouts(fanouts: list[int], per_relation: dict[str, list[int]], graph)
     names = {e[1]: e for e in graph.canonical_etypes}
     unknown = set(per_relation) - set(names)
     if unknown:
-        raise ValueError(f"fanout for unknown relation {sorted(unknown)[0]!r}; relations: {', '.join(sorted(names))}")
+        raise InputError(f"--fanout-rel {sorted(unknown)[0]}: no such relation in this graph; "
+                         f"relations: {', '.join(sorted(names))}")
     for rel, values in per_relation.items():
         if len(values) != len(fanouts):
-            raise ValueError(f"fanout for {rel!r} has {len(values)} layers, expected {len(fanouts)}")
+            raise InputError(f"--fanout-rel {rel}: {len(values)} fanouts, expected one per layer ({len(fanouts)})")
     return [{e: per_relation.get(e[1], fanouts)[i] for e in graph.canonical_etypes} for i in range(len(fanouts))]
 
 
@@ -112,7 +114,13 @@ class NeighborBatches(SeedBatches):
         return self.convert(*self.sample_blocks(seeds))
 
     def epoch(self, seed: int) -> Iterator[Batch]:
-        """One pass over the seeds; ``seed`` fixes the order and the sampled neighbours."""
+        """One pass over the seeds; ``seed`` fixes the order and the sampled neighbours.
+        With ``prefetch=0`` the main thread samples (reproducible under ``dgl.seed`` when
+        DGL runs one thread; its per-thread engines make a sampling thread drift)."""
+        if self.prefetch == 0:
+            dgl.seed(seed)
+            yield from super().epoch(seed)
+            return
         chunks = self.chunks(seed)
         out: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()

@@ -32,7 +32,7 @@ from genen_dgl.device_sampling import DeviceBatches
 from genen_dgl.nn.model import GenenGNN
 from genen_dgl.nn.sparse import MessageBlock
 from genen_dgl.outputs import write_outputs
-from genen_dgl.trainer import Split, cross_validate, cut_splits, mask_features, new_model
+from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class LocalData:
 
     def __init__(self, config: TrainConfig):
         self.config = config
+        apply_runtime(config)
         self.spec = load_spec(config.data or ensure_sample())
         self.full_graph, gene_ids, go_ids = load_full_graph(self.spec)  # the baselines read it whole
         self.data = GeneGraph(cut_variant(self.full_graph, config.graph), gene_ids,
@@ -104,6 +105,7 @@ class LocalData:
         self.feats = {t: g.nodes[t].data["feat"].to(self.device) for t in g.ntypes}
         self.weights = fixed_weights(g, config.edge_weight)
         self.block = to_message_block(g, self.weights).to(self.device)
+        self.fanouts = parse_fanouts(config.fanouts, config.fanout_rel, g)  # unknown relations fail here
         self._masked: tuple = (None, None)
 
     @cached_property
@@ -129,10 +131,10 @@ class LocalData:
     def sampler(self, genes: np.ndarray) -> SeedBatches:
         """The configured sampler over the gene nodes ``genes``."""
         c = self.config
-        fanouts = parse_fanouts(c.fanouts, c.fanout_rel, self.data.graph)
         if c.sampler == "neighbor":
-            return NeighborBatches(self.data.graph, genes, fanouts, c.batch_size, self.weights)
-        return DeviceBatches(self.data.graph, genes, fanouts, c.batch_size, self.weights, device=self.device)
+            return NeighborBatches(self.data.graph, genes, self.fanouts, c.batch_size, self.weights,
+                                   prefetch=0 if c.deterministic else 2)
+        return DeviceBatches(self.data.graph, genes, self.fanouts, c.batch_size, self.weights, device=self.device)
 
     def steps(self, split: Split):
         genes = self.nodes[split.fold.train]
@@ -148,16 +150,15 @@ class LocalData:
         return values
 
 
-def run(config: TrainConfig, run_dir: Path, resume: bool = False) -> dict:
-    """Train every split (resuming finished and interrupted ones) and write the run's outputs."""
+def run(config: TrainConfig, run_dir: Path, resume: bool = False, data: LocalData | None = None) -> dict:
+    """Train every split (resuming finished and interrupted ones) and write the run's outputs.
+    ``data``: the run's LocalData when the caller built it already (to check inputs first)."""
     run_dir = Path(run_dir)
-    if config.threads:
-        torch.set_num_threads(config.threads)
     start = time.perf_counter()
-    data = LocalData(config)
+    data = data or LocalData(config)
     cv = cross_validate(data, run_dir, resume)
     c = config
-    meta = {"task": c.task or next(iter(data.spec.tasks)), "graph": c.graph, "model": c.model, "sampler": c.sampler,
+    meta = {"task": data.spec.task(c.task).name, "graph": c.graph, "model": c.model, "sampler": c.sampler,
             "edge_weight": c.edge_weight, "seeds": c.seeds, "seconds": round(time.perf_counter() - start, 2),
             "device": str(data.device)}
     baselines = baselines_for(data.full_graph, config, data.labels, data.nodes, data.splits)

@@ -2,7 +2,8 @@
 
 Run directory::
 
-    config.yaml  train.log  metrics.json
+    config.yaml  inputs.json  train.log  metrics.json
+    history.csv                     per split and epoch: training loss, validation loss and metrics
     predictions.csv                 out-of-fold prediction of each labelled gene (per seed)
     scores.csv                      every gene of the graph, ranked: mean over the fold models
     embeddings.oof.npy, embeddings.oof.genes.csv
@@ -11,7 +12,8 @@ Run directory::
     embeddings.npy, embeddings.genes.txt
                                     every gene, from one model refitted on all labelled
                                     genes (``--refit``, the default)
-    fold{k}/ (seed{s}-fold{k}/ for later seeds), refit/: last.pt  best.pt  result.json
+    fold{k}/ (seed{s}-fold{k}/ for later seeds), refit/: best.pt (last.pt: --keep-checkpoints last
+                                    or while the split trains), result.json, history.json
 """
 
 from __future__ import annotations
@@ -46,12 +48,15 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
         "labelled_genes": int(len(nodes)), "folds": cv.results, "summary": summary,
         "baselines": baselines, "comparisons": {"metric": key, **comparisons},
         "embeddings": ({"file": "embeddings.npy", "model": f"refit on all labelled genes for {cv.refit[0]} epochs",
-                        "layer": "input of the output layer (last hidden layer, after activation)"}
+                        "layer": "last hidden layer, before its activation (width --hidden)"}
                        if cv.refit else None),
     }
     with atomic_path(run_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1))
     _write_predictions(run_dir, labels, nodes, np.asarray(gene_ids), splits, cv.outputs)
+    history = pd.DataFrame([{"seed": s.seed, "fold": s.k, **row} for s, h in zip(splits, cv.histories) for row in h])
+    with atomic_path(run_dir / "history.csv") as tmp:
+        history.to_csv(tmp, index=False)
     if cv.refit:
         with atomic_path(run_dir / "embeddings.npy") as tmp:
             with open(tmp, "wb") as fh:
@@ -71,8 +76,8 @@ def _write_predictions(run_dir: Path, labels: Labels, nodes: np.ndarray, genes: 
     first_seed = splits[0].seed
     for split, (out, hidden) in zip(splits, outputs):
         test = split.fold.test
-        frame = pd.DataFrame({"gene": labels.genes[test], "seed": split.seed, "fold": split.k,
-                              "y_true": labels.values[test]})
+        truth = labels.values[test] if labels.kind == "regression" else np.asarray(labels.classes)[labels.values[test]]
+        frame = pd.DataFrame({"gene": labels.genes[test], "seed": split.seed, "fold": split.k, "y_true": truth})
         frame = pd.concat([frame, _output_columns(out[nodes[test]], labels)], axis=1)
         rows.append(frame)
         if split.seed == first_seed:

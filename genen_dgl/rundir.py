@@ -5,23 +5,39 @@ distributed runs all go through here), the log file, and the line a finished run
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import yaml
 
 from genen_dgl.atomic import atomic_path
 from genen_dgl.baselines import NAMES
-from genen_dgl.config import TrainConfig
+from genen_dgl.config import RUNTIME, TrainConfig
+from genen_dgl.data.graph import cache_key
+from genen_dgl.data.spec import DatasetSpec, load_spec
 from genen_dgl.errors import InputError
 
 log = logging.getLogger(__name__)
 
 CONFIG = "config.yaml"
+INPUTS = "inputs.json"
 METRICS = "metrics.json"
 LOG = "train.log"
+
+
+def fingerprint(spec: DatasetSpec) -> str:
+    """What a run's numbers depend on besides its options: the spec, and the size and
+    modification time of every input file (graph sources, features, task labels)."""
+    h = hashlib.sha256(cache_key(spec).encode())
+    for task in spec.tasks.values():
+        st = task.file.stat()
+        h.update(f"{task.file.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
 
 
 def default_run_dir(config: TrainConfig, dataset: str, task: str) -> Path:
@@ -41,36 +57,58 @@ class RunDir:
         """Whether a run has trained here (a checkpoint folder or its metrics)."""
         return (self.path / METRICS).exists() or any(p.is_dir() for p in self.path.glob("*fold*"))
 
-    def start(self, config: TrainConfig) -> None:
-        """A new run: refuse a folder that holds one, else create it and record ``config``."""
+    def start(self, config: TrainConfig, spec: DatasetSpec) -> None:
+        """A new run: refuse a folder that holds one, else create it and record ``config``
+        and the dataset's fingerprint."""
         if self.has_results():
             raise InputError("run directory already has results; pass --resume or choose another --out", self.path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self.record(config)
+        self.record(config, spec)
 
-    def record(self, config: TrainConfig) -> None:
+    def record(self, config: TrainConfig, spec: DatasetSpec) -> None:
         with atomic_path(self.config_file) as tmp:
             tmp.write_text(config.to_yaml())
+        with atomic_path(self.path / INPUTS) as tmp:
+            tmp.write_text(json.dumps({"dataset": str(spec.path.resolve()), "fingerprint": fingerprint(spec)}))
 
-    def stored(self) -> TrainConfig:
-        """The configuration of the run to resume."""
+    def resume(self, requested: dict[str, Any]) -> TrainConfig:
+        """The stored configuration of the run to continue, after checking that the options
+        given now (``requested``; runtime ones such as ``device`` may change) and the
+        dataset's inputs are the ones it started with: else a one-line diff."""
         if not self.config_file.exists():
             raise InputError(f"nothing to resume: no {CONFIG}", self.path)
-        return TrainConfig(**yaml.safe_load(self.config_file.read_text()))
+        stored = TrainConfig(**yaml.safe_load(self.config_file.read_text()))
+        asked = dataclasses.replace(stored, **{k: v for k, v in requested.items() if k != "out"}).resolved()
+        if "data" in requested:
+            asked.data = str(load_spec(requested["data"]).path.resolve())
+        diff = [f"{k}: {getattr(stored, k)!r} -> {getattr(asked, k)!r}" for k in requested
+                if k not in RUNTIME and getattr(asked, k) != getattr(stored, k)]
+        if diff:
+            raise InputError(f"--resume: the run was started with other options ({'; '.join(diff)}); "
+                             "drop them or choose another --out", self.path)
+        inputs = json.loads((self.path / INPUTS).read_text()) if (self.path / INPUTS).exists() else {}
+        now = fingerprint(load_spec(stored.data))
+        if inputs.get("fingerprint") not in (None, now):
+            raise InputError(f"--resume: the dataset's input files changed since the run started (fingerprint "
+                             f"{inputs['fingerprint']} -> {now}); start a new run", self.path)
+        return dataclasses.replace(stored, **{k: v for k, v in requested.items() if k in RUNTIME and k != "out"})
 
-    def reuse(self, config: TrainConfig) -> bool:
-        """The experiments' policy: a run of the same ``config`` is resumed (True), a run of
-        another is replaced, a folder that is no run is refused; returns whether to resume."""
-        text = config.to_yaml()
-        if self.config_file.exists() and self.config_file.read_text() == text:
+    def reuse(self, config: TrainConfig, spec: DatasetSpec) -> bool:
+        """The experiments' policy: a run of the same ``config`` and dataset inputs is
+        resumed (True), a run of another is replaced, a folder that is no run is refused;
+        returns whether to resume."""
+        inputs = self.path / INPUTS
+        same = (self.config_file.exists() and self.config_file.read_text() == config.to_yaml()
+                and inputs.exists() and json.loads(inputs.read_text())["fingerprint"] == fingerprint(spec))
+        if same:
             return True
         if self.path.exists():
             if not self.config_file.exists():
                 raise InputError(f"not a run folder (no {CONFIG}); remove it or choose another --out", self.path)
-            log.info("options changed: replacing run %s", self.path)
+            log.info("options or inputs changed: replacing run %s", self.path)
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True)
-        self.record(config)
+        self.record(config, spec)
         return False
 
     def finished(self) -> bool:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -46,6 +48,17 @@ def seed_everything(*parts: int) -> int:
     torch.manual_seed(seed)
     dgl.seed(seed)
     return seed
+
+
+def apply_runtime(config: TrainConfig) -> None:
+    """The process-wide settings a run asks for: torch's CPU threads, and with
+    ``deterministic`` one thread (torch and DGL) and deterministic kernels."""
+    threads = 1 if config.deterministic else config.threads
+    if threads:
+        torch.set_num_threads(threads)
+    if config.deterministic:
+        dgl.utils.set_num_threads(1)
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def mask_features(feats: dict[str, torch.Tensor], rate: float, which: str, seed: int) -> dict[str, torch.Tensor]:
@@ -104,6 +117,14 @@ def refit_split(config: TrainConfig, labelled: int, index: int) -> Split:
     return Split(config.seed, index, Fold(everyone, everyone[:0], everyone[:0]), "refit")
 
 
+class Interrupted(Exception):
+    """Ctrl-C during training: where it stopped (the checkpoints on disk are whole)."""
+
+    def __init__(self, split: str, epoch: int):
+        super().__init__(f"interrupted after {split} epoch {epoch}")
+        self.split, self.epoch = split, epoch
+
+
 class TrainingData(Protocol):
     """What a run trains on, wherever the graph lives."""
 
@@ -146,6 +167,7 @@ class FoldTrainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def save(self) -> None:
+        """``last.pt`` (model, optimizer, best state: enough to resume) and ``history.json``."""
         if not self.data.writes:
             return
         state = {"epoch": self.epoch, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
@@ -153,6 +175,15 @@ class FoldTrainer:
                  "history": self.history}
         with atomic_path(self.dir / "last.pt") as tmp:
             torch.save(state, tmp)
+        with atomic_path(self.dir / "history.json") as tmp:
+            tmp.write_text(json.dumps(self.history))
+
+    def prune(self) -> None:
+        """A finished split's checkpoints as ``keep_checkpoints`` says: ``best`` drops
+        ``last.pt`` (optimizer state included: the bulk), ``none`` both (once the run is
+        written: see :func:`cross_validate`), ``last`` keeps them."""
+        if self.data.writes and self.data.config.keep_checkpoints != "last":
+            (self.dir / "last.pt").unlink(missing_ok=True)
 
     def load(self) -> bool:
         """Continue from ``last.pt`` where there is one (every process reads the writer's)."""
@@ -168,9 +199,10 @@ class FoldTrainer:
         return True
 
     def load_best(self) -> dict:
-        """A finished split: its best model and its result."""
+        """A finished split: its best model, history and result."""
         state = torch.load(self.dir / "best.pt", map_location=self._device)
         self.model.load_state_dict(state)
+        self.history = json.loads((self.dir / "history.json").read_text())
         return json.loads((self.dir / "result.json").read_text())
 
     @property
@@ -206,6 +238,8 @@ class FoldTrainer:
         c = self.data.config
         bar = tqdm(total=c.epochs, initial=self.epoch, desc=self.split.name, disable=None)
         stale = self.epoch - 1 - self.best_epoch
+        tty, said = sys.stderr.isatty(), time.monotonic()  # without a terminal, log lines show progress
+        metric = "pearson" if self.data.labels.kind == "regression" else "auc"
         while self.epoch < c.epochs and stale < c.patience:
             loss = self.train_epoch()
             val = self.score(self.fold.val)
@@ -215,9 +249,12 @@ class FoldTrainer:
                 if self.data.writes:
                     with atomic_path(self.dir / "best.pt") as tmp:
                         torch.save(self.best_state, tmp)
-            self.history.append({"epoch": self.epoch, "loss": loss,
-                                 **{f"val_{k}": v for k, v in val.items() if k != "undefined"}})
-            log.debug("%s epoch %d loss %.4f val %s", self.split.name, self.epoch, loss, val)
+            self.history.append({"epoch": self.epoch, "loss": loss, "val_loss": val["loss"],
+                                 **{f"val_{k}": v for k, v in val.items() if k not in ("loss", "undefined")}})
+            if not tty and (self.epoch % 10 == 0 or time.monotonic() - said >= 30):
+                log.info("%s epoch %d/%d: loss %.4f, val_loss %.4f, val_%s %.3f", self.split.name, self.epoch,
+                         c.epochs, loss, val["loss"], metric, val[metric])
+                said = time.monotonic()
             self.epoch += 1
             stale = self.epoch - 1 - self.best_epoch
             self.save()
@@ -243,6 +280,9 @@ class FoldTrainer:
             self.epoch += 1
             self.best_epoch, self.best_state = self.epoch - 1, self.model.state_dict()
             self.save()
+        if self.data.writes:
+            with atomic_path(self.dir / "best.pt") as tmp:
+                torch.save(self.best_state, tmp)
 
 
 @dataclass
@@ -252,30 +292,41 @@ class CrossValidation:
     results: list[dict]  # per split: seed, fold, best epoch, test metrics
     outputs: list[tuple[np.ndarray, np.ndarray]]  # per split: outputs and embeddings of every gene
     refit: tuple[int, np.ndarray] | None  # epochs and embeddings of every gene of the refit model
+    histories: list[list[dict]]  # per split: epoch, train loss, validation loss and metrics
 
 
 def cross_validate(data: TrainingData, run_dir: Path, resume: bool = False) -> CrossValidation:
     """Every split (finished ones reloaded, interrupted ones resumed when ``resume``), then
     with ``config.refit`` one model on all labelled genes for the median best epoch count."""
-    results, outputs = [], []
+    results, outputs, histories = [], [], []
     genes = np.arange(data.num_genes)
-    for split in data.splits:
-        trainer = FoldTrainer(data, split, run_dir)
-        if resume and (trainer.dir / "result.json").exists():
-            result = trainer.load_best()
-            log.info("%s: already finished", split.name)
-        else:
+    trainer = None
+    try:
+        for split in data.splits:
+            trainer = FoldTrainer(data, split, run_dir)
+            if resume and (trainer.dir / "result.json").exists():
+                result = trainer.load_best()
+                log.info("%s: already finished", split.name)
+            else:
+                if resume:
+                    trainer.load()
+                result = trainer.fit()
+            results.append(result)
+            histories.append(trainer.history)
+            outputs.append(trainer.predictor.predict(trainer.model, genes))
+            trainer.prune()
+        refit = None
+        if data.config.refit:
+            epochs = int(median(r["best_epoch"] for r in results)) + 1
+            trainer = FoldTrainer(data, refit_split(data.config, len(data.nodes), len(data.splits)), run_dir)
             if resume:
                 trainer.load()
-            result = trainer.fit()
-        results.append(result)
-        outputs.append(trainer.predictor.predict(trainer.model, genes))
-    refit = None
-    if data.config.refit:
-        epochs = int(median(r["best_epoch"] for r in results)) + 1
-        trainer = FoldTrainer(data, refit_split(data.config, len(data.nodes), len(data.splits)), run_dir)
-        if resume:
-            trainer.load()
-        trainer.fit_epochs(epochs)
-        refit = (epochs, trainer.predictor.predict(trainer.model, genes)[1])
-    return CrossValidation(results, outputs, refit)
+            trainer.fit_epochs(epochs)
+            refit = (epochs, trainer.predictor.predict(trainer.model, genes)[1])
+            trainer.prune()
+    except KeyboardInterrupt:
+        raise Interrupted(trainer.split.name if trainer else "start", trainer.epoch if trainer else 0) from None
+    if data.writes and data.config.keep_checkpoints == "none":
+        for split in [*data.splits, *([refit_split(data.config, 0, 0)] if refit else [])]:
+            (Path(run_dir) / split.name / "best.pt").unlink(missing_ok=True)
+    return CrossValidation(results, outputs, refit, histories)

@@ -150,7 +150,7 @@ def test_killed_distributed_run_resumes(parts, tmp_path):
     assert proc.poll() is None, "the run finished before it could be killed"
     finished = (cut / "fold0" / "result.json").read_text()
     os.kill(int(started.group(1)), signal.SIGKILL)
-    assert proc.wait(timeout=60) == 11
+    assert proc.wait(timeout=60) in (10, 11)  # trainer 1, or trainer 0 losing its peer first
     assert_clean()
     assert not (cut / "metrics.json").exists()
     code, out = finish(launch(parts, "--", "--resume", "--out", str(cut)))

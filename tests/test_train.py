@@ -133,8 +133,11 @@ def test_seeds_baselines_and_every_gene_scored(sample_spec, tmp_path):
         assert m["comparisons"][name]["pairs"] == 4
         assert m["comparisons"][name]["mean_difference"] == pytest.approx(
             m["summary"]["auc_mean"] - b["summary"]["auc_mean"])
-    for d in ("fold0", "fold1", "seed1-fold0", "seed1-fold1", "refit"):
-        assert (tmp_path / "run" / d / "last.pt").exists()
+    for d in ("fold0", "fold1", "seed1-fold0", "seed1-fold1", "refit"):  # --keep-checkpoints best: no last.pt
+        assert (tmp_path / "run" / d / "best.pt").exists() and not (tmp_path / "run" / d / "last.pt").exists()
+    history = pd.read_csv(tmp_path / "run/history.csv")
+    assert {"seed", "fold", "epoch", "loss", "val_loss", "val_auc"} <= set(history.columns)
+    assert len(history) == sum(r["epochs_run"] for r in m["folds"])
     preds = pd.read_csv(tmp_path / "run/predictions.csv")
     assert preds.groupby("seed")["gene"].nunique().tolist() == [m["labelled_genes"]] * 2
     scores = pd.read_csv(tmp_path / "run/scores.csv", dtype={"label": str}, keep_default_na=False)

@@ -43,7 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from genen_dgl.baselines import baselines_for
 from genen_dgl.batches import Step
-from genen_dgl.config import TrainConfig, build_parser, from_args, parse_ints
+from genen_dgl.config import TrainConfig, build_parser, given, parse_ints
 from genen_dgl.data.graph import load_full_graph
 from genen_dgl.data.spec import load_spec
 from genen_dgl.dataloading import Degrees, fixed_weights, parse_fanouts, to_message_block
@@ -55,7 +55,7 @@ from genen_dgl.nn.sparse import MessageBlock
 from genen_dgl.outputs import write_outputs
 from genen_dgl.partition import PartitionInfo, degree_fields
 from genen_dgl.rundir import RunDir, default_run_dir, summary_line
-from genen_dgl.trainer import Split, cross_validate, cut_splits, mask_features, new_model
+from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model
 
 log = logging.getLogger("genen_dgl.distributed.trainer")
 
@@ -257,7 +257,8 @@ def configure(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace, Partiti
                              "the operator single-machine runs evaluate)")
     args = parser.parse_args(argv)
     info = PartitionInfo.load(Path(required("DGL_CONF_PATH")))
-    config = from_args(args)
+    requested = given(args)
+    config = TrainConfig(**requested)
     variant = info.meta["variant"]
     if args.graph and args.graph != variant:
         raise InputError(f"--graph {args.graph}: the partitions hold the {variant!r} graph", info.root)
@@ -269,8 +270,7 @@ def configure(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace, Partiti
         raise InputError(f"--eval-fanouts {args.eval_fanouts}: expected one per layer ({config.layers})")
     run_dir = RunDir(config.out or default_run_dir(config, info.meta["dataset_name"], config.task))
     if args.resume:
-        stored = run_dir.stored()
-        config = dataclasses.replace(stored, device=config.device if args.device else stored.device)
+        config = run_dir.resume({k: v for k, v in requested.items() if k not in ("graph", "data")})
     else:
         config = dataclasses.replace(config, out=str(run_dir.path))
         if run_dir.has_results():
@@ -281,14 +281,13 @@ def configure(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace, Partiti
 @cli
 def main(argv: list[str] | None = None) -> int:
     config, args, info = configure(sys.argv[1:] if argv is None else argv)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    apply_runtime(config)
     start = time.perf_counter()
     connect()
     rank = tdist.get_rank()
     run_dir = RunDir(config.out)
     if rank == 0 and not args.resume:
-        run_dir.start(config)
+        run_dir.start(config, load_spec(config.data))
     tdist.barrier()
     with run_dir.logging() if rank == 0 else contextlib.nullcontext():
         data = DistData(config, info, args.eval_fanouts)

@@ -46,7 +46,7 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
     (``--data``, else the config file's, else the embedded sample)."""
     config = from_args(args)  # --data (a Path) and --out land here too: both replaced below
     # experiments read out-of-fold outputs only: no refit on all labelled genes
-    return dataclasses.replace(config, data=str(load_spec(config.data or ensure_sample()).path), out=None,
+    return dataclasses.replace(config, data=str(load_spec(config.data or ensure_sample()).path.resolve()), out=None,
                                refit=False)
 
 
@@ -54,13 +54,14 @@ def train(config: TrainConfig, run_dir: Path) -> dict:
     """Run ``config`` through :func:`genen_dgl.local.run` in ``run_dir``, returning its
     metrics. A finished run of the same config is reused, an interrupted one resumed,
     a run of another config replaced (:meth:`genen_dgl.rundir.RunDir.reuse`)."""
-    config = dataclasses.replace(config, out=str(run_dir)).resolved()
+    spec = load_spec(config.data)
+    config = dataclasses.replace(config, out=str(run_dir), task=spec.task(config.task).name).resolved()
     folder = RunDir(run_dir)
-    resume = folder.reuse(config)
+    resume = folder.reuse(config, spec)
     if resume and folder.finished():
         log.info("reusing finished run %s", run_dir)
         return json.loads((run_dir / METRICS).read_text())
-    log.info("training %s/%s on %s (%s)%s", config.graph, config.model, config.task or "first task", run_dir,
+    log.info("training %s/%s on %s (%s)%s", config.graph, config.model, config.task, run_dir,
              f", mask {config.mask_rate:g} of {config.mask_nodes}" if config.mask_rate else "")
     with folder.logging():
         return run(config, run_dir, resume=resume)

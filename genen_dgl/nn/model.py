@@ -2,8 +2,8 @@
 
 Hidden layers: convolution, activation (ReLU for GCN, ELU for GAT, heads concatenated),
 dropout. The output layer is a convolution too (the paper found it ~1% better than a
-linear head); GAT averages its heads there. ``embed`` returns the last hidden layer's
-gene representations: the refined gene embeddings.
+linear head); GAT averages its heads there. ``forward(..., return_hidden=True)`` also
+returns the refined gene embeddings: the last hidden layer's pre-activation.
 """
 
 from __future__ import annotations
@@ -68,15 +68,16 @@ class GenenGNN(nn.Module):
 
     def forward(self, blocks: list[MessageBlock], x: dict[str, torch.Tensor],
                 return_hidden: bool = False):
-        """Logits of the target nodes of the last block (and its hidden input if asked)."""
-        h = x
+        """Logits of the target nodes of the last block and, if asked, their refined
+        embeddings: the last hidden layer's output before its activation (after a ReLU most
+        units of a GCN embedding are exactly zero for a given gene set)."""
+        h, pre = x, x[self.target]
         for i, block in enumerate(blocks):
             last = i == self.num_layers - 1
-            if last:
-                hidden = h[self.target][: block.num_dst[self.target]]
             h = self._layer(i, block, h, {self.target} if last else None)
             if not last:
+                pre = h[self.target].flatten(1)
                 h = self._activate(h)
         out = h[self.target]
         out = out.mean(1) if out.dim() == 3 else out
-        return (out, hidden) if return_hidden else out
+        return (out, pre[: blocks[-1].num_dst[self.target]]) if return_hidden else out
