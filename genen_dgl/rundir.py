@@ -96,12 +96,17 @@ class RunDir:
     def reuse(self, config: TrainConfig, spec: DatasetSpec) -> bool:
         """The experiments' policy: a run of the same ``config`` and dataset inputs is
         resumed (True), a run of another is replaced, a folder that is no run is refused;
-        returns whether to resume."""
-        inputs = self.path / INPUTS
-        same = (self.config_file.exists() and self.config_file.read_text() == config.to_yaml()
-                and inputs.exists() and json.loads(inputs.read_text())["fingerprint"] == fingerprint(spec))
-        if same:
-            return True
+        returns whether to resume. A run recorded before input fingerprints existed is
+        taken as of the current inputs (and its fingerprint recorded)."""
+        if self.config_file.exists() and _same(TrainConfig(**yaml.safe_load(self.config_file.read_text())), config):
+            inputs = self.path / INPUTS
+            if not inputs.exists():
+                log.info("run %s has no input fingerprint (an older run): taking it as of the current inputs",
+                         self.path)
+                self.record(config, spec)
+                return True
+            if json.loads(inputs.read_text())["fingerprint"] == fingerprint(spec):
+                return True
         if self.path.exists():
             if not self.config_file.exists():
                 raise InputError(f"not a run folder (no {CONFIG}); remove it or choose another --out", self.path)
@@ -126,6 +131,13 @@ class RunDir:
         finally:
             package.removeHandler(handler)
             handler.close()
+
+
+def _same(a: TrainConfig, b: TrainConfig) -> bool:
+    """The same run options (the dataset path compared as a resolved path)."""
+    def norm(c: TrainConfig) -> TrainConfig:
+        return dataclasses.replace(c, data=str(Path(c.data).resolve()) if c.data else None)
+    return norm(a) == norm(b)
 
 
 def summary_line(report: dict, what: str, run_dir: Path) -> str:

@@ -283,6 +283,8 @@ class FoldTrainer:
         if self.data.writes:
             with atomic_path(self.dir / "best.pt") as tmp:
                 torch.save(self.best_state, tmp)
+            with atomic_path(self.dir / "result.json") as tmp:
+                tmp.write_text(json.dumps({"epochs_run": self.epoch}))
 
 
 @dataclass
@@ -319,9 +321,12 @@ def cross_validate(data: TrainingData, run_dir: Path, resume: bool = False) -> C
         if data.config.refit:
             epochs = int(median(r["best_epoch"] for r in results)) + 1
             trainer = FoldTrainer(data, refit_split(data.config, len(data.nodes), len(data.splits)), run_dir)
-            if resume:
-                trainer.load()
-            trainer.fit_epochs(epochs)
+            if resume and (trainer.dir / "result.json").exists():
+                trainer.load_best()
+            else:
+                if resume:
+                    trainer.load()
+                trainer.fit_epochs(epochs)
             refit = (epochs, trainer.predictor.predict(trainer.model, genes)[1])
             trainer.prune()
     except KeyboardInterrupt:

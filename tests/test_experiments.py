@@ -186,3 +186,15 @@ def test_table(sample_spec, tmp_path):
     assert md.count("| Model | membrane | localization | conservation (Pearson) |") == 2
     assert md.count("| GAT · go_ppi |") == 2 and md.count("| text LR |") == 2 and md.count("| GO-annotation LR |") == 2
     assert_png(tmp_path / "table.png")
+
+
+def test_table_sets_the_papers_rows_beside_ours():
+    from genen_dgl.experiments.table import markdown, paper_rows, row
+
+    summary = {"auc_mean": 0.95, "auc_std": 0.01, "auc_n": 5, "f1_mean": 0.9, "f1_std": 0.02}
+    frame = pd.DataFrame([row("solubility", "binary", "gcn", "go", summary, 5),
+                          *paper_rows("solubility", "binary", 5), *paper_rows("membrane", "binary", 5)])
+    assert list(frame["model"]) == ["gcn", "paper_gcn", "paper_best"]  # no paper row for a task it lacks
+    md = markdown(frame)
+    assert "| paper: GCN | 0.99 ± 0.02 |" in md and "| paper: best other | 0.89 ± 0.01 (GeneLLM) |" in md
+    assert "| paper: GCN | 0.95 ± 0.01 |" in md  # its F1 (Table A.1)

@@ -64,7 +64,7 @@ def grouped_bars(ax, frame: pd.DataFrame, category: str, group: str, ylabel: str
         ax.set_ylim(max(0.0, low - 0.1), None)
 
 
-NAMES = {"gcn": "GCN", "gat": "GAT", **BASELINE_NAMES}
+NAMES = {"gcn": "GCN", "gat": "GAT", **BASELINE_NAMES, "paper_gcn": "paper: GCN", "paper_best": "paper: best other"}
 
 
 def pretty(name: str) -> str:
