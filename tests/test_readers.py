@@ -201,13 +201,30 @@ def test_label_columns_configurable_and_conflicts(tmp_path):
     csv = write(tmp_path / "l.csv", "sym,cls\nA,x\nB,y\nA,x\n")
     labels = read_labels(csv, gene_column="sym", label_column="cls")
     assert list(labels.genes) == ["A", "B"] and labels.kind == "binary"
-    write(tmp_path / "c.csv", "sym,cls\nA,x\nB,y\nA,y\n")
+    write(tmp_path / "c.csv", "sym,cls\nA,x\nB,y\nA,y\nC,x\n")
     with pytest.raises(InputError, match="gene 'A' has conflicting labels .1 genes do.; set the task's duplicates"):
         read_labels(tmp_path / "c.csv", gene_column="sym", label_column="cls")
     first = read_labels(tmp_path / "c.csv", gene_column="sym", label_column="cls", duplicates="first")
-    assert dict(zip(first.genes, (first.classes[v] for v in first.values))) == {"A": "x", "B": "y"}
+    assert dict(zip(first.genes, (first.classes[v] for v in first.values))) == {"A": "x", "B": "y", "C": "x"}
     dropped = read_labels(tmp_path / "c.csv", gene_column="sym", label_column="cls", duplicates="drop")
-    assert list(dropped.genes) == ["B"]
+    assert list(dropped.genes) == ["B", "C"]
+
+
+def test_classes_left_without_genes_by_the_duplicates_policy_are_dropped(tmp_path, caplog):
+    """TF_target_type's case: with duplicates: first some classes keep no gene; the task's
+    classes are those left, renumbered, so no metric averages over an empty class."""
+    caplog.set_level("INFO")
+    write(tmp_path / "m.csv", "sym,cls\nA,a\nA,c\nB,b\nB,c\nC,d\nD,a\n")
+    labels = read_labels(tmp_path / "m.csv", gene_column="sym", label_column="cls", duplicates="first")
+    assert labels.classes == ["a", "b", "d"] and labels.kind == "multiclass"
+    assert dict(zip(labels.genes, (labels.classes[v] for v in labels.values))) == {"A": "a", "B": "b", "C": "d",
+                                                                                   "D": "a"}
+    assert "classes c have no gene left after duplicates: first" in caplog.text
+    write(tmp_path / "two.csv", "sym,cls\nA,a\nA,c\nB,b\nB,c\n")
+    assert read_labels(tmp_path / "two.csv", gene_column="sym", label_column="cls", duplicates="first").kind == "binary"
+    write(tmp_path / "one.csv", "sym,cls\nA,a\nA,b\nB,a\nB,c\n")
+    with pytest.raises(InputError, match="only class 'a' has genes left after duplicates: first"):
+        read_labels(tmp_path / "one.csv", gene_column="sym", label_column="cls", duplicates="first")
 
 
 # --- real files as they come (issue 11): named columns, 0-1 scores, row numbers, quotes, duplicates

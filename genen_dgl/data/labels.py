@@ -89,7 +89,20 @@ def read_labels(
     if duplicates == "drop":
         table = table[~table["gene"].isin(conflicting)]
     table = table.drop_duplicates("gene")
-    return Labels(table["gene"].to_numpy(), table["y"].to_numpy(), kind, classes)
+    values = table["y"].to_numpy()
+    if kind != "regression":  # a class whose every gene went with the duplicates policy is no class of the task
+        present = np.unique(values)
+        if len(present) < len(classes):
+            gone = [classes[i] for i in range(len(classes)) if i not in set(present)]
+            if len(present) < 2:
+                raise InputError(f"only class {classes[present[0]]!r} has genes left after duplicates: "
+                                 f"{duplicates}; expected at least two", path)
+            log.info("%s: classes %s have no gene left after duplicates: %s; the task has %d classes",
+                     path.name, ", ".join(gone), duplicates, len(present))
+            values = np.searchsorted(present, values)
+            classes = [classes[i] for i in present]
+            kind = "binary" if len(classes) == 2 else kind
+    return Labels(table["gene"].to_numpy(), values, kind, classes)
 
 
 def read_summaries(path: str | Path | list, gene_column: str = "gene", text_column: str = "summary") -> pd.Series:
