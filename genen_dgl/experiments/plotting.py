@@ -52,10 +52,11 @@ def grouped_bars(ax, frame: pd.DataFrame, category: str, group: str, ylabel: str
     cats = list(dict.fromkeys(frame[category]))
     groups = list(dict.fromkeys(frame[group]))
     width = 0.8 / len(groups)
+    colors = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20").colors  # one colour per bar of a cluster
     for i, name in enumerate(groups):
         part = frame[frame[group] == name].set_index(category).reindex(cats)
         pos = np.arange(len(cats)) + (i - (len(groups) - 1) / 2) * width
-        ax.bar(pos, part["mean"], width, yerr=part["std"], capsize=3, label=name)
+        ax.bar(pos, part["mean"], width, yerr=part["std"], capsize=3, label=name, color=colors[i % len(colors)])
     ax.set_xticks(np.arange(len(cats)), cats)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
