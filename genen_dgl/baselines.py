@@ -100,10 +100,10 @@ def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray,
     """Every baseline on a run's splits. ``graph`` is the dataset's full ``go_ppi`` graph;
     the baselines see the GNN's gene features, masked as each split's seed masks them."""
     feat = graph.nodes["gene"].data["feat"]
+    unmasked = None if config.mask_rate > 0 and config.mask_nodes != "go" else views(graph, feat.numpy(), nodes)
     per_seed = {}
     for s in splits:
         if s.seed not in per_seed:
-            x = mask_features({"gene": feat}, config.mask_rate, config.mask_nodes, s.seed)["gene"] \
-                if config.mask_nodes != "go" else feat
-            per_seed[s.seed] = views(graph, x.numpy(), nodes)
+            per_seed[s.seed] = unmasked or views(
+                graph, mask_features({"gene": feat}, config.mask_rate, config.mask_nodes, s.seed)["gene"].numpy(), nodes)
     return run_baselines(per_seed, labels.values, labels.kind, labels.width, [(s.seed, s.k, s.fold) for s in splits])
