@@ -79,26 +79,10 @@ def fit_predict(x, y: np.ndarray, kind: str, fold: Fold, width: int, seed: int) 
     return proba
 
 
-def run_baselines(inputs: dict[int, dict], y: np.ndarray, kind: str, width: int,
-                  splits: list[tuple[int, int, Fold]]) -> dict:
-    """Every view's metrics on every ``(seed, fold index, Fold)`` split, as the GNN's;
-    ``inputs[seed]`` are the views (:func:`views`) for that seed's splits."""
-    out = {}
-    for name in next(iter(inputs.values())):
-        folds = []
-        for seed, k, fold in splits:
-            m = metrics(kind, y[fold.test], fit_predict(inputs[seed][name], y, kind, fold, width, seed))
-            folds.append({"seed": seed, "fold": k, **m})
-        model = "ridge" if kind == "regression" else "logistic_regression"
-        out[name] = {"model": model, "input": name, "folds": folds, "summary": summarize(folds)}
-        log.info("baseline %s: %s", name, ", ".join(f"{k[:-5]}={v:.3f}" for k, v in out[name]["summary"].items()
-                                                    if k.endswith("_mean")))
-    return out
-
-
-def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray, splits: list[Split]) -> dict:
-    """Every baseline on a run's splits. ``graph`` is the dataset's full ``go_ppi`` graph;
-    the baselines see the GNN's gene features, masked as each split's seed masks them."""
+def baseline_inputs(graph, config: TrainConfig, nodes: np.ndarray, splits: list[Split]) -> dict[int, dict]:
+    """Each seed's :func:`views` of the labelled genes ``nodes``. ``graph`` is the dataset's
+    full ``go_ppi`` graph; the views see the GNN's gene features, masked as each split's
+    seed masks them (built once when no mask varies them)."""
     feat = graph.nodes["gene"].data["feat"]
     unmasked = None if config.mask_rate > 0 and config.mask_nodes != "go" else views(graph, feat.numpy(), nodes)
     per_seed = {}
@@ -106,4 +90,32 @@ def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray,
         if s.seed not in per_seed:
             per_seed[s.seed] = unmasked or views(
                 graph, mask_features({"gene": feat}, config.mask_rate, config.mask_nodes, s.seed)["gene"].numpy(), nodes)
-    return run_baselines(per_seed, labels.values, labels.kind, labels.width, [(s.seed, s.k, s.fold) for s in splits])
+    return per_seed
+
+
+def out_of_fold(inputs: dict[int, dict], y: np.ndarray, kind: str, width: int,
+                splits: list[Split]) -> dict[str, dict[int, np.ndarray]]:
+    """Each view's out-of-fold outputs per seed, ``(genes, width)``: every labelled gene's
+    row from the split of that seed that held it out."""
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for name in next(iter(inputs.values())):
+        out[name] = {}
+        for s in splits:
+            rows = out[name].setdefault(s.seed, np.zeros((len(y), width)))
+            rows[s.fold.test] = fit_predict(inputs[s.seed][name], y, kind, s.fold, width, s.seed)
+    return out
+
+
+def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray, splits: list[Split]) -> dict:
+    """Every baseline's metrics on every split of a run, as the GNN's."""
+    outputs = out_of_fold(baseline_inputs(graph, config, nodes, splits), labels.values, labels.kind, labels.width,
+                          splits)
+    out = {}
+    for name, per_seed in outputs.items():
+        folds = [{"seed": s.seed, "fold": s.k, **metrics(labels.kind, labels.values[s.fold.test],
+                                                         per_seed[s.seed][s.fold.test])} for s in splits]
+        model = "ridge" if labels.kind == "regression" else "logistic_regression"
+        out[name] = {"model": model, "input": name, "folds": folds, "summary": summarize(folds)}
+        log.info("baseline %s: %s", name, ", ".join(f"{k[:-5]}={v:.3f}" for k, v in out[name]["summary"].items()
+                                                    if k.endswith("_mean")))
+    return out

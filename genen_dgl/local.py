@@ -11,6 +11,7 @@ with one full-graph forward pass (the operator sampled training estimates, see
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from functools import cached_property
@@ -31,7 +32,7 @@ from genen_dgl.device import pick_device
 from genen_dgl.device_sampling import DeviceBatches
 from genen_dgl.nn.model import GenenGNN
 from genen_dgl.nn.sparse import MessageBlock
-from genen_dgl.outputs import write_outputs
+from genen_dgl.outputs import run_meta, write_outputs
 from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model
 
 log = logging.getLogger(__name__)
@@ -157,9 +158,7 @@ def run(config: TrainConfig, run_dir: Path, resume: bool = False, data: LocalDat
     start = time.perf_counter()
     data = data or LocalData(config)
     cv = cross_validate(data, run_dir, resume)
-    c = config
-    meta = {"task": data.spec.task(c.task).name, "graph": c.graph, "model": c.model, "sampler": c.sampler,
-            "edge_weight": c.edge_weight, "seeds": c.seeds, "seconds": round(time.perf_counter() - start, 2),
-            "device": str(data.device)}
+    meta = run_meta(dataclasses.replace(config, task=data.spec.task(config.task).name), time.perf_counter() - start,
+                    data.device)
     baselines = baselines_for(data.full_graph, config, data.labels, data.nodes, data.splits)
     return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines)

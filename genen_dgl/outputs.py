@@ -26,11 +26,19 @@ import numpy as np
 import pandas as pd
 
 from genen_dgl.atomic import atomic_path
+from genen_dgl.config import TrainConfig
 from genen_dgl.data.labels import Labels
 from genen_dgl.evaluation import paired_test, summarize
 from genen_dgl.trainer import CrossValidation, Split
 
 log = logging.getLogger(__name__)
+
+
+def run_meta(config: TrainConfig, seconds: float, device, **extra) -> dict:
+    """What a report says about its run before its numbers (config.task is the resolved task)."""
+    return {"task": config.task, "graph": config.graph, "model": config.model, "sampler": config.sampler,
+            "edge_weight": config.edge_weight, "seeds": config.seeds, "seconds": round(seconds, 2),
+            "device": str(device), **extra}
 
 
 def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, gene_ids: list[str],

@@ -111,10 +111,13 @@ def cut_splits(labels: Labels, config: TrainConfig) -> list[Split]:
     return out
 
 
+REFIT = "refit"  # the folder of the model trained on every labelled gene
+
+
 def refit_split(config: TrainConfig, labelled: int, index: int) -> Split:
     """Training on every labelled gene (no validation, no test): the refit's split."""
     everyone = np.arange(labelled)
-    return Split(config.seed, index, Fold(everyone, everyone[:0], everyone[:0]), "refit")
+    return Split(config.seed, index, Fold(everyone, everyone[:0], everyone[:0]), REFIT)
 
 
 class Interrupted(Exception):
@@ -332,6 +335,6 @@ def cross_validate(data: TrainingData, run_dir: Path, resume: bool = False) -> C
     except KeyboardInterrupt:
         raise Interrupted(trainer.split.name if trainer else "start", trainer.epoch if trainer else 0) from None
     if data.writes and data.config.keep_checkpoints == "none":
-        for split in [*data.splits, *([refit_split(data.config, 0, 0)] if refit else [])]:
-            (Path(run_dir) / split.name / "best.pt").unlink(missing_ok=True)
+        for name in [s.name for s in data.splits] + ([REFIT] if refit else []):
+            (Path(run_dir) / name / "best.pt").unlink(missing_ok=True)
     return CrossValidation(results, outputs, refit, histories)

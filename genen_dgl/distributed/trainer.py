@@ -52,7 +52,7 @@ from genen_dgl.dgl_compat import dgl
 from genen_dgl.distributed.env import required
 from genen_dgl.errors import InputError, cli
 from genen_dgl.nn.sparse import MessageBlock
-from genen_dgl.outputs import write_outputs
+from genen_dgl.outputs import run_meta, write_outputs
 from genen_dgl.partition import PartitionInfo, degree_fields
 from genen_dgl.rundir import RunDir, default_run_dir, summary_line
 from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model
@@ -297,13 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         cv = cross_validate(data, run_dir.path, resume=args.resume)
         report = None
         if rank == 0:
-            meta = {"task": config.task, "graph": config.graph, "model": config.model, "sampler": config.sampler,
-                    "edge_weight": config.edge_weight, "seeds": config.seeds,
-                    "seconds": round(time.perf_counter() - start, 2), "device": str(data.device),
-                    "distributed": {"world_size": data.world, "num_parts": info.num_parts,
-                                    "partition_method": info.meta["method"], "partitions": str(info.root),
-                                    "rank_batch_size": data.rank_batch,
-                                    "eval_fanouts": args.eval_fanouts or "all neighbours"}}
+            meta = run_meta(config, time.perf_counter() - start, data.device, distributed={
+                "world_size": data.world, "num_parts": info.num_parts, "partition_method": info.meta["method"],
+                "partitions": str(info.root), "rank_batch_size": data.rank_batch,
+                "eval_fanouts": args.eval_fanouts or "all neighbours"})
             # the baselines read the dataset's graph the partitions were cut from
             full = load_full_graph(load_spec(config.data))[0]
             baselines = baselines_for(full, config, data.labels, data.nodes, data.splits)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genen_dgl.baselines import fit_predict, views
+from genen_dgl.baselines import baseline_inputs, out_of_fold
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.graph import VARIANTS, load_full_graph, load_graph
 from genen_dgl.errors import InputError
@@ -70,20 +70,14 @@ def evaluate(base: TrainConfig, out: Path, graph: str, threshold: float | None) 
     groups, threshold = split(data.summary_words()[nodes], threshold)
     splits = cut_splits(labels, config)
     seed_of, fold_of, gnn = read_predictions(run_dir, labels.genes, labels.classes, labels.kind)
-    n = len(nodes)
     for s in splits:
         mine = np.flatnonzero(seed_of == s.seed)
         if not np.array_equal(np.sort(np.flatnonzero(fold_of[mine] == s.k)), s.fold.test):
             raise InputError("predictions.csv folds differ from the trainer's splits: its splits changed", run_dir)
-    width = gnn.shape[1]
     full = load_full_graph(data.spec)[0]
-    inputs = views(full, full.nodes["gene"].data["feat"].numpy(), nodes)
-    outputs = {config.model: {s.seed: gnn[seed_of == s.seed] for s in splits}}
-    for name, x in inputs.items():
-        outputs[name] = {}
-        for s in splits:
-            out = outputs[name].setdefault(s.seed, np.zeros((n, width)))
-            out[s.fold.test] = fit_predict(x, labels.values, labels.kind, s.fold, width, s.seed)
+    outputs = {config.model: {s.seed: gnn[seed_of == s.seed] for s in splits},
+               **out_of_fold(baseline_inputs(full, config, nodes, splits), labels.values, labels.kind, labels.width,
+                             splits)}
     rows = []
     for model, per_seed in outputs.items():
         for s in splits:
