@@ -18,6 +18,7 @@ from typing import Any, Callable
 import yaml
 
 from genen_dgl.errors import InputError
+from genen_dgl.precision import PRECISIONS
 
 
 @dataclass
@@ -44,6 +45,7 @@ class TrainConfig:
     patience: int = 10
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"  # fp32 | tf32 | bf16 (genen_dgl.precision)
     out: str | None = None
     mask_rate: float = 0.0
     mask_nodes: str = "all"  # all | gene | go
@@ -190,6 +192,9 @@ OPTIONS: dict[str, Option] = {
     "patience": Option("epochs without validation improvement before stopping", int, min=1),
     "seed": Option("random seed (folds, initialisation, sampling)", int, min=0),
     "device": Option("where the model runs", choices=("auto", "cpu", "cuda"), default="auto: cuda if torch sees a GPU"),
+    "precision": Option("numeric precision of training and prediction: fp32; tf32 (float32 tensors, TF32 "
+                        "tensor-core matmuls on CUDA; on the CPU the same as fp32); bf16 (the forward pass under "
+                        "bfloat16 autocast, CPU or CUDA; float32 weights and loss)", choices=PRECISIONS),
     "out": Option("run directory", default="runs/DATASET-GRAPH-MODEL-TASK-SAMPLER"),
     "mask_rate": Option("share of nodes whose input features are zeroed (robustness study)", float, min=0, below=1),
     "mask_nodes": Option("which nodes masking draws from", choices=("all", "gene", "go")),

@@ -33,6 +33,7 @@ from genen_dgl.device_sampling import DeviceBatches
 from genen_dgl.nn.model import GenenGNN
 from genen_dgl.nn.sparse import MessageBlock
 from genen_dgl.outputs import run_meta, write_outputs
+from genen_dgl.precision import autocast
 from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model
 
 log = logging.getLogger(__name__)
@@ -71,15 +72,18 @@ class FullGraphSteps:
 
 
 class FullGraphPredictor:
-    """Outputs and embeddings of any genes from one full-graph forward pass."""
+    """Outputs and embeddings of any genes from one full-graph forward pass, at the
+    training's ``precision`` (outputs cast to float32 before the softmax)."""
 
-    def __init__(self, block: MessageBlock, inputs: dict[str, torch.Tensor], kind: str):
-        self.block, self.inputs, self.kind = block, inputs, kind
+    def __init__(self, block: MessageBlock, inputs: dict[str, torch.Tensor], kind: str, precision: str = "fp32"):
+        self.block, self.inputs, self.kind, self.precision = block, inputs, kind, precision
 
     @torch.no_grad()
     def predict(self, model: GenenGNN, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         model.eval()
-        out, hidden = model([self.block] * model.num_layers, self.inputs, return_hidden=True)
+        with autocast(self.precision, next(model.parameters()).device):
+            out, hidden = model([self.block] * model.num_layers, self.inputs, return_hidden=True)
+        out = out.float()
         out = out.reshape(-1, 1) if self.kind == "regression" else torch.softmax(out, 1)
         rows = torch.as_tensor(genes, device=out.device)
         return out[rows].float().cpu().numpy(), hidden[rows].float().cpu().numpy()
@@ -145,7 +149,7 @@ class LocalData:
         return SampledSteps(self.sampler(genes), x, self.targets, self.device)
 
     def predictor(self, split: Split) -> FullGraphPredictor:
-        return FullGraphPredictor(self.block, self.inputs(split.seed), self.labels.kind)
+        return FullGraphPredictor(self.block, self.inputs(split.seed), self.labels.kind, self.config.precision)
 
     def reduce(self, values: torch.Tensor) -> torch.Tensor:
         return values

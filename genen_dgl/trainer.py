@@ -36,6 +36,7 @@ from genen_dgl.data.labels import Labels
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.evaluation import Fold, score_outputs, split_folds
 from genen_dgl.nn.model import GenenGNN
+from genen_dgl.precision import autocast, set_matmul_precision
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,10 @@ def seed_everything(*parts: int) -> int:
 
 
 def apply_runtime(config: TrainConfig) -> None:
-    """The process-wide settings a run asks for: torch's CPU threads, and with
-    ``deterministic`` one thread (torch and DGL) and deterministic kernels."""
+    """The process-wide settings a run asks for: torch's CPU threads, TF32 matmuls on or
+    off (``precision``), and with ``deterministic`` one thread (torch and DGL) and
+    deterministic kernels."""
+    set_matmul_precision(config.precision)
     threads = 1 if config.deterministic else config.threads
     if threads:
         torch.set_num_threads(threads)
@@ -85,7 +88,9 @@ def new_model(config: TrainConfig, graph, in_dim: int, out_dim: int) -> GenenGNN
 
 
 def task_loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy for classes, MSE for regression (the paper's losses)."""
+    """Cross-entropy for classes, MSE for regression (the paper's losses), on float32
+    outputs (bf16 autocast: the logits are cast up first)."""
+    out = out.float()
     if kind == "regression":
         return F.mse_loss(out.reshape(-1), y)
     return F.cross_entropy(out, y)
@@ -220,7 +225,8 @@ class FoldTrainer:
         total = torch.zeros(2, dtype=torch.float64, device=self._device)  # loss sum, steps: no host sync per step
         for step in tqdm(self.steps.epoch(epoch_seed), total=len(self.steps), leave=False,
                          desc=f"{self.split.name} epoch {self.epoch}", disable=None):
-            out = self.model(step.blocks, step.inputs)
+            with autocast(self.data.config.precision, self._device):
+                out = self.model(step.blocks, step.inputs)
             loss = task_loss(self.data.labels.kind, out if step.rows is None else out[step.rows], step.targets)
             self.opt.zero_grad()
             loss.backward()

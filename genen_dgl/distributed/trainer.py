@@ -54,6 +54,7 @@ from genen_dgl.errors import InputError, cli
 from genen_dgl.nn.sparse import MessageBlock
 from genen_dgl.outputs import run_meta, write_outputs
 from genen_dgl.partition import PartitionInfo, degree_fields
+from genen_dgl.precision import autocast
 from genen_dgl.rundir import RunDir, default_run_dir, summary_line
 from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model
 
@@ -231,7 +232,9 @@ class DistPredictor:
         dgl.seed(d.config.seed)  # the same inference whenever it is asked
         seen, outs, hids = [], [], []
         for x, blocks, out_ids in d.batches(ids[mine], d.eval_sampler, d.config.batch_size, self.keep):
-            out, h = module(blocks, x, return_hidden=True)
+            with autocast(d.config.precision, d.device):
+                out, h = module(blocks, x, return_hidden=True)
+            out = out.float()
             out = out.reshape(-1, 1) if d.labels.kind == "regression" else torch.softmax(out, 1)
             seen.append(out_ids)
             outs.append(out.float().cpu())
