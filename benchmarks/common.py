@@ -111,10 +111,13 @@ def peak_rss_mb() -> float:
 
 # -- timing --------------------------------------------------------------------------------
 class Stages:
-    """Wall time per named stage, synchronising the GPU around each one."""
+    """Wall time per named stage, synchronising the GPU around each one. ``mark``: each
+    stage also a profiler range ``stage::NAME`` (inside the synchronisations), so that
+    an operator count can keep to the stages (``opcount.count_ops(region="stage::")``)."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, mark: bool = False):
         self.cuda = torch.device(device).type == "cuda"
+        self.mark = mark
         self.times: dict[str, float] = {}
 
     def sync(self) -> None:
@@ -126,7 +129,11 @@ class Stages:
         self.sync()
         start = time.perf_counter()
         try:
-            yield
+            if self.mark:
+                with torch.profiler.record_function(f"stage::{name}"):
+                    yield
+            else:
+                yield
         finally:
             self.sync()
             self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - start

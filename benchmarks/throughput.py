@@ -19,6 +19,12 @@ backward + optimiser step; wall and process CPU time. After ``--warmup`` batches
 the epoch time is then the mean batch time x batches per epoch (``--epochs N`` measures
 whole epochs instead). ``--pipeline`` also times the trainer's own loop (``epoch(seed)``
 with its prefetch thread). ``--sampling-only`` times only the samplers.
+
+``--precision fp32|tf32|bf16`` as the trainer's (:mod:`genen_dgl.precision`: the forward
+pass under bfloat16 autocast for bf16). ``--count-ops``: after the timed batches, one more
+step per implementation (the first measured batch's seeds) under ``torch.profiler``,
+counting the torch operators, and on CUDA the kernel launches and synchronising calls, of
+its stages (:mod:`opcount`; the benchmark's own bookkeeping between stages is not counted).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from common import (  # noqa: E402
     REPO, SCRATCH, DGLHeteroModel, Stages, append_jsonl, command_line, dgl_edge_weights,
     machine_info, peak_rss_mb, reset_peak_rss,
 )
+from opcount import count_ops  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -52,6 +59,7 @@ from genen_dgl.dgl_compat import dgl  # noqa: E402
 from genen_dgl.errors import InputError  # noqa: E402
 from genen_dgl.evaluation import split_folds  # noqa: E402
 from genen_dgl.nn.model import GenenGNN  # noqa: E402
+from genen_dgl.precision import PRECISIONS, autocast, set_matmul_precision  # noqa: E402
 from genen_dgl.trainer import task_loss  # noqa: E402
 
 STAGES = ("sample", "convert", "copy", "gather", "forward", "backward")
@@ -77,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edge-weight", choices=["none", "fixed"], help="default: fixed for GCN, none for GAT")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="as the trainer's: fp32; tf32 (TF32 matmuls on CUDA, on the CPU the same as fp32); "
+                        "bf16 (forward under bfloat16 autocast)")
+    p.add_argument("--count-ops", action="store_true", help="also count one step's torch operators (and on "
+                   "CUDA kernel launches and syncs) under torch.profiler")
     p.add_argument("--warmup", type=int, default=2, help="batches (or full-graph steps) not measured")
     p.add_argument("--max-batches", type=int, default=10, help="measured batches (full: steps)")
     p.add_argument("--epochs", type=int, help="measure this many whole epochs instead of --max-batches")
@@ -148,6 +161,11 @@ class Implementation:
                          w.graph.canonical_etypes, args.heads).to(w.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=0.005)
 
+    def forward(self, *inputs):
+        """The model's forward pass at ``--precision`` (bf16: under autocast)."""
+        with autocast(self.args.precision, self.w.device):
+            return self.model(*inputs)
+
     def optimise(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad()
         loss.backward()
@@ -175,7 +193,7 @@ class Genen(Implementation):
         if self.full is not None:
             blocks, x, out_nodes = [self.full] * self.args.layers, w.feats, seeds.to(w.device)
             with st("forward"):
-                out = self.model(blocks, x)[out_nodes]
+                out = self.forward(blocks, x)[out_nodes]
                 loss = w.loss(out, out_nodes)
             edges = sum(r.num_edges for r in self.full.relations.values()) * self.args.layers
             inputs = sum(self.full.num_src.values())
@@ -194,7 +212,7 @@ class Genen(Implementation):
             with st("gather"):
                 x = {t: w.feats[t][n] for t, n in batch.input_nodes.items()}
             with st("forward"):
-                out = self.model(batch.blocks, x)
+                out = self.forward(batch.blocks, x)
                 loss = w.loss(out, batch.seeds)
             edges = sum(int((r.eid >= 0).sum()) for b in batch.blocks for r in b.relations.values())
             inputs = sum(n.numel() for n in batch.input_nodes.values())
@@ -211,7 +229,7 @@ class Genen(Implementation):
             for batch in self.batches.epoch(epoch_seed):
                 batch = batch.to(w.device)
                 x = {t: w.feats[t][n] for t, n in batch.input_nodes.items()}
-                self.optimise(w.loss(self.model(batch.blocks, x), batch.seeds))
+                self.optimise(w.loss(self.forward(batch.blocks, x), batch.seeds))
                 st.sync()
                 now = time.perf_counter()
                 if i >= warmup:
@@ -238,7 +256,7 @@ class DGLNN(Implementation):
         if self.g_dev is not None:
             out_nodes = seeds.to(w.device)
             with st("forward"):
-                out = self.model([self.g_dev] * self.args.layers, w.feats, self.ew)[out_nodes]
+                out = self.forward([self.g_dev] * self.args.layers, w.feats, self.ew)[out_nodes]
                 loss = w.loss(out, out_nodes)
             edges, inputs = w.graph.num_edges() * self.args.layers, w.graph.num_nodes()
         else:
@@ -252,7 +270,7 @@ class DGLNN(Implementation):
             with st("gather"):
                 x = {t: w.feats[t][n] for t, n in input_nodes.items()}
             with st("forward"):
-                out = self.model(blocks, x, self.ew)
+                out = self.forward(blocks, x, self.ew)
                 loss = w.loss(out, out_nodes)
             edges = sum(b.num_edges() for b in blocks)
             inputs = sum(n.numel() for n in input_nodes.values())
@@ -321,6 +339,17 @@ def run_step(impl, seeds, bseed, device, tally: Tally | None):
     return st.times
 
 
+def step_counts(impl, seeds, bseed, device) -> dict:
+    """One more training step of ``impl`` under the profiler: the torch operators (top-level
+    and all ``aten::`` events) and, on CUDA, kernel launches and syncs, inside its stages;
+    the top-level operators of each stage."""
+    cuda = device.type == "cuda"
+    counts, _ = count_ops(lambda: impl.step(seeds, Stages(device, mark=True), bseed), cuda=cuda, region="stage::")
+    stages = counts.pop("by_region")
+    return {**{f"{k}_per_step": v for k, v in counts.items()},
+            "ops_by_stage": {stage: c["ops"] for stage, c in stages.items()}}
+
+
 def epoch_batches(w: Workload, args, n: int) -> list[torch.Tensor]:
     """The first ``n`` batches of training seeds, epoch after epoch (epoch seeds
     ``args.seed``, ``args.seed + 1``, ...), in the order the batch iterators use."""
@@ -362,6 +391,9 @@ def measure(args, w: Workload, fanouts) -> list[dict]:
         row = {"impl": impl.name, **tallies[impl.name].summary(per_epoch, full)}
         if full and impl.name.startswith("genen"):
             row["full_block_setup_s"] = round(impl.full_setup_s, 2)
+        if args.count_ops:
+            seeds = train if full else chunks[args.warmup]
+            row.update(step_counts(impl, seeds, args.seed * 100_003 + args.warmup, w.device))
         rows.append(row)
     if args.pipeline and not full:
         times, seeds = impls[0].trainer_loop(n, args.warmup, args.seed)
@@ -438,12 +470,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = resolve(build_parser().parse_args(argv))
     if args.threads:
         torch.set_num_threads(args.threads)
+    set_matmul_precision(args.precision)
     torch.manual_seed(args.seed)
     machine = machine_info()
     w = Workload(args)
     fanouts = parse_fanouts(args.fanouts, {}, w.graph)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-              if k not in ("out", "pipeline", "tag")}
+              if k not in ("out", "pipeline", "tag", "count_ops")}
     print(f"{w.describe()}\nconfig {config}\nmachine {machine}", flush=True)
     rows = measure_sampling(args, w, fanouts) if args.sampling_only else measure(args, w, fanouts)
     stamp = dt.datetime.now().isoformat(timespec="seconds")
@@ -468,6 +501,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print("    stages (mean s/batch): " + ", ".join(f"{k} {v:.3f}" for k, v in r["stages_s"].items())
                   + f"; peak RSS {r['peak_rss_mb']:.0f} MiB" + (f", peak GPU {r['peak_gpu_mb']:.0f} MiB"
                                                                  if r.get("peak_gpu_mb") else ""))
+        if "ops_per_step" in r:
+            print(f"    per step: {r['ops_per_step']} torch ops ({r['aten_events_per_step']} aten events)"
+                  + (f", {r['cuda_launches_per_step']} kernel launches, {r['cuda_syncs_per_step']} syncs"
+                     if r["cuda_launches_per_step"] is not None else "")
+                  + "; ops by stage: " + ", ".join(f"{k} {v}" for k, v in r["ops_by_stage"].items()))
     if "speedup_vs_dgl_nn" in by.get("genen", {}):
         g = by["genen"]
         print(f"ratio dgl.nn / genen batch time: mean {g['speedup_vs_dgl_nn']:.3f}, median "

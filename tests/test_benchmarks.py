@@ -3,14 +3,24 @@ are checked here: those belong to the benchmark runs themselves)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch.nn import functional as F
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _opcount():
+    spec = importlib.util.spec_from_file_location("opcount", REPO / "benchmarks" / "opcount.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run(*args: str) -> str:
@@ -49,3 +59,44 @@ def test_sampling_only_rows(sample_spec, tmp_path):
                                          "sampler: DGL NeighborSampler + to_message_block",
                                          "sampler: DeviceBatches (torch ops)"]
     assert all(r["bench"] == "sampling" and r["edges_per_batch"] > 0 for r in rows)
+
+
+def test_count_ops_counts_top_level_operators():
+    """Three top-level ops (linear, relu, sum), each with nested aten ops inside (linear ->
+    t, addmm, ...): three counted; with backward, the autograd engine's ops count too;
+    with a region, only what runs inside its ranges."""
+    opcount = _opcount()
+    w, b, x = torch.randn(3, 4, requires_grad=True), torch.randn(3, requires_grad=True), torch.randn(5, 4)
+
+    def three():
+        return torch.relu(F.linear(x, w, b)).sum()
+
+    three()  # warm-up
+    with torch.no_grad():
+        counts, y = opcount.count_ops(three)
+    assert counts["ops"] == 3 and counts["aten_events"] > 3 and y.ndim == 0
+    assert counts["cuda_launches"] is None and counts["cuda_syncs"] is None
+    with_backward, _ = opcount.count_ops(lambda: three().backward())
+    assert with_backward["ops"] > 3 + 3  # forward, ones_like for the seed gradient, backward ops
+
+    def marked():
+        torch.zeros(3).add_(1)  # two ops outside the region
+        with torch.profiler.record_function("stage::f"):
+            return three()
+
+    with torch.no_grad():
+        inside, _ = opcount.count_ops(marked, region="stage::")
+        everything, _ = opcount.count_ops(marked)
+    assert inside["ops"] == 3 and everything["ops"] == 5 and inside["by_region"]["f"]["ops"] == 3
+
+
+def test_throughput_counts_ops(sample_spec, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    stdout = run("benchmarks/throughput.py", "--data", str(sample_spec), "--sampler", "device", "--threads", "1",
+                 "--warmup", "1", "--max-batches", "1", "--hidden", "16", "--count-ops", "--out", str(out))
+    rows = {r["impl"]: r for r in map(json.loads, out.read_text().splitlines())}
+    for row in rows.values():
+        assert row["ops_per_step"] > 0 and row["aten_events_per_step"] >= row["ops_per_step"]
+        assert row["cuda_launches_per_step"] is None  # on the CPU
+        assert sum(row["ops_by_stage"].values()) == row["ops_per_step"] and row["ops_by_stage"]["backward"] > 0
+    assert stdout.count("torch ops") == 2

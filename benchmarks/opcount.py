@@ -1,0 +1,101 @@
+"""How many operators a training step runs: a figure the CPU can measure (issue 12).
+
+:func:`count_ops` runs a function once under ``torch.profiler`` and counts, from the
+profiler's event tree:
+
+* ``ops``: top-level torch operators, ``aten::`` events with no ``aten::`` ancestor (what
+  Python code or the autograd engine called; an op's own sub-ops, e.g. ``aten::addmm``
+  inside ``aten::linear``, are not counted again). Backward ops run by the autograd engine
+  sit under ``autograd::engine::evaluate_function`` events and count as top-level;
+* ``aten_events``: every ``aten::`` event, nested ones included;
+* on CUDA, ``cuda_launches`` (``cudaLaunchKernel*`` / ``cuLaunchKernel*`` runtime calls)
+  and ``cuda_syncs`` (calls that block the host on the device: stream, device and event
+  synchronisation, and the synchronous ``cudaMemcpy*`` / ``cudaMemset*``).
+
+Each op costs a dispatch on the CPU and usually a kernel launch on a GPU, so on a GPU a
+small batch's step time follows these counts more than its FLOPs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchCooperativeKernel", "cudaGraphLaunch")
+SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+
+
+def is_sync(name: str) -> bool:
+    """A CUDA runtime call that waits for the device: the synchronise calls, and the
+    memcpy/memset calls without ``Async``."""
+    if name.startswith(SYNCS):
+        return True
+    return name.startswith(("cudaMemcpy", "cudaMemset")) and "Async" not in name
+
+
+def _has_aten_ancestor(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def _tally(events) -> dict[str, int]:
+    ops = aten = launches = syncs = 0
+    for e in events:
+        name = e.name
+        if name.startswith("aten::"):
+            aten += 1
+            ops += not _has_aten_ancestor(e)
+        elif name.startswith(LAUNCHES):
+            launches += 1
+        elif name.startswith("cuda") and is_sync(name):
+            syncs += 1
+    return {"ops": ops, "aten_events": aten, "cuda_launches": launches, "cuda_syncs": syncs}
+
+
+def count_events(events, region: str | None = None) -> dict:
+    """The counts of :func:`count_ops` from a profiler's ``events()``. With ``region``, only
+    the events that start inside one of the ranges named ``region*`` (``record_function``),
+    on any thread (the autograd engine's CUDA thread runs backward ops on its own), and
+    ``by_region``: the counts inside each range name (``region`` stripped)."""
+    events = list(events)
+    if region is None:
+        return _tally(events)
+    spans = [(e.name[len(region):], e.time_range.start, e.time_range.end) for e in events
+             if e.name.startswith(region)]
+    inside: dict[str, list] = {name: [] for name, _, _ in spans}
+    for e in events:
+        if e.name.startswith(region):
+            continue
+        for name, a, b in spans:
+            if a <= e.time_range.start <= b:
+                inside[name].append(e)
+                break
+    counts = _tally([e for found in inside.values() for e in found])
+    counts["by_region"] = {name: _tally(found) for name, found in inside.items()}
+    return counts
+
+
+def count_ops(fn: Callable[[], Any], cuda: bool = False, region: str | None = None) -> tuple[dict[str, int], Any]:
+    """Run ``fn()`` once under the profiler (CPU activity, and CUDA's when ``cuda``):
+    its operator counts (see the module's docstring; the CUDA ones None without ``cuda``)
+    and its return value. ``region``: count only inside the ``record_function`` ranges
+    whose names start with it (see :func:`count_events`). On CUDA the device is
+    synchronised first, outside the profile: the runtime calls are counted as the host
+    makes them, the kernels need not finish."""
+    if cuda:
+        torch.cuda.synchronize()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        result = fn()
+    counts = count_events(prof.events(), region)
+    if not cuda:
+        for c in [counts, *counts.get("by_region", {}).values()]:
+            c["cuda_launches"] = c["cuda_syncs"] = None
+    return counts, result
