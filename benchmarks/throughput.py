@@ -195,7 +195,7 @@ class Genen(Implementation):
             with st("forward"):
                 out = self.forward(blocks, x)[out_nodes]
                 loss = w.loss(out, out_nodes)
-            edges = sum(r.num_edges for r in self.full.relations.values()) * self.args.layers
+            edges = int(self.full.real_edges()) * self.args.layers
             inputs = sum(self.full.num_src.values())
         else:
             if self.args.sampler == "device":
@@ -214,7 +214,7 @@ class Genen(Implementation):
             with st("forward"):
                 out = self.forward(batch.blocks, x)
                 loss = w.loss(out, batch.seeds)
-            edges = sum(int((r.eid >= 0).sum()) for b in batch.blocks for r in b.relations.values())
+            edges = sum(int(b.real_edges()) for b in batch.blocks)
             inputs = sum(n.numel() for n in batch.input_nodes.values())
         with st("backward"):
             self.optimise(loss)
@@ -417,11 +417,11 @@ def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
 
     def dgl_convert(seeds):
         batch = nb.sample(seeds).to(w.device)  # on a GPU the trainer copies the blocks over
-        return sum(int((r.eid >= 0).sum()) for b in batch.blocks for r in b.relations.values())
+        return sum(int(b.real_edges()) for b in batch.blocks)
 
     def device(seeds):
         batch = db.sample(seeds, gen)
-        return sum(int((r.eid >= 0).sum()) for b in batch.blocks for r in b.relations.values())
+        return sum(int(b.real_edges()) for b in batch.blocks)
 
     paths = {"DGL NeighborSampler (blocks)": dgl_only,
              "DGL NeighborSampler + to_message_block" + (" + copy" if w.device.type == "cuda" else ""): dgl_convert,

@@ -19,7 +19,7 @@ import torch
 from genen_dgl.batches import Batch, SeedBatches
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.errors import InputError
-from genen_dgl.nn.sparse import ETYPE, MessageBlock, Relation
+from genen_dgl.nn.sparse import ETYPE, MessageBlock, Part
 
 Degrees = dict[ETYPE, tuple[torch.Tensor, torch.Tensor]]  # etype -> (out-degree of each src, in-degree of each dst)
 
@@ -31,7 +31,7 @@ def graph_degrees(graph) -> Degrees:
 
 
 def relation_of(g, etype: ETYPE, weight: torch.Tensor | None, self_loops: bool,
-                degrees: Degrees | None) -> Relation:
+                degrees: Degrees | None) -> Part:
     """One relation of a graph or block. ``weight`` is indexed by parent edge id;
     ``degrees`` (a block's parent graph's) are read at the block's parent node ids."""
     src, _, dst = etype
@@ -43,23 +43,24 @@ def relation_of(g, etype: ETYPE, weight: torch.Tensor | None, self_loops: bool,
             out_deg, in_deg = degrees[etype]
             src_deg = out_deg[g.srcnodes[src].data[dgl.NID]]
             dst_deg = in_deg[g.dstnodes[dst].data[dgl.NID]]
-    return Relation.from_csc(
-        g.num_src_nodes(src), g.num_dst_nodes(dst), indptr, indices, eids, weight,
-        self_loops=self_loops and src == dst, src_degree=src_deg, dst_degree=dst_deg,
-    )
+    return Part.from_csc(g.num_dst_nodes(dst), indptr, indices, eids, weight, self_loops=self_loops and src == dst,
+                         src_degree=src_deg, dst_degree=dst_deg, num_src=g.num_src_nodes(src))
 
 
 def to_message_block(g, weights: dict[ETYPE, torch.Tensor], self_loops: bool = True,
-                     degrees: Degrees | None = None) -> MessageBlock:
+                     degrees: Degrees | None = None, names: dict[ETYPE, ETYPE] | None = None) -> MessageBlock:
     """Convert a DGL block (or a whole graph, src = dst) into a :class:`MessageBlock`.
     With ``self_loops``, same-type relations get ``A + I`` and node types without one get
     a self-relation (:func:`~genen_dgl.nn.sparse.self_relations`). A block's GCN
     coefficients use ``degrees`` (its parent graph's, :func:`graph_degrees`) so that it
-    estimates the full-graph operator; a whole graph needs none."""
-    relations = {e: relation_of(g, e, weights.get(e), self_loops, degrees) for e in g.canonical_etypes}
-    num_src = {t: g.num_src_nodes(t) for t in g.srctypes}
-    num_dst = {t: g.num_dst_nodes(t) for t in g.dsttypes}
-    return MessageBlock.assemble(relations, num_src, num_dst, self_loops)
+    estimates the full-graph operator; a whole graph needs none. ``names`` renames the
+    block's relations (and with them its node types), e.g. a DistGraph's ``(_N, _E, _N)``."""
+    names = names or {}
+    rename = {e[i]: names.get(e, e)[i] for e in g.canonical_etypes for i in (0, 2)}
+    parts = {names.get(e, e): relation_of(g, e, weights.get(e), self_loops, degrees) for e in g.canonical_etypes}
+    num_src = {rename.get(t, t): g.num_src_nodes(t) for t in g.srctypes}
+    num_dst = {rename.get(t, t): g.num_dst_nodes(t) for t in g.dsttypes}
+    return MessageBlock.assemble(parts, num_src, num_dst, self_loops)
 
 
 def fixed_weights(graph, mode: str) -> dict[ETYPE, torch.Tensor]:

@@ -1,23 +1,27 @@
-"""Uniform neighbour sampling in torch ops, on the training device (issue 8).
+"""Uniform neighbour sampling in torch ops on the training device, without host synchronisation.
 
 DGL's CPU build samples on the host; on a GPU the blocks then cross the PCIe bus every
-batch. Here each relation's in-edges are kept as a CSC on the device (built once from the
-DGL graph), and a batch is sampled, relabelled and assembled into the model's
-:class:`~genen_dgl.nn.sparse.MessageBlock` s there, with no Python loop over nodes:
+batch. Here the graph's relations are one **typed CSC** on the device (rows: every
+relation's destination nodes; columns: node ids of all types stacked, ``type_off[t] + u``),
+and a layer is sampled, relabelled and assembled into a
+:class:`~genen_dgl.nn.sparse.MessageBlock` with a fixed number of vectorised ops, whose
+shapes depend only on the batch size and the fanouts (known on the host), never on the
+sampled data. Nothing is read back from the device, so a GPU step runs without waiting:
 
-* **sampling**: for each destination node and relation, up to ``fanout`` in-neighbours
-  *without replacement*, uniformly (all of them when the degree is at most the fanout).
-  Nodes with more neighbours draw a uniform ``fanout``-subset of their edge offsets with
-  Floyd's algorithm, vectorised over nodes (a loop over the ``fanout`` draws only).
-  ``fanout = -1`` takes every in-edge, as DGL's does.
-* **relabelling**: a device-resident map per node type (``-1`` = not yet seen); the
-  destination nodes come first among the source nodes of their type (DGL's block
-  convention), then the new sources (sorted by id).
-* **structure**: :meth:`~genen_dgl.nn.sparse.Relation.from_csc` on the sampled edges, on
-  the device: the same construction :func:`genen_dgl.dataloading.to_message_block` applies
-  to a DGL block (parent edge ids in ``eid``, so fixed and learned edge weights work;
-  self-loops for same-type relations and self-relations for the other node types; GCN
-  coefficients from the whole graph's degrees; the source-major transpose).
+* **static bounds**: a layer's destinations of type ``t`` are a padded list of ``m_t``
+  slots (a slot past the real nodes holds the *sink* id, a node with no edges); every
+  (relation, destination) row gets ``K + 1`` entries (``K`` = the largest fanout, plus
+  a self-loop slot); padding is masked (``mask``) and has coefficient 0. The sources of
+  type ``t`` are the destinations, then ``min(candidates, N_t)`` slots for new nodes.
+* **sampling**: every relation's rows in one call, :func:`floyd_sample` per row: up to
+  ``fanout`` in-neighbours *without replacement*, uniformly (all when the degree is at
+  most the fanout; ``fanout = -1``: all, with the relation's largest in-degree as bound).
+* **relabelling** without ``unique``: a dense mark over all node ids, a prefix sum gives
+  each new source its slot (new sources of a type sorted by id, after the destinations,
+  DGL's block convention), one scatter writes the node list.
+* **coefficients**: as :meth:`~genen_dgl.nn.sparse.Part.from_csc` (the whole graph's
+  degrees, rescaled by degree / sampled count), parent edge ids in ``eid`` (learned edge
+  weights), fixed weights read per entry.
 
 :class:`DeviceBatches` is a :class:`~genen_dgl.batches.SeedBatches` sampler like
 :class:`~genen_dgl.dataloading.NeighborBatches` (``len``, ``sample(seeds)``, ``epoch(seed)``
@@ -26,6 +30,7 @@ yielding :class:`~genen_dgl.batches.Batch`), with the same seed order per epoch 
 
 from __future__ import annotations
 
+import math
 import weakref
 from dataclasses import dataclass
 from typing import Iterator
@@ -34,158 +39,254 @@ import numpy as np
 import torch
 
 from genen_dgl.batches import Batch, SeedBatches
-from genen_dgl.nn.sparse import ETYPE, MessageBlock, Relation, offsets, segment_arange
+from genen_dgl.nn.sparse import SELF, ETYPE, MessageBlock, gcn_norm, relation_order, self_relations, starts
 
 
-def floyd_sample(deg: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``(n, k)`` distinct offsets in ``[0, deg_i)`` per row, a uniform ``k``-subset each
-    (requires ``deg_i >= k``), ascending along each row.
+def floyd_sample(deg: torch.Tensor, k: torch.Tensor | int, width: int | None = None,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row ``i``: ``min(deg_i, k_i)`` distinct offsets in ``[0, deg_i)``, a uniform subset
+    (all of them when ``deg_i <= k_i``), ascending, in a ``(n, width)`` tensor (``width`` =
+    the largest ``k``) with a mask of the used columns.
 
-    Floyd's algorithm: for ``j = deg - k .. deg - 1`` draw ``t`` uniform in ``[0, j]`` and
-    take ``t`` unless already taken, else ``j``. Each step is one vectorised op over rows."""
+    Floyd's algorithm draws, for ``j = deg - k + i`` (``i = 0 .. k-1``), ``t_i`` uniform in
+    ``[0, j]`` and takes ``t_i`` unless already taken, else ``j``. It runs here without a
+    loop over ``i``: ``t_i`` was taken iff it equals an earlier draw, or equals an earlier
+    ``j_p`` (``p = t_i - deg + k``) that was taken because *its* draw collided; that chain
+    points to ever smaller ``p``, and ``log2(k)`` rounds of pointer jumping resolve it."""
+    dev = deg.device
+    k = torch.as_tensor(k, device=dev).expand_as(deg)
+    width = int(k.max()) if width is None else width
     n = deg.numel()
-    picks = torch.empty((n, k), dtype=torch.int64, device=deg.device)
-    if n == 0 or k == 0:
-        return picks
-    u = torch.rand((n, k), generator=generator, device=deg.device, dtype=torch.float64)
-    for i in range(k):
-        j = deg - (k - i)  # (n,), the largest value this step may take
-        t = torch.minimum((u[:, i] * (j + 1).to(torch.float64)).to(torch.int64), j)
-        if i:
-            taken = (picks[:, :i] == t[:, None]).any(1)
-            t = torch.where(taken, j, t)
-        picks[:, i] = t
-    return picks.sort(1).values
+    i = torch.arange(width, device=dev)
+    take = torch.minimum(deg, k)
+    valid = i < take[:, None]
+    if n == 0 or width == 0:
+        return torch.zeros((n, width), dtype=torch.int64, device=dev), valid
+    low = (deg - k)[:, None]  # j_i = low + i
+    j = low + i
+    t = torch.minimum((torch.rand((n, width), generator=generator, device=dev, dtype=torch.float64)
+                       * (j + 1)).to(torch.int64), j)
+    taken = ((t[:, :, None] == t[:, None, :]) & (i[None, :] < i[:, None])).any(2)  # an earlier equal draw
+    parent = t - low
+    parent = torch.where((parent >= 0) & (parent < i), parent, i)
+    for _ in range(max(1, math.ceil(math.log2(width)))):
+        taken = taken | taken.gather(1, parent)
+        parent = parent.gather(1, parent)
+    picks = torch.where(deg[:, None] > k[:, None], torch.where(taken, j, t), i)
+    picks = torch.where(valid, picks, torch.iinfo(torch.int64).max).sort(1).values
+    return torch.where(valid, picks, 0), valid
 
 
 @dataclass
-class DeviceCSC:
-    """One relation's in-edges over the whole graph: ``indptr`` over destinations,
-    ``indices`` = source node of each edge, ``eid`` = its edge id in the graph."""
+class Sampled:
+    """What one layer sampled, in parent ids (for tests and comparisons): per relation the
+    sampled edges ``(src, dst, eid)`` without self-loops, per node type the block's source
+    slots (-1: padding)."""
 
-    indptr: torch.Tensor
-    indices: torch.Tensor
-    eid: torch.Tensor
+    edges: dict[ETYPE, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    sources: dict[str, torch.Tensor]
 
-    @property
-    def num_edges(self) -> int:
-        return self.indices.numel()
 
-    def sample(self, dst: torch.Tensor, fanout: int, generator: torch.Generator | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """In-edges of the nodes ``dst``: up to ``fanout`` per node, uniformly without
-        replacement (every one when ``fanout < 0`` or the degree is at most ``fanout``).
+class _Layout:
+    """The static part of sampling one layer: shapes and index tensors that depend only on
+    the destination counts per type (the batch size) and the fanouts. Built on the host
+    once per shape and kept."""
 
-        Returns ``(src, eid, counts)``: source node and edge id of each sampled edge,
-        grouped by destination in the order of ``dst`` (ascending edge position within a
-        destination), and the number of edges sampled per destination."""
-        dev = dst.device
-        if dst.numel() == 0 or self.num_edges == 0 or fanout == 0:
-            empty = torch.empty(0, dtype=torch.int64, device=dev)
-            return empty, empty, torch.zeros(dst.numel(), dtype=torch.int64, device=dev)
-        start = self.indptr[dst]
-        deg = self.indptr[dst + 1] - start
-        if fanout < 0:
-            counts = deg
-            seg, off = segment_arange(counts)
-            pos = start[seg] + off
-        else:
-            counts = deg.clamp(max=fanout)
-            off = torch.arange(fanout, device=dev).expand(dst.numel(), fanout).clone()
-            big = torch.nonzero(deg > fanout).flatten()
-            if big.numel():
-                off[big] = floyd_sample(deg[big], fanout, generator)
-            valid = off < deg[:, None]
-            pos = (start[:, None] + off)[valid]
-        return self.indices[pos], self.eid[pos], counts
+    def __init__(self, g: "DeviceGraph", m: dict[str, int], fanouts: list[int]):
+        dev = g.device
+        dst_off = starts(g.ntypes, m)
+        self.K = max([k for k in fanouts] + [0])
+        rows_sel, rows_base, k_row, rel_row = [], [], [], []
+        cand = dict.fromkeys(g.ntypes, 0)
+        for r, (s, _, d) in enumerate(g.etypes):
+            rows_sel.append(torch.arange(dst_off[d], dst_off[d] + m[d]))
+            rows_base += [g.crow_off[r] - g.type_off[d]] * m[d]
+            k_row += [fanouts[r]] * m[d]
+            rel_row += [r] * m[d]
+            cand[s] += m[d] * fanouts[r]
+        self.new = {t: min(cand[t], g.num_nodes[t]) for t in g.ntypes}  # slots for new sources
+        self.num_src = {t: m[t] + self.new[t] for t in g.ntypes}
+        src_off = starts(g.ntypes, self.num_src)
+        self.sel = torch.cat(rows_sel).to(dev)  # the destination slot of each row
+        self.rows = self.sel.numel()
+        self.base = torch.tensor(rows_base, dtype=torch.int64, device=dev)
+        self.k = torch.tensor(k_row, dtype=torch.int64, device=dev)
+        self.rel = torch.tensor(rel_row, dtype=torch.int64, device=dev)
+        self.loop = torch.tensor([g.loops[r] for r in rel_row], dtype=torch.bool, device=dev)
+        # destination slot -> its source slot (destinations are the first sources of their type)
+        self.dst_to_src = torch.cat([torch.arange(m[t]) + src_off[t] for t in g.ntypes]).to(dev)
+        # per type: first source slot of the new nodes; the first global id of the type
+        self.new_at = torch.tensor([src_off[t] + m[t] for t in g.ntypes], dtype=torch.int64, device=dev)
+        self.total_src = sum(self.num_src.values())
+        # a slot of each row's source type for its padding; its own source slot for its loop
+        self.pad_col = torch.tensor([src_off[g.etypes[r][0]] for r in rel_row], dtype=torch.int64, device=dev)[:, None]
+        self.loop_col = torch.where(self.loop[:, None], self.dst_to_src[self.sel][:, None], self.pad_col)
+        self.rel_base = (self.rel * (g.sink + 1))[:, None]  # each row's relation in g.out_deg
+        w = self.K + 1
+        self.rowptr = torch.arange(0, self.rows * w + 1, w, device=dev)
+        self.entry_rel = self.rel[:, None].expand(self.rows, w).reshape(-1)
 
 
 class DeviceGraph:
-    """The graph's structure on ``device``: one :class:`DeviceCSC` per relation, the edge
-    weights, and scratch maps for relabelling. Built once per graph and device (cached)."""
+    """The graph's structure on ``device`` as one typed CSC (relations in block row order,
+    with the self-relations of :func:`~genen_dgl.nn.sparse.self_relations` as empty
+    relations whose rows get loops), per relation the out-degree of every node, the fixed
+    edge weights per entry. Built once per graph, device and weights (cached)."""
 
     _cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
-    def __init__(self, graph, device, weights: dict[ETYPE, torch.Tensor] | None = None):
-        self.device = torch.device(device)
-        self.etypes: list[ETYPE] = list(graph.canonical_etypes)
-        self.ntypes: list[str] = list(graph.ntypes)
+    def __init__(self, graph, device, weights: dict[ETYPE, torch.Tensor] | None = None, self_loops: bool = True):
+        self.device = dev = torch.device(device)
+        weights = weights or {}
+        self.ntypes: tuple[str, ...] = tuple(sorted(graph.ntypes))
         self.num_nodes = {t: graph.num_nodes(t) for t in self.ntypes}
-        self.csc: dict[ETYPE, DeviceCSC] = {}
+        self.type_off = starts(self.ntypes, self.num_nodes)
+        self.sink = sum(self.num_nodes.values())  # a node id past every type: no edges, never a source
+        real = list(graph.canonical_etypes)
+        self.etypes: list[ETYPE] = relation_order(real + (self_relations(real) if self_loops else []))
+        self.loops = [self_loops and e[0] == e[2] for e in self.etypes]
+        self.max_degree: list[int] = []
+        indptrs, indices, eids, wts, out_deg = [], [], [], [], []
+        self.crow_off, rows, entries = [], 0, 0
         for e in self.etypes:
-            indptr, indices, eid = graph.adj_tensors("csc", e)
-            self.csc[e] = DeviceCSC(*(x.to(self.device, torch.int64) for x in (indptr, indices, eid)))
-        self.degrees = {e: (torch.bincount(c.indices, minlength=self.num_nodes[e[0]]), c.indptr[1:] - c.indptr[:-1])
-                        for e, c in self.csc.items()}  # (out-degree of each source, in-degree of each dst)
-        self.weights = {e: w.to(self.device, torch.float32) for e, w in (weights or {}).items()}
-        self._map = {t: torch.full((n,), -1, dtype=torch.int64, device=self.device) for t, n in self.num_nodes.items()}
+            s, _, d = e
+            self.crow_off.append(rows)
+            if e in real:
+                ptr, idx, eid = (x.to(torch.int64) for x in graph.adj_tensors("csc", e))
+                w = weights[e].to(torch.float32)[eid] if e in weights else torch.ones(idx.numel())
+            else:  # a self-relation: no edges, only the loops
+                ptr, idx, eid, w = (torch.zeros(self.num_nodes[d] + 1, dtype=torch.int64),
+                                    torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), torch.ones(0))
+            indptrs.append(ptr[:-1] + entries)
+            indices.append(idx + self.type_off[s])
+            eids.append(eid)
+            wts.append(w)
+            deg = torch.zeros(self.sink + 1, dtype=torch.int64)
+            deg[self.type_off[s]: self.type_off[s] + self.num_nodes[s]] = torch.bincount(idx, minlength=self.num_nodes[s])
+            out_deg.append(deg)
+            self.max_degree.append(int(ptr.diff().max()) if ptr.numel() > 1 else 0)
+            rows += self.num_nodes[d]
+            entries += idx.numel()
+        self.empty_row = rows  # the row every sink destination reads: no entries
+        self.indptr = torch.cat(indptrs + [torch.tensor([entries, entries])]).to(dev)
+        self.indices = torch.cat(indices).to(dev)
+        self.eid = torch.cat(eids).to(dev)
+        self.weight = torch.cat(wts).to(dev) if weights else None
+        self.out_deg = torch.stack(out_deg).reshape(-1).to(dev)  # (R * (sink + 1),): relation-major
+        sizes = torch.tensor([self.num_nodes[t] for t in self.ntypes])
+        self.type_of_id = torch.cat([torch.repeat_interleave(torch.arange(len(self.ntypes)), sizes),
+                                     torch.zeros(1, dtype=torch.int64)]).to(dev)  # the sink: type 0, never new
+        self.type_start = torch.tensor([self.type_off[t] for t in self.ntypes], dtype=torch.int64, device=dev)
+        self._layouts: dict = {}
 
     @classmethod
-    def of(cls, graph, device, weights: dict[ETYPE, torch.Tensor] | None = None) -> "DeviceGraph":
+    def of(cls, graph, device, weights: dict[ETYPE, torch.Tensor] | None = None,
+           self_loops: bool = True) -> "DeviceGraph":
         """The cached DeviceGraph of ``graph`` on ``device`` with these weights."""
         device = torch.device(device)
         per_graph = cls._cache.setdefault(graph, {})
-        key = (str(device), tuple(sorted((":".join(e), w.data_ptr(), w.numel()) for e, w in (weights or {}).items())))
+        key = (str(device), self_loops,
+               tuple(sorted((":".join(e), w.data_ptr(), w.numel()) for e, w in (weights or {}).items())))
         if key not in per_graph:
-            per_graph[key] = cls(graph, device, weights)
+            per_graph[key] = cls(graph, device, weights, self_loops)
         return per_graph[key]
 
-    def relabel(self, ntype: str, dst: torch.Tensor, srcs: list[torch.Tensor]
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Source nodes of one type (``dst`` first, then the other ids in ``srcs``, sorted)
-        and each ``srcs`` tensor as local indices into them."""
-        table = self._map[ntype]
-        m = dst.numel()
-        table[dst] = torch.arange(m, device=self.device)
-        try:
-            cand = torch.cat(srcs) if srcs else dst[:0]
-            new = torch.unique(cand[table[cand] < 0])
-            table[new] = torch.arange(m, m + new.numel(), device=self.device)
-            local = [table[s] for s in srcs]
-            nodes = torch.cat([dst, new])
-        finally:
-            table[dst] = -1
-            if srcs:
-                table[torch.cat(srcs)] = -1
-        return nodes, local
+    def _fanouts(self, fanout) -> list[int]:
+        """One layer's fanout per relation (self-relations: 0; -1: the largest in-degree)."""
+        out = []
+        for r, e in enumerate(self.etypes):
+            k = 0 if e[1] == SELF else int(fanout[e] if isinstance(fanout, dict) else fanout)
+            out.append(self.max_degree[r] if k < 0 else k)
+        return out
 
-    def sample_blocks(self, seeds: dict[str, torch.Tensor], fanouts: list, self_loops: bool = True,
-                      generator: torch.Generator | None = None, return_edges: bool = False
-                      ) -> tuple[dict[str, torch.Tensor], list[MessageBlock], list[dict]]:
+    def _layout(self, m: dict[str, int], fanouts: list[int]) -> _Layout:
+        key = (tuple(m.values()), tuple(fanouts))
+        if key not in self._layouts:
+            self._layouts[key] = _Layout(self, m, fanouts)
+        return self._layouts[key]
+
+    def _relabel(self, lay: _Layout, dst: torch.Tensor, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's stacked source node ids (destinations first, then the new ids of each
+        type in id order, then sinks) and each sampled ``src`` id as a source slot."""
+        S = self.sink
+        mark = torch.zeros(S + 1, dtype=torch.int64, device=self.device)
+        mark.index_fill_(0, src.reshape(-1), 1).index_fill_(0, dst, 0)[S] = 0
+        rank = torch.cumsum(mark, 0) - mark  # among all new ids, in id order
+        first = lay.new_at - rank[self.type_start]  # per type: slot of the new id of rank 0 within the type
+        slot = torch.where(mark > 0, first[self.type_of_id] + rank, 0)
+        slot.index_put_((dst,), lay.dst_to_src)
+        slot[S] = 0  # sinks read slot 0 (their entries are masked)
+        nodes = torch.full((lay.total_src + 1,), S, dtype=torch.int64, device=self.device)
+        nodes.index_put_((torch.where(mark > 0, slot, lay.total_src),), torch.arange(S + 1, device=self.device))
+        nodes = nodes[:-1].index_put_((lay.dst_to_src,), dst)
+        return nodes, slot[src]
+
+    def _sample_layer(self, dst: torch.Tensor, m: dict[str, int], fanout, generator):
+        """One layer from its stacked destination ids ``dst`` (``m[t]`` slots per type)."""
+        lay = self._layout(m, self._fanouts(fanout))
+        S = self.sink
+        d = dst[lay.sel]  # each row's destination id
+        q = torch.where(d == S, self.empty_row, d + lay.base)
+        start = self.indptr[q]
+        deg = self.indptr[q + 1] - start
+        off, valid = floyd_sample(deg, lay.k, lay.K, generator)
+        at = torch.where(valid, start[:, None] + off, 0)
+        src = torch.where(valid, self.indices[at], S)
+        nodes, col = self._relabel(lay, dst, src)
+        sampled = torch.minimum(deg, lay.k)
+        dst_tilde = deg + lay.loop
+        scale = deg.to(torch.float32) / sampled.clamp(min=1).to(torch.float32)
+        norm = gcn_norm(self.out_deg[lay.rel_base + src] + lay.loop[:, None], dst_tilde[:, None], scale[:, None])
+        loop_norm = gcn_norm(self.out_deg[lay.rel_base[:, 0] + d] + 1, dst_tilde, torch.ones_like(scale))
+        loop_ok = lay.loop & (d != S)
+        mask = torch.cat([valid, loop_ok[:, None]], 1).reshape(-1)
+        weight = None if self.weight is None else \
+            torch.cat([torch.where(valid, self.weight[at], 1.0), torch.ones_like(scale)[:, None]], 1).reshape(-1)
+        block = MessageBlock(
+            self.ntypes, tuple(self.etypes), dict(lay.num_src), dict(m), lay.rowptr,
+            torch.cat([torch.where(valid, col, lay.pad_col), lay.loop_col], 1).reshape(-1), lay.entry_rel,
+            torch.cat([torch.where(valid, self.eid[at], -1), torch.full_like(d, -1)[:, None]], 1).reshape(-1),
+            torch.cat([norm, loop_norm[:, None]], 1).reshape(-1) * mask, weight, mask)
+        return nodes, lay.num_src, block, (src, d, valid, at, lay.rel)
+
+    def sample_blocks(self, seeds: dict[str, torch.Tensor], fanouts: list, generator: torch.Generator | None = None,
+                      return_edges: bool = False) -> tuple[dict[str, torch.Tensor], list[MessageBlock], list[Sampled]]:
         """Multi-layer sampling from ``seeds`` (node ids per type). ``fanouts[i]`` (an int or
         a dict over every etype) is layer ``i``'s, the last one next to the seeds, as in
-        ``dgl.dataloading.NeighborSampler``. Returns the input nodes per type, the blocks
-        (first layer first) and, with ``return_edges``, per block the sampled edges in parent
-        ids (``{etype: (src, dst, eid)}``, without self-loops), for tests and comparisons."""
-        dst = {t: seeds[t].to(self.device, torch.int64) if t in seeds else
-               torch.empty(0, dtype=torch.int64, device=self.device) for t in self.ntypes}
+        ``dgl.dataloading.NeighborSampler``. Returns the input nodes per type (padding
+        slots hold node 0: their rows are never read), the blocks (first layer first) and,
+        with ``return_edges``, per block a :class:`Sampled` record (this reads back from the device)."""
+        m = {t: int(seeds[t].numel()) if t in seeds else 0 for t in self.ntypes}
+        dst = torch.cat([seeds[t].to(self.device, torch.int64) + self.type_off[t] if t in seeds else
+                         torch.empty(0, dtype=torch.int64, device=self.device) for t in self.ntypes])
         blocks: list[MessageBlock] = []
-        edges: list[dict] = []
+        edges: list[Sampled] = []
         for fanout in reversed(fanouts):
-            sampled = {}
-            for e in self.etypes:
-                k = fanout[e] if isinstance(fanout, dict) else int(fanout)
-                sampled[e] = self.csc[e].sample(dst[e[2]], k, generator)
-            src_nodes, local = {}, {}
-            for t in self.ntypes:
-                rels = [e for e in self.etypes if e[0] == t]
-                src_nodes[t], cols = self.relabel(t, dst[t], [sampled[e][0] for e in rels])
-                local.update(zip(rels, cols))
-            relations, parent_edges = {}, {}
-            for e in self.etypes:
-                src, eid, counts = sampled[e]
-                out_deg, in_deg = self.degrees[e]
-                relations[e] = Relation.from_csc(src_nodes[e[0]].numel(), counts.numel(), offsets(counts), local[e],
-                                                 eid, self.weights.get(e), self_loops=self_loops and e[0] == e[2],
-                                                 src_degree=out_deg[src_nodes[e[0]]], dst_degree=in_deg[dst[e[2]]])
-                if return_edges:
-                    d = torch.repeat_interleave(dst[e[2]], counts, output_size=src.numel())
-                    parent_edges[e] = (src, d, eid)
-            num_src, num_dst = {t: n.numel() for t, n in src_nodes.items()}, {t: n.numel() for t, n in dst.items()}
-            blocks.insert(0, MessageBlock.assemble(relations, num_src, num_dst, self_loops))
-            edges.insert(0, parent_edges)
-            dst = src_nodes
-        return dst, blocks, edges
+            nodes, m_next, block, sampled = self._sample_layer(dst, m, fanout, generator)
+            blocks.insert(0, block)
+            if return_edges:
+                edges.insert(0, Sampled(self._edges(sampled), self._ids(nodes, m_next)))
+            dst, m = nodes, m_next
+        src_off = starts(self.ntypes, m)
+        inputs = {t: dst[src_off[t]: src_off[t] + m[t]] - self.type_off[t] for t in self.ntypes}
+        return {t: torch.where(n < self.num_nodes[t], n, 0) for t, n in inputs.items()}, blocks, edges
+
+    def _ids(self, nodes: torch.Tensor, m: dict[str, int]) -> dict[str, torch.Tensor]:
+        """Stacked source slots as parent ids per type, -1 on padding."""
+        off = starts(self.ntypes, m)
+        ids = {t: nodes[off[t]: off[t] + m[t]] for t in self.ntypes}
+        return {t: torch.where(n == self.sink, -1, n - self.type_off[t]) for t, n in ids.items()}
+
+    def _edges(self, sampled) -> dict:
+        """A layer's sampled edges per relation as (src, dst, eid) in parent ids."""
+        src, d, valid, at, rel = sampled
+        out = {}
+        for r, e in enumerate(self.etypes):
+            if e[1] != SELF:
+                keep = valid & (rel == r)[:, None]
+                out[e] = (src[keep] - self.type_off[e[0]], d[:, None].expand_as(src)[keep] - self.type_off[e[2]],
+                          self.eid[at[keep]])
+        return out
 
 
 class DeviceBatches(SeedBatches):
@@ -198,13 +299,12 @@ class DeviceBatches(SeedBatches):
                  device_graph: DeviceGraph | None = None):
         super().__init__(seeds, batch_size, shuffle)
         self.device = torch.device(device)
-        self.graph = device_graph or DeviceGraph.of(graph, self.device, weights)
-        self.fanouts, self.target, self.self_loops = list(fanouts), target, self_loops
+        self.graph = device_graph or DeviceGraph.of(graph, self.device, weights, self_loops)
+        self.fanouts, self.target = list(fanouts), target
 
     def sample(self, seeds: torch.Tensor, generator: torch.Generator | None = None) -> Batch:
         seeds = seeds.to(self.device)
-        input_nodes, blocks, _ = self.graph.sample_blocks({self.target: seeds}, self.fanouts, self.self_loops,
-                                                          generator)
+        input_nodes, blocks, _ = self.graph.sample_blocks({self.target: seeds}, self.fanouts, generator)
         return Batch(input_nodes, seeds, blocks)
 
     def epoch(self, seed: int) -> Iterator[Batch]:

@@ -9,8 +9,8 @@ import torch
 from genen_dgl.dataloading import to_message_block
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.nn.gat_conv import HeteroGATConv
-from genen_dgl.nn.gcn_conv import HeteroGCNConv, rel_key
-from genen_dgl.nn.sparse import Relation, spmm
+from genen_dgl.nn.gcn_conv import HeteroGCNConv
+from genen_dgl.nn.sparse import MessageBlock, Part, Pattern, spmm
 
 PPI = ("gene", "interacts", "gene")
 IN, OUT, HEADS = 12, 6, 3
@@ -57,46 +57,59 @@ def dgl_gat(graph):
 
 def copy_gcn(ref, ours):
     with torch.no_grad():
-        for e in ours.etypes:
-            ours.linear[rel_key(e)].weight.copy_(ref.mods[e[1]].weight.t())
-            ours.linear[rel_key(e)].bias.copy_(torch.randn(OUT))
-            ref.mods[e[1]].bias.copy_(ours.linear[rel_key(e)].bias)
+        for r, e in enumerate(ours.etypes):
+            ours.weight[r].copy_(ref.mods[e[1]].weight)
+            ours.bias[r].copy_(torch.randn(OUT))
+            ref.mods[e[1]].bias.copy_(ours.bias[r])
 
 
 def copy_gat(ref, ours):
     with torch.no_grad():
-        for e in ours.etypes:
-            m, k = ref.mods[e[1]], rel_key(e)
-            ours.fc[k].weight.copy_(m.fc.weight)
-            ours.attn_src[k].copy_(m.attn_l)
-            ours.attn_dst[k].copy_(m.attn_r)
+        for r, e in enumerate(ours.etypes):
+            m = ref.mods[e[1]]
+            ours.weight[r].copy_(m.fc.weight.t())
+            ours.attn_src[r].copy_(m.attn_l[0])
+            ours.attn_dst[r].copy_(m.attn_r[0])
             m.bias.copy_(torch.randn(HEADS * OUT))
-            ours.bias[k].copy_(m.bias)
+            ours.bias[r].copy_(m.bias)
+
+
+def unstack(block: MessageBlock, out: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A layer's stacked destinations per node type."""
+    return {t: out[block.dst_off[t]: block.dst_off[t] + block.num_dst[t]] for t in block.ntypes}
+
+
+def stack(block: MessageBlock, x: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([x[t] for t in block.ntypes])
 
 
 def assert_same(ref_out, our_out, ref_params, our_params, inputs):
-    """Outputs, input gradients and parameter gradients agree to 1e-5."""
+    """Outputs, input gradients and parameter gradients agree to 1e-5 (``our_params``: the
+    slices of our stacked parameters that correspond to ``ref_params``)."""
     probe = {t: torch.randn_like(v) for t, v in ref_out.items()}
     loss_ref = sum((ref_out[t] * probe[t]).sum() for t in probe)
     loss_our = sum((our_out[t].reshape(ref_out[t].shape) * probe[t]).sum() for t in probe)
     for t in ref_out:
         torch.testing.assert_close(our_out[t].reshape(ref_out[t].shape), ref_out[t], atol=1e-5, rtol=1e-5)
+    stacked = list({id(p): p for p, _ in our_params}.values())
     g_ref = torch.autograd.grad(loss_ref, ref_params + inputs[0])
-    g_our = torch.autograd.grad(loss_our, our_params + inputs[1])
-    for a, b in zip(g_ref, g_our):
-        if b.dim() == 2 and b.shape != a.shape:  # GraphConv stores its weight as (in, out)
-            b = b.t()
+    g_our = torch.autograd.grad(loss_our, stacked + inputs[1])
+    by_id = {id(p): g for p, g in zip(stacked, g_our)}
+    ours = [pick(by_id[id(p)]) for p, pick in our_params] + list(g_our[len(stacked):])
+    for a, b in zip(g_ref, ours):
         torch.testing.assert_close(b.reshape(a.shape), a, atol=1e-5, rtol=1e-5)
 
 
 def gcn_params(ref, ours):
     ref_p = [p for e in ours.etypes for p in (ref.mods[e[1]].weight, ref.mods[e[1]].bias)]
-    our_p = [p for e in ours.etypes for p in (ours.linear[rel_key(e)].weight, ours.linear[rel_key(e)].bias)]
+    our_p = [(p, lambda g, r=r, i=i: g[r]) for r in range(len(ours.etypes))
+             for i, p in enumerate((ours.weight, ours.bias))]
     return ref_p, our_p
 
 
+@pytest.mark.parametrize("order", ["aggregate", "project"])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_gcn_full_graph_matches_dgl(weighted):
+def test_gcn_full_graph_matches_dgl(weighted, order):
     graph, feats = random_heterograph(0)
     ref, ours = dgl_gcn(graph), HeteroGCNConv(IN, OUT, graph.canonical_etypes)
     copy_gcn(ref, ours)
@@ -107,7 +120,8 @@ def test_gcn_full_graph_matches_dgl(weighted):
     out_ref = ref(looped, x_ref, mod_kwargs=kwargs)
     weights = {PPI: graph.edges[PPI].data["score"]} if weighted else {}
     block = to_message_block(graph, weights, self_loops=True)
-    out_our = ours(block, x_our, {e: r.weight for e, r in block.relations.items() if r.weight is not None})
+    values = block.norm * block.weight if weighted else block.norm
+    out_our = unstack(block, ours(block, stack(block, x_our), values, order))
     ref_p, our_p = gcn_params(ref, ours)
     assert_same(out_ref, out_our, ref_p, our_p, (list(x_ref.values()), list(x_our.values())))
 
@@ -119,14 +133,15 @@ def test_gat_full_graph_matches_dgl():
     x_ref = {t: v.clone().requires_grad_() for t, v in feats.items()}
     x_our = {t: v.clone().requires_grad_() for t, v in feats.items()}
     out_ref = ref(with_self_loops(graph), x_ref)
-    out_our = ours(to_message_block(graph, {}, self_loops=True), x_our)
+    block = to_message_block(graph, {}, self_loops=True)
+    out_our = unstack(block, ours(block, stack(block, x_our)))
     ref_p = [p for e in ours.etypes for p in (ref.mods[e[1]].fc.weight, ref.mods[e[1]].attn_l, ref.mods[e[1]].bias)]
-    k = [rel_key(e) for e in ours.etypes]
-    our_p = [p for key in k for p in (ours.fc[key].weight, ours.attn_src[key], ours.bias[key])]
+    our_p = [(p, pick) for r in range(len(ours.etypes)) for p, pick in (
+        (ours.weight, lambda g, r=r: g[r].t()), (ours.attn_src, lambda g, r=r: g[r]), (ours.bias, lambda g, r=r: g[r]))]
     assert_same(out_ref, out_our, ref_p, our_p, (list(x_ref.values()), list(x_our.values())))
 
 
-@pytest.mark.parametrize("kind", ["gcn", "gat"])
+@pytest.mark.parametrize("kind", ["gcn-aggregate", "gcn-project", "gat"])
 def test_sampled_blocks_match_dgl(kind):
     """On a sampled block (parent edge ids, src/dst split) both agree too."""
     graph, feats = random_heterograph(2)
@@ -137,19 +152,19 @@ def test_sampled_blocks_match_dgl(kind):
     x_ref = {t: v.clone().requires_grad_() for t, v in x.items()}
     x_our = {t: v.clone().requires_grad_() for t, v in x.items()}
     mblock = to_message_block(block, {PPI: looped.edges[PPI].data["score"]}, self_loops=False)
-    if kind == "gcn":
+    if kind.startswith("gcn"):
         ref, ours = dgl_gcn(graph), HeteroGCNConv(IN, OUT, graph.canonical_etypes)
         copy_gcn(ref, ours)
         w = looped.edges[PPI].data["score"][block.edges[PPI].data[dgl.EID]]
         out_ref = ref(block, x_ref, mod_kwargs={"interacts": {"edge_weight": w}})
-        out_our = ours(mblock, x_our, {PPI: mblock.relations[PPI].weight})
+        out_our = unstack(mblock, ours(mblock, stack(mblock, x_our), mblock.norm * mblock.weight, kind[4:]))
         ref_p, our_p = gcn_params(ref, ours)
     else:
         ref, ours = dgl_gat(graph), HeteroGATConv(IN, OUT, HEADS, graph.canonical_etypes)
         copy_gat(ref, ours)
-        out_ref, out_our = ref(block, x_ref), ours(mblock, x_our)
+        out_ref, out_our = ref(block, x_ref), unstack(mblock, ours(mblock, stack(mblock, x_our)))
         ref_p = [ref.mods[e[1]].fc.weight for e in ours.etypes]
-        our_p = [ours.fc[rel_key(e)].weight for e in ours.etypes]
+        our_p = [(ours.weight, lambda g, r=r: g[r].t()) for r in range(len(ours.etypes))]
     assert_same(out_ref, out_our, ref_p, our_p, (list(x_ref.values()), list(x_our.values())))
 
 
@@ -158,20 +173,24 @@ def test_spmm_gradients_match_finite_differences():
     dst = torch.sort(torch.randint(0, 7, (30,), generator=g)).values
     src = torch.randint(0, 9, (30,), generator=g)
     indptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(torch.bincount(dst, minlength=7), 0)])
-    rel = Relation.from_csc(9, 7, indptr, src, torch.arange(30))
+    pattern = Pattern(indptr, src, 7, 9)
     values = torch.rand(30, dtype=torch.float64, generator=g, requires_grad=True)
     x = torch.rand(9, 4, dtype=torch.float64, generator=g, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda v, h: spmm(rel, v, h), (values, x))
+    assert torch.autograd.gradcheck(lambda v, h: spmm(pattern, v, h), (values, x))
 
 
 def test_self_loops_add_one_edge_per_destination():
     graph, _ = random_heterograph(4)
-    plain = to_message_block(graph, {}, self_loops=False).relations[PPI]
-    looped = to_message_block(graph, {}, self_loops=True).relations[PPI]
-    assert looped.num_edges == plain.num_edges + graph.num_nodes("gene")
-    assert (looped.in_degrees() == plain.in_degrees() + 1).all()
+    indptr, indices, eid = graph.adj_tensors("csc", PPI)
+    n = graph.num_nodes("gene")
+    plain = Part.from_csc(n, indptr, indices, eid, num_src=n)
+    looped = Part.from_csc(n, indptr, indices, eid, self_loops=True, num_src=n)
+    assert looped.col.numel() == plain.col.numel() + n
+    assert torch.equal(looped.indptr.diff(), plain.indptr.diff() + 1)
     loops = looped.eid == -1
-    assert (looped.col[loops] == looped.row[loops]).all()
+    assert torch.equal(looped.col[loops], torch.arange(n))
+    assert torch.equal(torch.nonzero(loops).flatten(), looped.indptr[1:] - 1)  # each after its edges
+    assert torch.equal(looped.col[~loops], plain.col) and torch.equal(looped.eid[~loops], plain.eid)
 
 
 @pytest.mark.parametrize("model", ["gcn", "gat"])
@@ -189,9 +208,12 @@ def test_a_gene_without_edges_sees_its_own_features(sample_spec, model):
     degree = sum(g.in_degrees(etype=e) for e in into_genes)
     isolated = torch.nonzero(degree == 0).flatten()
     assert len(isolated) >= 1 and ("gene", "gene") not in {(e[0], e[2]) for e in g.canonical_etypes}
-    loops = setup.block.relations[("gene", SELF, "gene")]
-    assert loops.num_edges == g.num_nodes("gene") and (loops.eid == -1).all() and torch.equal(loops.col, loops.row)
-    assert ("go", SELF, "go") not in setup.block.relations  # GO terms have is_a loops already
+    block = setup.block
+    r = block.etypes.index(("gene", SELF, "gene"))
+    loops = block.rel == r
+    assert int(loops.sum()) == g.num_nodes("gene") and (block.eid[loops] == -1).all()
+    assert torch.equal(block.col[loops] - block.src_off["gene"], block.row[loops] - block.row_off[r])
+    assert ("go", SELF, "go") not in block.etypes  # GO terms have is_a loops already
     torch.manual_seed(0)
     net = setup.model()
     genes = np.arange(g.num_nodes("gene"))

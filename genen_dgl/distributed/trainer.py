@@ -98,13 +98,8 @@ def graph_etype(g, etype: tuple[str, str, str]) -> tuple[str, str, str]:
 def message_block(block, g, weights: dict, degrees: Degrees) -> MessageBlock:
     """:func:`to_message_block` of a sampled block, under the graph's type names."""
     names = {e: graph_etype(g, e) for e in block.canonical_etypes}
-    mb = to_message_block(block, {e: weights[ge] for e, ge in names.items() if ge in weights},
-                          degrees={e: degrees[ge] for e, ge in names.items()})
-    if all(e == ge for e, ge in names.items()):
-        return mb
-    ntype = {e[0]: ge[0] for e, ge in names.items()} | {e[2]: ge[2] for e, ge in names.items()}
-    return MessageBlock({names[e]: r for e, r in mb.relations.items()},
-                        {ntype[t]: n for t, n in mb.num_src.items()}, {ntype[t]: n for t, n in mb.num_dst.items()})
+    return to_message_block(block, {e: weights[ge] for e, ge in names.items() if ge in weights},
+                            degrees={e: degrees[ge] for e, ge in names.items()}, names=names)
 
 
 def rank_share(ids: torch.Tensor, rank: int, world: int, seed: int) -> torch.Tensor:

@@ -8,14 +8,15 @@
 
 (the split of :math:`a^\\top[Wh_v \\| Wh_u]` into its source and destination halves).
 :math:`N_r` includes :math:`v` for relations between nodes of one type when the block
-was built with self-loops. Output ``(num_dst, heads, out_dim)``. Equal to
-``dgl.nn.HeteroGraphConv({r: GATConv(..., allow_zero_in_degree=True)}, aggregate="sum")``.
+was built with self-loops. Output ``(num_dst, heads, out_dim)``, destination types stacked.
+Equal to ``dgl.nn.HeteroGraphConv({r: GATConv(..., allow_zero_in_degree=True)}, aggregate="sum")``.
 
-Work saved against a literal reading: only sources with an edge in the relation are
-projected (a sampled first layer has far more sources than any one relation reaches);
-within one node type the destinations are the first sources (DGL's block convention), so
-:math:`W h_v` is read from the projected sources rather than computed twice; heads are split
-with ``unbind`` so backward assembles one gradient instead of one per head.
+One pass over all relations: each node type is projected by every relation it takes part
+in with one matmul (:math:`W_r h_u` as a source, :math:`W_r h_v` as a destination: the
+destinations are the first sources of their type), the scores of every entry come from
+two gathers, the softmax runs over every (relation, destination) row at once, and each
+head's messages are one sparse product over all relations. Padded entries (``mask``) get
+no attention; a row without entries outputs its bias, as DGL's.
 """
 
 from __future__ import annotations
@@ -24,67 +25,56 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from genen_dgl.nn.gcn_conv import rel_key
-from genen_dgl.nn.sparse import MessageBlock, Relation, spmm
+from genen_dgl.nn.sparse import ETYPE, MessageBlock, relation_order, spmm
+from genen_dgl.nn.stacked import (
+    check_relations, project, projected_dst, projected_pattern, relation_sets, sum_relations,
+)
 
 
-def edge_softmax(rel: Relation, scores: torch.Tensor) -> torch.Tensor:
-    """Softmax of per-edge ``scores`` (E, H) over each destination's in-edges."""
-    peak = torch.full((rel.num_dst, scores.shape[1]), float("-inf"), device=scores.device, dtype=scores.dtype)
-    peak = peak.scatter_reduce(0, rel.row[:, None].expand_as(scores), scores.detach(), "amax")
-    z = torch.exp(scores - peak[rel.row])
-    total = torch.zeros_like(peak).index_add_(0, rel.row, z)
-    return z / total[rel.row]
+def edge_softmax(block: MessageBlock, scores: torch.Tensor) -> torch.Tensor:
+    """Softmax of per-entry ``scores`` (E, H) over each row's real entries (0 elsewhere)."""
+    row = block.row[:, None].expand_as(scores)
+    if block.mask is not None:
+        scores = scores.masked_fill(~block.mask[:, None], float("-inf"))
+    peak = scores.new_full((block.num_rows, scores.shape[1]), float("-inf"))
+    peak = peak.scatter_reduce(0, row, scores.detach(), "amax").nan_to_num(neginf=0.0)
+    z = torch.exp(scores - peak.gather(0, row))
+    total = torch.zeros_like(peak).index_add_(0, block.row, z)
+    return z / total.masked_fill(total == 0, 1.0).gather(0, row)  # a row of padding only: 0 / 1
 
 
 class HeteroGATConv(nn.Module):
-    def __init__(self, in_dim: int, out_dim: int, heads: int, etypes: list[tuple[str, str, str]],
+    """``weight[r]`` is :math:`W_r` for all heads (``in_dim x heads*out_dim``), ``attn_src[r]`` /
+    ``attn_dst[r]`` are :math:`a_r` (``heads x out_dim``), ``bias[r]`` is :math:`b_r`."""
+
+    def __init__(self, in_dim: int, out_dim: int, heads: int, etypes: list[ETYPE],
                  negative_slope: float = 0.2, attn_drop: float = 0.0):
         super().__init__()
-        self.etypes, self.heads, self.out_dim = list(etypes), heads, out_dim
+        self.etypes, self.heads, self.out_dim = tuple(relation_order(etypes)), heads, out_dim
         self.negative_slope, self.attn_drop = negative_slope, attn_drop
-        keys = [rel_key(e) for e in self.etypes]
-        self.fc = nn.ModuleDict({k: nn.Linear(in_dim, heads * out_dim, bias=False) for k in keys})
-        self.attn_src = nn.ParameterDict({k: nn.Parameter(torch.empty(1, heads, out_dim)) for k in keys})
-        self.attn_dst = nn.ParameterDict({k: nn.Parameter(torch.empty(1, heads, out_dim)) for k in keys})
-        self.bias = nn.ParameterDict({k: nn.Parameter(torch.zeros(heads * out_dim)) for k in keys})
+        r = len(self.etypes)
+        self.weight = nn.Parameter(torch.empty(r, in_dim, heads * out_dim))
+        self.attn_src = nn.Parameter(torch.empty(r, heads, out_dim))
+        self.attn_dst = nn.Parameter(torch.empty(r, heads, out_dim))
+        self.bias = nn.Parameter(torch.zeros(r, heads * out_dim))
         gain = nn.init.calculate_gain("relu")
-        for k in keys:
-            nn.init.xavier_normal_(self.fc[k].weight, gain=gain)
-            nn.init.xavier_normal_(self.attn_src[k], gain=gain)
-            nn.init.xavier_normal_(self.attn_dst[k], gain=gain)
+        for i in range(r):
+            nn.init.xavier_normal_(self.weight.data[i], gain=gain)
+            nn.init.xavier_normal_(self.attn_src.data[i: i + 1], gain=gain)
+            nn.init.xavier_normal_(self.attn_dst.data[i: i + 1], gain=gain)
 
-    def _project_sources(self, rel: Relation, k: str, x: torch.Tensor, same_type: bool) -> torch.Tensor:
-        """``W_r x`` as (num_src, heads, out_dim); rows no edge reads stay zero."""
-        needed = rel.t_rowptr[1:] > rel.t_rowptr[:-1]
-        if same_type:
-            needed[: rel.num_dst] = True  # the destinations read their own rows
-        used = torch.nonzero(needed).flatten()
-        if used.numel() >= 0.8 * rel.num_src:  # too few to skip: one dense product
-            return self.fc[k](x).view(-1, self.heads, self.out_dim)
-        proj = self.fc[k](x[used])
-        return proj.new_zeros(rel.num_src, proj.shape[1]).index_copy(0, used, proj).view(-1, self.heads, self.out_dim)
-
-    def forward(self, block: MessageBlock, h: dict[str, torch.Tensor],
-                out_types: set[str] | None = None) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
+    def forward(self, block: MessageBlock, x: torch.Tensor) -> torch.Tensor:
+        """``x``: stacked sources ``(sum_t num_src[t], in_dim)``; returns stacked destinations
+        ``(sum_t num_dst[t], heads, out_dim)``."""
+        check_relations(block, self.etypes)
         H, D = self.heads, self.out_dim
-        for etype in self.etypes:
-            src, _, dst = etype
-            if etype not in block.relations or (out_types is not None and dst not in out_types):
-                continue
-            rel, k = block.relations[etype], rel_key(etype)
-            feat_src = self._project_sources(rel, k, h[src], same_type=src == dst)
-            if src == dst:
-                feat_dst = feat_src[: rel.num_dst]
-            else:
-                feat_dst = self.fc[k](h[dst][: rel.num_dst]).view(-1, H, D)
-            el = (feat_src * self.attn_src[k]).sum(-1)
-            er = (feat_dst * self.attn_dst[k]).sum(-1)
-            alpha = edge_softmax(rel, F.leaky_relu(el[rel.col] + er[rel.row], self.negative_slope))
-            alpha = F.dropout(alpha, self.attn_drop, self.training)
-            heads, weights = feat_src.unbind(1), alpha.unbind(1)
-            msg = torch.stack([spmm(rel, weights[i], heads[i]) for i in range(H)], 1)
-            msg = msg + self.bias[k].view(1, H, D)
-            out[dst] = msg if dst not in out else out[dst] + msg
-        return out
+        touching = relation_sets(block, lambda t, e: t in (e[0], e[2]))
+        feat = project(block, x, self.weight, touching).view(-1, H, D)  # rows (u, r) per type
+        rel = block.derived("gat relations", lambda: torch.cat([  # the relation of each row of feat
+            torch.tensor(touching[t], dtype=torch.int64, device=x.device).repeat(block.num_src[t]) for t in block.ntypes]))
+        el, er = (feat * self.attn_src[rel]).sum(-1), (feat * self.attn_dst[rel]).sum(-1)
+        pattern = projected_pattern(block, touching)
+        scores = F.leaky_relu(el[pattern.col] + er[projected_dst(block, touching)], self.negative_slope)
+        alpha = F.dropout(edge_softmax(block, scores), self.attn_drop, self.training)
+        msg = torch.stack([spmm(pattern, a, f) for a, f in zip(alpha.unbind(1), feat.unbind(1))], 1)
+        return sum_relations(block, msg, self.bias.view(-1, H, D))

@@ -8,57 +8,59 @@
 (:math:`\\tilde A = A + I`, added when the block is built; a node type with no such
 relation gets a ``self`` relation of loops only), degrees count those loops and are
 clamped at 1, and :math:`w_{uv}` is the edge weight (1 without weights). The
-coefficients come with the block (``Relation.norm``): on a sampled block they use the
+coefficients come with the block (``MessageBlock.norm``): on a sampled block they use the
 whole graph's degrees, rescaled by :math:`d(v)/k_v`, so that training, validation and
-test apply one operator (:meth:`genen_dgl.nn.sparse.Relation.from_csc`). On a whole
-graph this equals ``dgl.nn.HeteroGraphConv({r: GraphConv(norm="both")}, aggregate="sum")``.
+test apply one operator (:meth:`genen_dgl.nn.sparse.Part.from_csc`). On a whole graph this
+equals ``dgl.nn.HeteroGraphConv({r: GraphConv(norm="both")}, aggregate="sum")``.
 
-The projection commutes with the (linear) aggregation, so each relation takes the cheaper
-order: :math:`\\hat A (H\\Theta)` costs :math:`n_{src} d_{in} d_{out} + E\\, d_{out}`
-multiply-adds, :math:`(\\hat A H)\\Theta` costs :math:`n_{dst} d_{in} d_{out} + E\\, d_{in}`. On a
-sampled first layer GO sources outnumber GO destinations ~3:1, so aggregating first wins there.
+All relations go through one sparse product, in the cheaper of two orders (the projection
+commutes with the linear aggregation):
+
+* aggregate first: :math:`Y = \\hat A H` over every relation's rows at once, then per
+  destination type one batched matmul :math:`\\sum_r Y_r \\Theta_r`; costs
+  :math:`E\\, d_{in} + \\sum_r n^{dst}_r d_{in} d_{out}` multiply-adds;
+* project first: :math:`P_{(u, r)} = h_u \\Theta_r` with one matmul per source type, then
+  :math:`\\hat A P`; costs :math:`\\sum_r n^{src}_r d_{in} d_{out} + E\\, d_{out}`.
+
+A sampled first layer (768-d inputs, many more sources than destinations) aggregates
+first; the whole graph's 27M PPI entries project first.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from genen_dgl.nn.sparse import MessageBlock, spmm
-
-
-def rel_key(etype: tuple[str, str, str]) -> str:
-    return ":".join(etype)
+from genen_dgl.nn.sparse import ETYPE, MessageBlock, relation_order, spmm
+from genen_dgl.nn.stacked import check_relations, project, projected_pattern, relation_sets, sum_relations
 
 
 class HeteroGCNConv(nn.Module):
-    def __init__(self, in_dim: int, out_dim: int, etypes: list[tuple[str, str, str]]):
-        super().__init__()
-        self.etypes = list(etypes)
-        self.linear = nn.ModuleDict({rel_key(e): nn.Linear(in_dim, out_dim) for e in self.etypes})
-        for lin in self.linear.values():
-            nn.init.xavier_uniform_(lin.weight)
-            nn.init.zeros_(lin.bias)
+    """``weight[r]`` is :math:`\\Theta_r` (``in_dim x out_dim``), ``bias[r]`` is :math:`b_r`,
+    for the relations in block row order (:func:`~genen_dgl.nn.sparse.relation_order`)."""
 
-    def forward(
-        self, block: MessageBlock, h: dict[str, torch.Tensor],
-        edge_weight: dict[tuple[str, str, str], torch.Tensor] | None = None,
-        out_types: set[str] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
-        for etype in self.etypes:
-            src, _, dst = etype
-            if etype not in block.relations or (out_types is not None and dst not in out_types):
-                continue
-            rel = block.relations[etype]
-            w = edge_weight.get(etype) if edge_weight else None
-            values = rel.norm if w is None else rel.norm * w
-            lin, x = self.linear[rel_key(etype)], h[src]
-            d_in, d_out, e = x.shape[1], lin.out_features, rel.num_edges
-            if rel.num_dst * d_in * d_out + e * d_in < rel.num_src * d_in * d_out + e * d_out:
-                msg = F.linear(spmm(rel, values, x), lin.weight, lin.bias)  # aggregate, then project
-            else:
-                msg = spmm(rel, values, x @ lin.weight.t()) + lin.bias  # project, then aggregate
-            out[dst] = msg if dst not in out else out[dst] + msg
-        return out
+    def __init__(self, in_dim: int, out_dim: int, etypes: list[ETYPE]):
+        super().__init__()
+        self.etypes = tuple(relation_order(etypes))
+        self.weight = nn.Parameter(torch.empty(len(self.etypes), in_dim, out_dim))
+        self.bias = nn.Parameter(torch.zeros(len(self.etypes), out_dim))
+        for w in self.weight:
+            nn.init.xavier_uniform_(w)
+
+    def forward(self, block: MessageBlock, x: torch.Tensor, values: torch.Tensor, order: str | None = None
+                ) -> torch.Tensor:
+        """``x``: the stacked sources ``(sum_t num_src[t], in_dim)``; ``values``: each entry's
+        coefficient (``norm`` times the edge weight); ``order``: ``aggregate`` or ``project``
+        first (default: the cheaper). Returns the stacked destinations."""
+        check_relations(block, self.etypes)
+        d_in, d_out = self.weight.shape[1:]
+        out_of = relation_sets(block, lambda t, e: e[0] == t)
+        n_src = sum(block.num_src[t] * len(r) for t, r in out_of.items())
+        if order is None:
+            cheaper = block.num_rows * d_in * d_out + block.num_entries * d_in <= \
+                n_src * d_in * d_out + block.num_entries * d_out
+            order = "aggregate" if cheaper else "project"
+        if order == "aggregate":
+            return sum_relations(block, spmm(block.pattern(), values, x), self.bias, self.weight)
+        p = project(block, x, self.weight, out_of)
+        return sum_relations(block, spmm(projected_pattern(block, out_of), values, p), self.bias)

@@ -4,6 +4,7 @@ Hidden layers: convolution, activation (ReLU for GCN, ELU for GAT, heads concate
 dropout. The output layer is a convolution too (the paper found it ~1% better than a
 linear head); GAT averages its heads there. ``forward(..., return_hidden=True)`` also
 returns the refined gene embeddings: the last hidden layer's pre-activation.
+Every layer reads and writes the node types stacked in one tensor (``MessageBlock``'s order).
 """
 
 from __future__ import annotations
@@ -44,40 +45,35 @@ class GenenGNN(nn.Module):
             ":".join(e): nn.Parameter(torch.randn(n)) for e, n in (learned_weights or {}).items()
         })
 
-    def edge_weights(self, block: MessageBlock) -> dict[ETYPE, torch.Tensor]:
-        """Per-edge weights of one block: learned where configured, else fixed, else none."""
-        weights = {}
-        for etype, rel in block.relations.items():
-            key = ":".join(etype)
-            if key in self.edge_theta:
-                w = torch.sigmoid(self.edge_theta[key])[rel.eid.clamp(min=0)]
-                weights[etype] = torch.where(rel.eid >= 0, w, torch.ones_like(w))
-            elif rel.weight is not None:
-                weights[etype] = rel.weight
-        return weights
+    def edge_values(self, block: MessageBlock) -> torch.Tensor:
+        """Each entry's GCN coefficient times its edge weight: learned where configured
+        (loops and padding keep weight 1), else the block's fixed weight, else 1."""
+        values = block.norm if block.weight is None else block.norm * block.weight
+        for key, theta in self.edge_theta.items():
+            r = [":".join(e) for e in block.etypes].index(key)
+            learned = torch.sigmoid(theta)[block.eid.clamp(0, theta.numel() - 1)]
+            values = torch.where((block.rel == r) & (block.eid >= 0), block.norm * learned, values)
+        return values
 
-    def _layer(self, i: int, block: MessageBlock, h: dict[str, torch.Tensor], out_types) -> dict[str, torch.Tensor]:
-        layer = self.layers[i]
-        if self.model == "gcn":
-            return layer(block, h, self.edge_weights(block), out_types)
-        return layer(block, h, out_types)
-
-    def _activate(self, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        act = F.relu if self.model == "gcn" else F.elu
-        return {t: F.dropout(act(x.flatten(1)), self.dropout, self.training) for t, x in h.items()}
-
-    def forward(self, blocks: list[MessageBlock], x: dict[str, torch.Tensor],
+    def forward(self, blocks: list[MessageBlock], x: dict[str, torch.Tensor] | torch.Tensor,
                 return_hidden: bool = False):
         """Logits of the target nodes of the last block and, if asked, their refined
         embeddings: the last hidden layer's output before its activation (after a ReLU most
-        units of a GCN embedding are exactly zero for a given gene set)."""
-        h, pre = x, x[self.target]
+        units of a GCN embedding are exactly zero for a given gene set). ``x``: input
+        features per node type, or already stacked in the first block's order."""
+        h = x if isinstance(x, torch.Tensor) else torch.cat([x[t] for t in blocks[0].ntypes])
+        pre = h  # the last block's stacked inputs, before their activation
         for i, block in enumerate(blocks):
-            last = i == self.num_layers - 1
-            h = self._layer(i, block, h, {self.target} if last else None)
-            if not last:
-                pre = h[self.target].flatten(1)
-                h = self._activate(h)
-        out = h[self.target]
+            layer = self.layers[i]
+            h = layer(block, h, self.edge_values(block)) if self.model == "gcn" else layer(block, h)
+            if i < self.num_layers - 1:
+                pre = h.flatten(1)
+                h = F.dropout(F.relu(pre) if self.model == "gcn" else F.elu(pre), self.dropout, self.training)
+        last = blocks[-1]
+        at, n = last.dst_off[self.target], last.num_dst[self.target]
+        out = h[at: at + n]
         out = out.mean(1) if out.dim() == 3 else out
-        return (out, pre[: blocks[-1].num_dst[self.target]]) if return_hidden else out
+        if not return_hidden:
+            return out
+        start = last.src_off[self.target]  # the last block's destinations are its first sources
+        return out, pre.flatten(1)[start: start + n]

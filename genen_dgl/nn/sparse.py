@@ -1,16 +1,29 @@
-"""Message-passing structure as plain torch tensors, so layers run on any device.
+"""Message-passing structure as plain torch tensors: every relation of a layer in one sparse matrix.
 
-A :class:`Relation` is one edge type of a bipartite block (``num_src`` source nodes,
-``num_dst`` destination nodes) stored twice: as CSR over destinations (in-edges, for
-aggregation) and as CSR over sources (out-edges, for the backward pass), with the
-permutation between the two edge orders. DGL's CPU build samples the blocks; this
-module only reads their structure, so the arithmetic runs on CUDA too.
+A :class:`MessageBlock` is one layer's bipartite graph (DGL's block, or a whole graph with
+src = dst). Its shape is known on the host, so a layer never reads a size back from the
+device (no host synchronisation):
+
+* **columns**: the source nodes of every node type, stacked in ``ntypes`` order
+  (column ``src_off[t] + u`` is source ``u`` of type ``t``); the destinations of a type
+  are its first ``num_dst[t]`` sources (DGL's block convention);
+* **rows**: one per (relation, destination): relation ``r`` (``etypes``, sorted by
+  destination type) owns rows ``row_off[r] .. row_off[r] + num_dst[dst type of r]``;
+* **entries**: CSR over those rows. ``rel`` is each entry's relation, ``eid`` its
+  parent-graph edge id (-1: an added self-loop, or padding), ``norm`` its GCN coefficient
+  (:func:`gcn_norm`; 0 on padding), ``weight`` its fixed edge weight (1 where none),
+  ``mask`` the real entries (None: all are). The torch-op sampler pads each row to a static
+  number of slots, so its blocks have data-independent shapes; DGL's blocks are exact.
+
+A layer multiplies this one matrix with the stacked source features (or their projections)
+and reduces each destination type's relation rows with one batched matmul; its output,
+the destinations of every type stacked in ``ntypes`` order, is the next block's input.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -24,16 +37,36 @@ SELF = "self"  # the relation name of a node type's own loops where it has no sa
 
 def offsets(counts: torch.Tensor) -> torch.Tensor:
     """CSR offsets ``[0, c0, c0 + c1, ...]`` of per-row ``counts``."""
-    out = torch.zeros(counts.numel() + 1, dtype=torch.int64, device=counts.device)
-    out[1:] = torch.cumsum(counts, 0)
-    return out
+    return torch.nn.functional.pad(torch.cumsum(counts, 0), (1, 0))
 
 
 def segment_arange(counts: torch.Tensor, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """For segments of ``counts`` items: the segment of each item and its offset in it."""
+    """For segments of ``counts`` items: the segment of each item and its offset in it
+    (``total`` = the sum of ``counts``; given, nothing is read back from the device)."""
     seg = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts, output_size=total)
     starts = torch.cumsum(counts, 0) - counts
     return seg, torch.arange(seg.numel(), device=counts.device) - starts[seg]
+
+
+def relation_order(etypes) -> list[ETYPE]:
+    """Relations in block row order: by destination type, then source type, then name."""
+    return sorted(etypes, key=lambda e: (e[2], e[0], e[1]))
+
+
+def self_relations(etypes: list[ETYPE]) -> list[ETYPE]:
+    """``(t, "self", t)`` for every node type of ``etypes`` with no relation to its own type.
+    Eq. 1's :math:`\\tilde A = A + I` gives every node its own features; in the ``go``
+    variant genes have no gene-gene relation, so without this a gene would see its own
+    features only two hops away (gene -> GO -> gene), and a gene without annotations none."""
+    types = dict.fromkeys(t for s, _, d in etypes for t in (s, d))
+    same = {s for s, _, d in etypes if s == d}
+    return [(t, SELF, t) for t in types if t not in same]
+
+
+def gcn_norm(src_tilde: torch.Tensor, dst_tilde: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """GCN coefficients ``scale / sqrt(src_tilde * dst_tilde)`` (degrees clamped at 1);
+    see :meth:`Part.from_csc` for the degrees and scale the blocks use."""
+    return scale * (src_tilde.to(torch.float32).clamp(min=1) * dst_tilde.to(torch.float32).clamp(min=1)).rsqrt()
 
 
 def _stable_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
@@ -44,73 +77,97 @@ def _stable_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
     return torch.argsort(keys, stable=True)
 
 
-def _with_self_loops(counts: torch.Tensor, col: torch.Tensor, eid: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Destination-grouped edges with a loop ``d -> d`` (eid -1) appended to each group."""
-    m, dev = counts.numel(), counts.device
-    total = col.numel() + m
-    new_counts = counts + 1
-    seg, off = segment_arange(new_counts, total)
-    is_loop = off == counts[seg]
-    out_col = torch.empty(total, dtype=torch.int64, device=dev)
-    out_eid = torch.empty(total, dtype=torch.int64, device=dev)
-    out_col[~is_loop], out_eid[~is_loop] = col, eid
-    loops = torch.cumsum(new_counts, 0) - 1
-    out_col[loops] = torch.arange(m, device=dev)
-    out_eid[loops] = -1
-    return new_counts, out_col, out_eid
+@dataclass
+class Pattern:
+    """The sparsity pattern of a (num_rows x num_cols) CSR matrix, and its transpose
+    (built on first use, in the backward pass: a stable sort by column, no read-back)."""
+
+    rowptr: torch.Tensor
+    col: torch.Tensor
+    num_rows: int
+    num_cols: int
+    _t: tuple | None = field(default=None, repr=False)
+
+    def csr(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.sparse_csr_tensor(self.rowptr, self.col, values, (self.num_rows, self.num_cols),
+                                       check_invariants=False)
+
+    def transpose(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(t_rowptr, t_col, t_perm)``: the transposed CSR, ``t_perm`` its entries' positions here."""
+        if self._t is None:
+            perm = _stable_order(self.col, self.num_cols)
+            rows = torch.repeat_interleave(torch.arange(self.num_rows, device=self.col.device),
+                                           self.rowptr.diff(), output_size=self.col.numel())
+            bounds = torch.arange(self.num_cols + 1, device=self.col.device)
+            self._t = (torch.searchsorted(self.col[perm], bounds), rows[perm], perm)
+        return self._t
+
+    def csr_t(self, values: torch.Tensor) -> torch.Tensor:
+        t_rowptr, t_col, perm = self.transpose()
+        return torch.sparse_csr_tensor(t_rowptr, t_col, values[perm], (self.num_cols, self.num_rows),
+                                       check_invariants=False)
 
 
-def gcn_norm(col: torch.Tensor, row: torch.Tensor, eid: torch.Tensor, src_tilde: torch.Tensor,
-             dst_tilde: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Per-edge GCN coefficients ``c_e = scale[v] / sqrt(src_tilde[u] * dst_tilde[v])`` for
-    the sampled edges ``e = (u, v)`` and ``1 / sqrt(src_tilde[v] * dst_tilde[v])`` for added
-    loops (``eid < 0``); degrees are clamped at 1. See :meth:`Relation.from_csc` for the
-    degrees and scale the blocks use."""
-    norm = src_tilde.to(torch.float32).clamp(min=1).rsqrt()[col] * dst_tilde.to(torch.float32).clamp(min=1).rsqrt()[row]
-    return norm * torch.where(eid >= 0, scale[row], torch.ones_like(norm))
+class _SpMM(torch.autograd.Function):
+    """``Y = A X`` for a sparse ``A`` with (optionally trainable) values.
+
+    Backward: ``dX = A^T dY`` (a second sparse product, with the transposed pattern) and
+    ``dA_e = <dY_row(e), X_col(e)>`` (a sampled dense-dense product, SDDMM), so no per-edge
+    message matrix is ever materialised."""
+
+    @staticmethod
+    @torch.autocast("cuda", enabled=False)
+    @torch.autocast("cpu", enabled=False)
+    def forward(ctx, pattern: Pattern, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.pattern = pattern
+        ctx.save_for_backward(values, x)
+        return pattern.csr(values) @ x
+
+    @staticmethod
+    def backward(ctx, grad):
+        pattern: Pattern = ctx.pattern
+        values, x = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_values = grad_x = None
+        if ctx.needs_input_grad[2]:
+            grad_x = pattern.csr_t(values.to(grad.dtype)) @ grad
+        if ctx.needs_input_grad[1]:
+            grad_values = torch.sparse.sampled_addmm(pattern.csr(torch.zeros_like(values)), grad.to(values.dtype),
+                                                     x.t().to(values.dtype), beta=0.0).values()
+        return None, grad_values, grad_x
+
+
+def spmm(pattern: Pattern, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``out[i] = sum_{e in row i} values[e] * x[col[e]]``, in the dtype of ``x`` (the
+    values follow it: under bf16 autocast the features are bf16, the coefficients fp32;
+    autocast itself does not apply). torch's CPU sparse product has no bf16 kernel: there
+    it runs in fp32."""
+    if x.dtype not in (torch.float32, torch.float64) and x.device.type == "cpu":
+        x = x.float()
+    return _SpMM.apply(pattern, values.to(x.dtype), x)
 
 
 @dataclass
-class Relation:
-    num_src: int
-    num_dst: int
-    rowptr: torch.Tensor  # (num_dst + 1,) in-edge offsets per destination
-    col: torch.Tensor  # (E,) source of each edge, destination-sorted order
-    row: torch.Tensor  # (E,) destination of each edge, same order
-    eid: torch.Tensor  # (E,) parent-graph edge id of each edge (-1: added self-loop), same order
-    t_rowptr: torch.Tensor  # (num_src + 1,) out-edge offsets per source
-    t_col: torch.Tensor  # (E,) destination of each edge, source-sorted order
-    t_perm: torch.Tensor  # (E,) position in destination order of each source-sorted edge
-    norm: torch.Tensor  # (E,) GCN coefficient of each edge, destination order (see ``gcn_norm``)
-    weight: torch.Tensor | None = None  # (E,) fixed edge weight, destination order
+class Part:
+    """One relation's entries, grouped by destination: ``indptr`` (num_dst + 1), then per
+    entry the source (type-local index), parent edge id, GCN coefficient, and optionally
+    the fixed weight and the real-entry mask."""
 
-    @property
-    def num_edges(self) -> int:
-        return self.col.numel()
-
-    def in_degrees(self) -> torch.Tensor:
-        return (self.rowptr[1:] - self.rowptr[:-1]).to(torch.float32)
-
-    def out_degrees(self) -> torch.Tensor:
-        return (self.t_rowptr[1:] - self.t_rowptr[:-1]).to(torch.float32)
-
-    def to(self, device, non_blocking: bool = False) -> "Relation":
-        moved = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            moved[f.name] = v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
-        return Relation(**moved)
+    indptr: torch.Tensor
+    col: torch.Tensor
+    eid: torch.Tensor
+    norm: torch.Tensor
+    weight: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
 
     @classmethod
-    def from_csc(
-        cls, num_src: int, num_dst: int, indptr: torch.Tensor, indices: torch.Tensor, eid: torch.Tensor,
-        weight: torch.Tensor | None = None, self_loops: bool = False,
-        src_degree: torch.Tensor | None = None, dst_degree: torch.Tensor | None = None,
-    ) -> "Relation":
+    def from_csc(cls, num_dst: int, indptr: torch.Tensor, indices: torch.Tensor, eid: torch.Tensor,
+                 weight: torch.Tensor | None = None, self_loops: bool = False,
+                 src_degree: torch.Tensor | None = None, dst_degree: torch.Tensor | None = None,
+                 num_src: int | None = None) -> "Part":
         """From destination-major CSR (``indptr`` over dst, ``indices`` = sources, ``eid``
         = parent edge id of each edge), on the device of ``indptr``. ``weight`` is indexed by
-        parent edge id. ``self_loops`` adds an edge ``i -> i`` (eid -1, weight 1) after each
+        parent edge id. ``self_loops`` adds an edge ``v -> v`` (eid -1, weight 1) after each
         destination's edges, the ``A + I`` of the GCN formula; it needs src and dst of one
         node type.
 
@@ -128,118 +185,151 @@ class Relation:
         neighbours; on the whole graph :math:`k_v = d(v)` and this is
         :math:`\\tilde D^{-1/2} \\tilde A \\tilde D^{-1/2}`. Without parent degrees the block's
         own are used (DGL's ``GraphConv`` on a block: fanout-capped in-degrees, source
-        out-degrees of 1-2, a different operator from the full-graph one)."""
+        out-degrees of 1-2; needs ``num_src``), a different operator from the full-graph one."""
         dev = indptr.device
         col, eid = indices.to(torch.int64), eid.to(torch.int64)
-        sampled = (indptr[1:] - indptr[:-1]).to(torch.int64)
-        counts = sampled
-        if self_loops:
-            counts, col, eid = _with_self_loops(sampled, col, eid)
-        row = torch.repeat_interleave(torch.arange(num_dst, device=dev), counts, output_size=col.numel())
+        sampled = indptr.diff().to(torch.int64)
+        loop = int(self_loops)
+        row, _ = segment_arange(sampled, col.numel())
+        if self_loops:  # entry e of destination v moves to e + v; v's loop goes after its edges
+            n = col.numel() + num_dst
+            at = torch.arange(col.numel(), device=dev) + row
+            ends = indptr[1:].to(torch.int64) + torch.arange(num_dst, device=dev)
+            dst = torch.arange(num_dst, device=dev)
+            col = torch.empty(n, dtype=torch.int64, device=dev).index_copy_(0, at, col).index_copy_(0, ends, dst)
+            eid = torch.full((n,), -1, dtype=torch.int64, device=dev).index_copy_(0, at, eid)
+            row = torch.empty(n, dtype=torch.int64, device=dev).index_copy_(0, at, row).index_copy_(0, ends, dst)
+            indptr = offsets(sampled + 1)
+        real = eid >= 0
+        if src_degree is None:
+            src_tilde = torch.zeros(num_src, dtype=torch.int64, device=dev).index_add_(0, col, torch.ones_like(col))
+            dst_tilde, scale = sampled + loop, torch.ones(num_dst, device=dev)
+        else:
+            src_tilde, dst_tilde = src_degree + loop, dst_degree + loop
+            scale = dst_degree.to(torch.float32) / sampled.clamp(min=1).to(torch.float32)
+        norm = gcn_norm(src_tilde[col], dst_tilde[row], torch.where(real, scale[row], 1.0))
         w = None
         if weight is not None:
-            w = torch.ones(eid.numel(), dtype=torch.float32, device=dev)
-            real = eid >= 0
-            w[real] = weight[eid[real]].to(torch.float32)
-        order = _stable_order(col, num_src)  # source-major order
-        out_counts = torch.bincount(col, minlength=num_src)
-        loop = int(self_loops)
-        src_tilde = out_counts if src_degree is None else src_degree + loop
-        if dst_degree is None:
-            dst_tilde, scale = counts, torch.ones(num_dst, device=dev)
-        else:
-            dst_tilde = dst_degree + loop
-            scale = dst_degree.to(torch.float32) / sampled.clamp(min=1).to(torch.float32)
-        norm = gcn_norm(col, row, eid, src_tilde, dst_tilde, scale)
-        return cls(num_src, num_dst, offsets(counts), col, row, eid, offsets(out_counts), row[order], order, norm, w)
+            w = torch.where(real, weight.to(torch.float32)[eid.clamp(min=0)], 1.0)
+        return cls(indptr.to(torch.int64), col, eid, norm, w)
 
     @classmethod
-    def identity(cls, num_src: int, num_dst: int, device=None) -> "Relation":
-        """Only the loops ``i -> i`` of the first ``num_dst`` sources: the self-relation of
-        a node type that has no relation with its own type (so it still sees its own
-        features, the ``I`` of ``A + I``)."""
-        empty = torch.zeros(0, dtype=torch.int64, device=device)
-        return cls.from_csc(num_src, num_dst, torch.zeros(num_dst + 1, dtype=torch.int64, device=device),
-                            empty, empty, self_loops=True)
-
-    def csr(self, values: torch.Tensor) -> torch.Tensor:
-        """The (num_dst x num_src) sparse CSR matrix with ``values`` in destination order."""
-        return torch.sparse_csr_tensor(self.rowptr, self.col, values, (self.num_dst, self.num_src),
-                                       check_invariants=False)
-
-    def csr_t(self, values: torch.Tensor) -> torch.Tensor:
-        """The transposed (num_src x num_dst) CSR matrix for the same ``values``."""
-        return torch.sparse_csr_tensor(self.t_rowptr, self.t_col, values[self.t_perm], (self.num_src, self.num_dst),
-                                       check_invariants=False)
-
-
-def self_relations(etypes: list[ETYPE]) -> list[ETYPE]:
-    """``(t, "self", t)`` for every node type of ``etypes`` with no relation to its own type.
-    Eq. 1's :math:`\\tilde A = A + I` gives every node its own features; in the ``go``
-    variant genes have no gene-gene relation, so without this a gene would see its own
-    features only two hops away (gene -> GO -> gene), and a gene without annotations none."""
-    types = dict.fromkeys(t for s, _, d in etypes for t in (s, d))
-    same = {s for s, _, d in etypes if s == d}
-    return [(t, SELF, t) for t in types if t not in same]
+    def identity(cls, num_dst: int, device=None) -> "Part":
+        """Only the loops ``v -> v``: the self-relation of a node type that has no relation
+        with its own type (so it still sees its own features, the ``I`` of ``A + I``)."""
+        ids = torch.arange(num_dst, device=device)
+        return cls(torch.arange(num_dst + 1, device=device), ids, torch.full_like(ids, -1),
+                   torch.ones(num_dst, device=device))
 
 
 @dataclass
 class MessageBlock:
-    """One layer's bipartite graph: relations by canonical etype and node counts by type.
-    Destination nodes of each type are the first ``num_dst[t]`` source nodes of that type
-    (DGL's block convention; also true of a full graph, where src = dst)."""
+    """One layer's bipartite graph, every relation in one CSR (see the module docstring)."""
 
-    relations: dict[ETYPE, Relation]
+    ntypes: tuple[str, ...]
+    etypes: tuple[ETYPE, ...]
     num_src: dict[str, int]
     num_dst: dict[str, int]
+    rowptr: torch.Tensor
+    col: torch.Tensor
+    rel: torch.Tensor
+    eid: torch.Tensor
+    norm: torch.Tensor
+    weight: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def assemble(cls, relations: dict[ETYPE, Relation], num_src: dict[str, int], num_dst: dict[str, int],
-                 self_loops: bool) -> "MessageBlock":
-        """A block of ``relations``; with ``self_loops`` (the relations then hold ``A + I``)
-        plus the :func:`self_relations` they lack."""
-        if self_loops:
-            device = next(iter(relations.values())).col.device if relations else None
-            for e in self_relations(list(relations)):
-                relations = {**relations, e: Relation.identity(num_src[e[0]], num_dst[e[0]], device)}
-        return cls(relations, num_src, num_dst)
+    @property
+    def src_off(self) -> dict[str, int]:
+        return starts(self.ntypes, self.num_src)
+
+    @property
+    def dst_off(self) -> dict[str, int]:
+        return starts(self.ntypes, self.num_dst)
+
+    @property
+    def row_off(self) -> list[int]:
+        return list(starts(range(len(self.etypes)), {i: self.num_dst[e[2]] for i, e in enumerate(self.etypes)}).values())
+
+    @property
+    def num_rows(self) -> int:
+        return sum(self.num_dst[e[2]] for e in self.etypes)
+
+    @property
+    def num_entries(self) -> int:
+        return self.col.numel()
+
+    def real_edges(self) -> torch.Tensor:
+        """How many sampled parent edges the block holds (a device scalar; loops and padding aside)."""
+        return (self.eid >= 0).sum()
+
+    def pattern(self) -> Pattern:
+        """Rows x stacked source columns."""
+        if "pattern" not in self._cache:
+            self._cache["pattern"] = Pattern(self.rowptr, self.col, self.num_rows, sum(self.num_src.values()))
+        return self._cache["pattern"]
+
+    @property
+    def row(self) -> torch.Tensor:
+        """The row of each entry."""
+        if "row" not in self._cache:
+            self._cache["row"] = torch.repeat_interleave(torch.arange(self.num_rows, device=self.col.device),
+                                                         self.rowptr.diff(), output_size=self.num_entries)
+        return self._cache["row"]
+
+    def derived(self, key, make):
+        """A tensor derived from this block's structure, made once (``make()``) and kept."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
     def to(self, device, non_blocking: bool = False) -> "MessageBlock":
-        return MessageBlock({k: r.to(device, non_blocking) for k, r in self.relations.items()},
-                            dict(self.num_src), dict(self.num_dst))
+        moved = {f.name: (v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v)
+                 for f in fields(self) if f.name != "_cache" for v in [getattr(self, f.name)]}
+        return MessageBlock(**moved)
+
+    def dense(self, values: torch.Tensor | None = None) -> torch.Tensor:
+        """The (rows x stacked sources) matrix as a dense tensor (for tests and small graphs)."""
+        values = self.norm if values is None else values
+        if self.mask is not None:
+            values = values * self.mask
+        return self.pattern().csr(values.to(torch.float32)).to_dense()
+
+    @classmethod
+    def assemble(cls, parts: dict[ETYPE, Part], num_src: dict[str, int], num_dst: dict[str, int],
+                 self_loops: bool, ntypes=None) -> "MessageBlock":
+        """A block of one :class:`Part` per relation; with ``self_loops`` (the parts then
+        hold ``A + I``) plus the :func:`self_relations` they lack. ``ntypes`` fixes the
+        stacking order of the node types (default: sorted)."""
+        device = next(iter(parts.values())).col.device
+        if self_loops:
+            parts = {**parts, **{e: Part.identity(num_dst[e[2]], device) for e in self_relations(list(parts))}}
+        ntypes = tuple(ntypes or sorted(num_src))
+        etypes = tuple(relation_order(parts))
+        src_off = starts(ntypes, num_src)
+        ordered = [parts[e] for e in etypes]
+        sizes = [p.col.numel() for p in ordered]
+        at = [0]
+        for n in sizes:
+            at.append(at[-1] + n)
+        rowptr = torch.cat([p.indptr[:-1] + a for p, a in zip(ordered, at)] + [torch.tensor([at[-1]], device=device)])
+        rel = torch.repeat_interleave(torch.arange(len(etypes), device=device),
+                                      torch.tensor(sizes, device=device), output_size=at[-1])
+        weight = mask = None
+        if any(p.weight is not None for p in ordered):
+            weight = torch.cat([p.weight if p.weight is not None else torch.ones_like(p.norm) for p in ordered])
+        if any(p.mask is not None for p in ordered):
+            mask = torch.cat([p.mask if p.mask is not None else torch.ones_like(p.col, dtype=torch.bool)
+                              for p in ordered])
+        return cls(ntypes, etypes, dict(num_src), dict(num_dst), rowptr,
+                   torch.cat([p.col + src_off[e[0]] for e, p in zip(etypes, ordered)]), rel,
+                   torch.cat([p.eid for p in ordered]), torch.cat([p.norm for p in ordered]), weight, mask)
 
 
-class _SpMM(torch.autograd.Function):
-    """``Y = A X`` for a sparse ``A`` with (optionally trainable) values.
-
-    Backward: ``dX = A^T dY`` (a second sparse product with the transposed CSR) and
-    ``dA_e = <dY_dst(e), X_src(e)>`` (a sampled dense-dense product, SDDMM), so no
-    per-edge message matrix is ever materialised."""
-
-    @staticmethod
-    def forward(ctx, rel: Relation, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.rel = rel
-        ctx.save_for_backward(values, x)
-        return rel.csr(values) @ x
-
-    @staticmethod
-    def backward(ctx, grad):
-        rel: Relation = ctx.rel
-        values, x = ctx.saved_tensors
-        grad = grad.contiguous()
-        grad_values = grad_x = None
-        if ctx.needs_input_grad[2]:
-            grad_x = rel.csr_t(values) @ grad
-        if ctx.needs_input_grad[1]:
-            pattern = rel.csr(torch.zeros_like(values))
-            grad_values = torch.sparse.sampled_addmm(pattern, grad, x.t(), beta=0.0).values()
-        return None, grad_values, grad_x
-
-
-def spmm(rel: Relation, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Sum over in-edges: ``out[d] = sum_{e=(s,d)} values[e] * x[s]`` (destination order)."""
-    if rel.num_edges == 0:
-        return x.new_zeros((rel.num_dst,) + x.shape[1:])
-    if x.dim() == 1:
-        return _SpMM.apply(rel, values, x[:, None])[:, 0]
-    return _SpMM.apply(rel, values, x)
+def starts(keys, sizes) -> dict:
+    """Where each key's run starts when runs of ``sizes[key]`` are laid out in ``keys`` order."""
+    out, at = {}, 0
+    for k in keys:
+        out[k] = at
+        at += sizes[k]
+    return out

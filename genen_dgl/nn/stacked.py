@@ -1,0 +1,94 @@
+"""What both layers do with per-relation parameters stacked into one tensor ``(R, ...)``.
+
+* :func:`project` computes ``x_u W_r`` for every source ``u`` and every relation ``r`` of
+  a chosen set per node type, with one matmul per node type; :func:`projected_pattern` is
+  the block's sparse pattern re-indexed so that entry ``(u -> v, r)`` reads row
+  ``(u, r)`` of that projection (:func:`projected_dst`: the row of ``(v, r)``).
+* :func:`sum_relations` adds each destination type's relation rows (the block keeps them
+  relation-major, ``(R_t, n_t, ...)``) and the relations' biases, and stacks the types.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from genen_dgl.nn.sparse import ETYPE, MessageBlock, Pattern
+
+
+def check_relations(block: MessageBlock, etypes: tuple[ETYPE, ...]) -> None:
+    if block.etypes != etypes:
+        raise ValueError(f"block relations {list(block.etypes)} differ from the layer's {list(etypes)}")
+
+
+def relation_sets(block: MessageBlock, which) -> dict[str, list[int]]:
+    """Per node type, the relation indices ``which(t, etype)`` selects (in row order)."""
+    return {t: [i for i, e in enumerate(block.etypes) if which(t, e)] for t in block.ntypes}
+
+
+def project(block: MessageBlock, x: torch.Tensor, weight: torch.Tensor, sets: dict[str, list[int]]) -> torch.Tensor:
+    """``(sum_t n_t |sets[t]|, d_out)``: for each node type ``t`` in order, the rows
+    ``(u, j) -> x_u W_{sets[t][j]}`` of its stacked sources ``u``, one matmul per type."""
+    out, off = [], block.src_off
+    for t in block.ntypes:
+        n, rels = block.num_src[t], sets[t]
+        if n == 0 or not rels:
+            continue
+        w = weight[rels] if len(rels) < weight.shape[0] else weight  # (R_t, d_in, d_out)
+        w = w.permute(1, 0, 2).reshape(weight.shape[1], -1)
+        out.append((x[off[t]: off[t] + n] @ w).view(n * len(rels), weight.shape[2]))
+    return torch.cat(out) if len(out) > 1 else out[0]
+
+
+def _remap(block: MessageBlock, sets: dict[str, list[int]], side: int) -> torch.Tensor:
+    """Per entry, the row of :func:`project`'s output that its source (``side`` 0) or its
+    destination (``side`` 2; destinations are the first sources of their type) reads."""
+    at, start = {}, 0
+    for t in block.ntypes:
+        at[t] = start
+        if block.num_src[t] and sets[t]:
+            start += block.num_src[t] * len(sets[t])
+    index = block.col - torch.tensor([block.src_off[e[0]] for e in block.etypes], device=block.col.device)[block.rel] \
+        if side == 0 else block.row - torch.tensor(block.row_off, device=block.col.device)[block.rel]
+    mult, add = [], []
+    for r, e in enumerate(block.etypes):
+        t = e[side]
+        mult.append(len(sets[t]))  # local u (or v) of type t -> at[t] + u k + j
+        add.append(at[t] + (sets[t].index(r) if r in sets[t] else 0))
+    mult, add = (torch.tensor(a, device=block.col.device)[block.rel] for a in (mult, add))
+    return index * mult + add
+
+
+def _key(sets: dict[str, list[int]]) -> tuple:
+    return tuple((t, tuple(s)) for t, s in sets.items())
+
+
+def projected_pattern(block: MessageBlock, sets: dict[str, list[int]]) -> Pattern:
+    """The block's pattern with entry ``(u -> v, r)`` reading row ``(u, r)`` of :func:`project`."""
+    rows = sum(block.num_src[t] * len(s) for t, s in sets.items())
+    return block.derived(("pattern", _key(sets)),
+                         lambda: Pattern(block.rowptr, _remap(block, sets, 0), block.num_rows, max(rows, 1)))
+
+
+def projected_dst(block: MessageBlock, sets: dict[str, list[int]]) -> torch.Tensor:
+    """Per entry ``(u -> v, r)``, the index of row ``(v, r)`` of :func:`project`."""
+    return block.derived(("dst", _key(sets)), lambda: _remap(block, sets, 2))
+
+
+def sum_relations(block: MessageBlock, y: torch.Tensor, bias: torch.Tensor,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Stacked destinations ``(sum_t n_t, ...)`` from relation rows ``y`` (``(rows, ...)``):
+    per destination type, the sum over its relations (each first multiplied by its
+    ``weight[r]``, one batched matmul, when given) plus their biases."""
+    out, rows = [], block.row_off
+    for t in block.ntypes:
+        n = block.num_dst[t]
+        rels = [r for r, e in enumerate(block.etypes) if e[2] == t]
+        if not rels:
+            out.append(y.new_zeros((n,) + (bias.shape[1:] if weight is not None else y.shape[1:])))
+            continue
+        a, b = rels[0], rels[-1] + 1  # relations are sorted by destination type: contiguous
+        part = y[rows[a]: rows[a] + (b - a) * n].view((b - a, n) + y.shape[1:])
+        if weight is not None:
+            part = torch.bmm(part, weight[a:b])
+        out.append(part.sum(0) + bias[a:b].sum(0).view(part.shape[2:]))
+    return torch.cat(out) if len(out) > 1 else out[0]
