@@ -60,7 +60,7 @@ from genen_dgl.errors import InputError  # noqa: E402
 from genen_dgl.evaluation import split_folds  # noqa: E402
 from genen_dgl.nn.model import GenenGNN  # noqa: E402
 from genen_dgl.precision import PRECISIONS, autocast, set_matmul_precision  # noqa: E402
-from genen_dgl.trainer import task_loss  # noqa: E402
+from genen_dgl.trainer import adam, task_loss  # noqa: E402
 
 STAGES = ("sample", "convert", "copy", "gather", "forward", "backward")
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "throughput.jsonl"
@@ -159,7 +159,7 @@ class Implementation:
         self.w, self.args = w, args
         self.model = cls(args.model, w.feats["gene"].shape[1], args.hidden, w.out_dim, args.layers,
                          w.graph.canonical_etypes, args.heads).to(w.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=0.005)
+        self.opt = adam(self.model.parameters(), lr=0.005)
 
     def forward(self, *inputs):
         """The model's forward pass at ``--precision`` (bf16: under autocast)."""

@@ -21,7 +21,7 @@ from typing import Iterator, Protocol
 import numpy as np
 import torch
 
-from genen_dgl.nn.sparse import MessageBlock
+from genen_dgl.nn.sparse import MessageBlock, on
 
 
 @dataclass
@@ -33,6 +33,8 @@ class Batch:
     blocks: list[MessageBlock]
 
     def to(self, device) -> "Batch":
+        if on(self.seeds, device):
+            return self  # sampled there (DeviceBatches)
         nb = torch.device(device).type == "cuda"
         return Batch({t: n.to(device, non_blocking=nb) for t, n in self.input_nodes.items()},
                      self.seeds.to(device, non_blocking=nb), [b.to(device, nb) for b in self.blocks])

@@ -48,18 +48,29 @@ def relation_of(g, etype: ETYPE, weight: torch.Tensor | None, self_loops: bool,
 
 
 def to_message_block(g, weights: dict[ETYPE, torch.Tensor], self_loops: bool = True,
-                     degrees: Degrees | None = None, names: dict[ETYPE, ETYPE] | None = None) -> MessageBlock:
+                     degrees: Degrees | None = None, names: dict[ETYPE, ETYPE] | None = None,
+                     etypes: list[ETYPE] | None = None) -> MessageBlock:
     """Convert a DGL block (or a whole graph, src = dst) into a :class:`MessageBlock`.
     With ``self_loops``, same-type relations get ``A + I`` and node types without one get
     a self-relation (:func:`~genen_dgl.nn.sparse.self_relations`). A block's GCN
     coefficients use ``degrees`` (its parent graph's, :func:`graph_degrees`) so that it
     estimates the full-graph operator; a whole graph needs none. ``names`` renames the
-    block's relations (and with them its node types), e.g. a DistGraph's ``(_N, _E, _N)``."""
+    block's relations (and with them its node types), e.g. a DistGraph's ``(_N, _E, _N)``;
+    ``etypes`` (the graph's relations) adds those a block lacks, empty (DGL's distributed
+    sampler leaves out relations it drew no edge of)."""
     names = names or {}
     rename = {e[i]: names.get(e, e)[i] for e in g.canonical_etypes for i in (0, 2)}
     parts = {names.get(e, e): relation_of(g, e, weights.get(e), self_loops, degrees) for e in g.canonical_etypes}
     num_src = {rename.get(t, t): g.num_src_nodes(t) for t in g.srctypes}
     num_dst = {rename.get(t, t): g.num_dst_nodes(t) for t in g.dsttypes}
+    for e in etypes or []:
+        num_src.setdefault(e[0], 0)
+        num_dst.setdefault(e[0], 0)
+        num_src.setdefault(e[2], 0)
+        num_dst.setdefault(e[2], 0)
+    for e in etypes or []:
+        if e not in parts:
+            parts[e] = Part.empty(num_dst[e[2]], self_loops and e[0] == e[2])
     return MessageBlock.assemble(parts, num_src, num_dst, self_loops)
 
 

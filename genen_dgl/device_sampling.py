@@ -30,6 +30,7 @@ yielding :class:`~genen_dgl.batches.Batch`), with the same seed order per epoch 
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from dataclasses import dataclass
@@ -39,42 +40,44 @@ import numpy as np
 import torch
 
 from genen_dgl.batches import Batch, SeedBatches
-from genen_dgl.nn.sparse import SELF, ETYPE, MessageBlock, gcn_norm, relation_order, self_relations, starts
+from genen_dgl.nn.sparse import SELF, ETYPE, MessageBlock, relation_order, self_relations, starts
 
 
 def floyd_sample(deg: torch.Tensor, k: torch.Tensor | int, width: int | None = None,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row ``i``: ``min(deg_i, k_i)`` distinct offsets in ``[0, deg_i)``, a uniform subset
-    (all of them when ``deg_i <= k_i``), ascending, in a ``(n, width)`` tensor (``width`` =
-    the largest ``k``) with a mask of the used columns.
+    """Per row ``i``: ``n_i = min(deg_i, k_i)`` distinct offsets in ``[0, deg_i)``, a uniform
+    subset (all of them when ``deg_i <= k_i``), in the first ``n_i`` columns of a
+    ``(rows, width)`` tensor (``width`` = the largest ``k``), and the mask of those columns.
 
-    Floyd's algorithm draws, for ``j = deg - k + i`` (``i = 0 .. k-1``), ``t_i`` uniform in
+    Floyd's algorithm draws, for ``j = deg - n + i`` (``i = 0 .. n-1``), ``t_i`` uniform in
     ``[0, j]`` and takes ``t_i`` unless already taken, else ``j``. It runs here without a
     loop over ``i``: ``t_i`` was taken iff it equals an earlier draw, or equals an earlier
-    ``j_p`` (``p = t_i - deg + k``) that was taken because *its* draw collided; that chain
-    points to ever smaller ``p``, and ``log2(k)`` rounds of pointer jumping resolve it."""
+    ``j_p`` (``p = t_i - deg + n``) that was taken because *its* draw collided; that chain
+    points to ever smaller ``p``, and ``log2(width)`` rounds of pointer jumping resolve it."""
     dev = deg.device
-    k = torch.as_tensor(k, device=dev).expand_as(deg)
-    width = int(k.max()) if width is None else width
-    n = deg.numel()
-    i = torch.arange(width, device=dev)
-    take = torch.minimum(deg, k)
-    valid = i < take[:, None]
-    if n == 0 or width == 0:
-        return torch.zeros((n, width), dtype=torch.int64, device=dev), valid
-    low = (deg - k)[:, None]  # j_i = low + i
+    width = int(torch.as_tensor(k).max()) if width is None else width
+    i, earlier = _columns(width, dev)
+    n = torch.minimum(deg, torch.as_tensor(k, device=dev))
+    valid = i < n.unsqueeze(1)
+    if deg.numel() == 0 or width == 0:
+        return torch.zeros(valid.shape, dtype=torch.int64, device=dev), valid
+    low = (deg - n).unsqueeze(1)
     j = low + i
-    t = torch.minimum((torch.rand((n, width), generator=generator, device=dev, dtype=torch.float64)
-                       * (j + 1)).to(torch.int64), j)
-    taken = ((t[:, :, None] == t[:, None, :]) & (i[None, :] < i[:, None])).any(2)  # an earlier equal draw
+    t = (torch.rand(valid.shape, generator=generator, device=dev, dtype=torch.float64) * (j + 1)).to(torch.int64)
+    taken = ((t.unsqueeze(2) == t.unsqueeze(1)) & earlier).any(2)  # an earlier draw was the same
     parent = t - low
-    parent = torch.where((parent >= 0) & (parent < i), parent, i)
+    parent = torch.where(parent >= 0, parent, i)  # the column whose j is t_i (itself: none)
     for _ in range(max(1, math.ceil(math.log2(width)))):
         taken = taken | taken.gather(1, parent)
         parent = parent.gather(1, parent)
-    picks = torch.where(deg[:, None] > k[:, None], torch.where(taken, j, t), i)
-    picks = torch.where(valid, picks, torch.iinfo(torch.int64).max).sort(1).values
-    return torch.where(valid, picks, 0), valid
+    return torch.where(taken, j, t), valid
+
+
+@functools.lru_cache(maxsize=32)
+def _columns(width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``arange(width)`` and the ``(width, width)`` mask of column pairs ``p < i``."""
+    i = torch.arange(width, device=device)
+    return i, i[None, :] < i[:, None]
 
 
 @dataclass
@@ -118,10 +121,12 @@ class _Layout:
         # per type: first source slot of the new nodes; the first global id of the type
         self.new_at = torch.tensor([src_off[t] + m[t] for t in g.ntypes], dtype=torch.int64, device=dev)
         self.total_src = sum(self.num_src.values())
+        self.total = torch.tensor(self.total_src, device=dev)
         # a slot of each row's source type for its padding; its own source slot for its loop
         self.pad_col = torch.tensor([src_off[g.etypes[r][0]] for r in rel_row], dtype=torch.int64, device=dev)[:, None]
-        self.loop_col = torch.where(self.loop[:, None], self.dst_to_src[self.sel][:, None], self.pad_col)
-        self.rel_base = (self.rel * (g.sink + 1))[:, None]  # each row's relation in g.out_deg
+        self.pad_col = torch.cat([self.pad_col.expand(-1, self.K), torch.where(
+            self.loop[:, None], self.dst_to_src[self.sel][:, None], self.pad_col)], 1)
+        self.loop_f = self.loop.to(torch.float32)
         w = self.K + 1
         self.rowptr = torch.arange(0, self.rows * w + 1, w, device=dev)
         self.entry_rel = self.rel[:, None].expand(self.rows, w).reshape(-1)
@@ -146,7 +151,7 @@ class DeviceGraph:
         self.etypes: list[ETYPE] = relation_order(real + (self_relations(real) if self_loops else []))
         self.loops = [self_loops and e[0] == e[2] for e in self.etypes]
         self.max_degree: list[int] = []
-        indptrs, indices, eids, wts, out_deg = [], [], [], [], []
+        indptrs, indices, eids, wts, facs, loop_facs = [], [], [], [], [], []
         self.crow_off, rows, entries = [], 0, 0
         for e in self.etypes:
             s, _, d = e
@@ -161,18 +166,32 @@ class DeviceGraph:
             indices.append(idx + self.type_off[s])
             eids.append(eid)
             wts.append(w)
-            deg = torch.zeros(self.sink + 1, dtype=torch.int64)
-            deg[self.type_off[s]: self.type_off[s] + self.num_nodes[s]] = torch.bincount(idx, minlength=self.num_nodes[s])
-            out_deg.append(deg)
+            out_deg = torch.bincount(idx, minlength=self.num_nodes[s]).to(torch.float32)
+            facs.append((out_deg + int(self.loops[len(facs)])).clamp(min=1).rsqrt()[idx])
+            loop_facs.append((out_deg + 1).rsqrt() if self.loops[len(loop_facs)] else torch.zeros(self.num_nodes[d]))
             self.max_degree.append(int(ptr.diff().max()) if ptr.numel() > 1 else 0)
             rows += self.num_nodes[d]
             entries += idx.numel()
         self.empty_row = rows  # the row every sink destination reads: no entries
         self.indptr = torch.cat(indptrs + [torch.tensor([entries, entries])]).to(dev)
-        self.indices = torch.cat(indices).to(dev)
-        self.eid = torch.cat(eids).to(dev)
-        self.weight = torch.cat(wts).to(dev) if weights else None
-        self.out_deg = torch.stack(out_deg).reshape(-1).to(dev)  # (R * (sink + 1),): relation-major
+        # per entry: the source id, parent edge id, weight and source factor 1 / sqrt(d_out(u) + loop);
+        # entries `entries + p` hold row p's loop (p -> p; factor 0 where the relation has none, or p is
+        # the empty row), the last one is the padding entry
+        loop_src = torch.cat([torch.arange(self.num_nodes[e[2]]) + self.type_off[e[2]] if loop else
+                              torch.full((self.num_nodes[e[2]],), self.sink) for e, loop in zip(self.etypes, self.loops)]
+                             + [torch.tensor([self.sink, self.sink])])
+        self.loop_entry = entries + torch.arange(rows + 1, device=dev)
+        self.pad_entry = entries + rows + 1
+        self.src = torch.cat(indices + [loop_src]).to(dev)
+        self.eid = torch.cat(eids + [torch.full((rows + 2,), -1)]).to(dev)
+        self.weight = torch.cat(wts + [torch.ones(rows + 2)]).to(dev) if weights else None
+        self.fac = torch.cat(facs + loop_facs + [torch.zeros(2)]).to(dev)
+        # the scalars the sampler combines with tensors, as device tensors (a Python number
+        # would be copied to the device at every use)
+        self.empty_row, self.pad_entry, self.sink_id, self.zero = (
+            torch.tensor(v, device=dev) for v in (self.empty_row, self.pad_entry, self.sink, 0))
+        self.one = torch.ones((1, 1), device=dev)
+        self.ids = torch.arange(self.sink + 1, device=dev)
         sizes = torch.tensor([self.num_nodes[t] for t in self.ntypes])
         self.type_of_id = torch.cat([torch.repeat_interleave(torch.arange(len(self.ntypes)), sizes),
                                      torch.zeros(1, dtype=torch.int64)]).to(dev)  # the sink: type 0, never new
@@ -209,15 +228,14 @@ class DeviceGraph:
         """The layer's stacked source node ids (destinations first, then the new ids of each
         type in id order, then sinks) and each sampled ``src`` id as a source slot."""
         S = self.sink
-        mark = torch.zeros(S + 1, dtype=torch.int64, device=self.device)
-        mark.index_fill_(0, src.reshape(-1), 1).index_fill_(0, dst, 0)[S] = 0
-        rank = torch.cumsum(mark, 0) - mark  # among all new ids, in id order
+        mark = torch.zeros(S + 1, dtype=torch.bool, device=self.device)
+        mark.index_fill_(0, src.view(-1), True).index_fill_(0, dst, False)[S] = False  # the new ids
+        rank = torch.cumsum(mark, 0) - mark.long()  # among all new ids, in id order
         first = lay.new_at - rank[self.type_start]  # per type: slot of the new id of rank 0 within the type
-        slot = torch.where(mark > 0, first[self.type_of_id] + rank, 0)
-        slot.index_put_((dst,), lay.dst_to_src)
-        slot[S] = 0  # sinks read slot 0 (their entries are masked)
+        slot = torch.where(mark, first[self.type_of_id] + rank, self.zero)
+        slot.index_put_((dst,), lay.dst_to_src)[S] = 0  # sinks read slot 0 (their entries are masked)
         nodes = torch.full((lay.total_src + 1,), S, dtype=torch.int64, device=self.device)
-        nodes.index_put_((torch.where(mark > 0, slot, lay.total_src),), torch.arange(S + 1, device=self.device))
+        nodes.index_put_((torch.where(mark, slot, lay.total),), self.ids)
         nodes = nodes[:-1].index_put_((lay.dst_to_src,), dst)
         return nodes, slot[src]
 
@@ -226,28 +244,25 @@ class DeviceGraph:
         lay = self._layout(m, self._fanouts(fanout))
         S = self.sink
         d = dst[lay.sel]  # each row's destination id
-        q = torch.where(d == S, self.empty_row, d + lay.base)
+        sink = d == S
+        q = torch.where(sink, self.empty_row, d + lay.base)  # its row in the typed CSC
         start = self.indptr[q]
         deg = self.indptr[q + 1] - start
         off, valid = floyd_sample(deg, lay.k, lay.K, generator)
-        at = torch.where(valid, start[:, None] + off, 0)
-        src = torch.where(valid, self.indices[at], S)
-        nodes, col = self._relabel(lay, dst, src)
-        sampled = torch.minimum(deg, lay.k)
-        dst_tilde = deg + lay.loop
-        scale = deg.to(torch.float32) / sampled.clamp(min=1).to(torch.float32)
-        norm = gcn_norm(self.out_deg[lay.rel_base + src] + lay.loop[:, None], dst_tilde[:, None], scale[:, None])
-        loop_norm = gcn_norm(self.out_deg[lay.rel_base[:, 0] + d] + 1, dst_tilde, torch.ones_like(scale))
-        loop_ok = lay.loop & (d != S)
-        mask = torch.cat([valid, loop_ok[:, None]], 1).reshape(-1)
-        weight = None if self.weight is None else \
-            torch.cat([torch.where(valid, self.weight[at], 1.0), torch.ones_like(scale)[:, None]], 1).reshape(-1)
+        at = torch.cat([torch.where(valid, start.unsqueeze(1) + off, self.pad_entry),
+                        self.loop_entry[q].unsqueeze(1)], 1)
+        valid = torch.cat([valid, (lay.loop & ~sink).unsqueeze(1)], 1)
+        nodes, col = self._relabel(lay, dst, self.src[at])
+        # c_uv = fac(u) / sqrt(d(v) + loop) * d(v) / k_v (sampled columns), fac(v) / sqrt(d(v) + 1) (loop)
+        row = (deg + lay.loop_f).clamp(min=1).rsqrt()
+        scale = torch.cat([(deg / torch.minimum(deg, lay.k).clamp(min=1)).unsqueeze(1).expand(-1, lay.K),
+                           self.one.expand(deg.numel(), 1)], 1)
+        norm = self.fac[at] * (row.unsqueeze(1) * scale)
         block = MessageBlock(
             self.ntypes, tuple(self.etypes), dict(lay.num_src), dict(m), lay.rowptr,
-            torch.cat([torch.where(valid, col, lay.pad_col), lay.loop_col], 1).reshape(-1), lay.entry_rel,
-            torch.cat([torch.where(valid, self.eid[at], -1), torch.full_like(d, -1)[:, None]], 1).reshape(-1),
-            torch.cat([norm, loop_norm[:, None]], 1).reshape(-1) * mask, weight, mask)
-        return nodes, lay.num_src, block, (src, d, valid, at, lay.rel)
+            torch.where(valid, col, lay.pad_col).view(-1), lay.entry_rel, self.eid[at].view(-1), norm.view(-1),
+            None if self.weight is None else self.weight[at].view(-1), valid.view(-1))
+        return nodes, lay.num_src, block, (at, d, valid)
 
     def sample_blocks(self, seeds: dict[str, torch.Tensor], fanouts: list, generator: torch.Generator | None = None,
                       return_edges: bool = False) -> tuple[dict[str, torch.Tensor], list[MessageBlock], list[Sampled]]:
@@ -265,7 +280,8 @@ class DeviceGraph:
             nodes, m_next, block, sampled = self._sample_layer(dst, m, fanout, generator)
             blocks.insert(0, block)
             if return_edges:
-                edges.insert(0, Sampled(self._edges(sampled), self._ids(nodes, m_next)))
+                edges.insert(0, Sampled(self._edges(sampled, self._layout(m, self._fanouts(fanout)).rel),
+                                        self._ids(nodes, m_next)))
             dst, m = nodes, m_next
         src_off = starts(self.ntypes, m)
         inputs = {t: dst[src_off[t]: src_off[t] + m[t]] - self.type_off[t] for t in self.ntypes}
@@ -277,15 +293,16 @@ class DeviceGraph:
         ids = {t: nodes[off[t]: off[t] + m[t]] for t in self.ntypes}
         return {t: torch.where(n == self.sink, -1, n - self.type_off[t]) for t, n in ids.items()}
 
-    def _edges(self, sampled) -> dict:
+    def _edges(self, sampled, rel: torch.Tensor) -> dict:
         """A layer's sampled edges per relation as (src, dst, eid) in parent ids."""
-        src, d, valid, at, rel = sampled
+        at, d, valid = sampled
+        real = valid & (self.eid[at] >= 0)
         out = {}
         for r, e in enumerate(self.etypes):
             if e[1] != SELF:
-                keep = valid & (rel == r)[:, None]
-                out[e] = (src[keep] - self.type_off[e[0]], d[:, None].expand_as(src)[keep] - self.type_off[e[2]],
-                          self.eid[at[keep]])
+                keep = real & (rel == r)[:, None]
+                out[e] = (self.src[at[keep]] - self.type_off[e[0]],
+                          d[:, None].expand_as(at)[keep] - self.type_off[e[2]], self.eid[at[keep]])
         return out
 
 

@@ -99,7 +99,8 @@ def message_block(block, g, weights: dict, degrees: Degrees) -> MessageBlock:
     """:func:`to_message_block` of a sampled block, under the graph's type names."""
     names = {e: graph_etype(g, e) for e in block.canonical_etypes}
     return to_message_block(block, {e: weights[ge] for e, ge in names.items() if ge in weights},
-                            degrees={e: degrees[ge] for e, ge in names.items()}, names=names)
+                            degrees={e: degrees[ge] for e, ge in names.items()}, names=names,
+                            etypes=list(g.canonical_etypes))
 
 
 def rank_share(ids: torch.Tensor, rank: int, world: int, seed: int) -> torch.Tensor:

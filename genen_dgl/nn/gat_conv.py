@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, relation_order, spmm
 from genen_dgl.nn.stacked import (
-    check_relations, project, projected_dst, projected_pattern, relation_sets, sum_relations,
+    check_relations, project, projected_dst, projected_pattern, relation_sets, sum_relations, table,
 )
 
 
@@ -70,8 +70,8 @@ class HeteroGATConv(nn.Module):
         H, D = self.heads, self.out_dim
         touching = relation_sets(block, lambda t, e: t in (e[0], e[2]))
         feat = project(block, x, self.weight, touching).view(-1, H, D)  # rows (u, r) per type
-        rel = block.derived("gat relations", lambda: torch.cat([  # the relation of each row of feat
-            torch.tensor(touching[t], dtype=torch.int64, device=x.device).repeat(block.num_src[t]) for t in block.ntypes]))
+        rel = torch.cat([table(tuple(touching[t]), x.device).repeat(block.num_src[t])  # the relation of each row
+                         for t in block.ntypes])
         el, er = (feat * self.attn_src[rel]).sum(-1), (feat * self.attn_dst[rel]).sum(-1)
         pattern = projected_pattern(block, touching)
         scores = F.leaky_relu(el[pattern.col] + er[projected_dst(block, touching)], self.negative_slope)

@@ -48,6 +48,12 @@ def segment_arange(counts: torch.Tensor, total: int | None = None) -> tuple[torc
     return seg, torch.arange(seg.numel(), device=counts.device) - starts[seg]
 
 
+def on(tensor: torch.Tensor, device) -> bool:
+    """Whether ``tensor`` already lives on ``device`` (``cuda`` means the current GPU)."""
+    device = torch.device(device)
+    return tensor.device.type == device.type and device.index in (None, tensor.device.index)
+
+
 def relation_order(etypes) -> list[ETYPE]:
     """Relations in block row order: by destination type, then source type, then name."""
     return sorted(etypes, key=lambda e: (e[2], e[0], e[1]))
@@ -214,6 +220,15 @@ class Part:
         return cls(indptr.to(torch.int64), col, eid, norm, w)
 
     @classmethod
+    def empty(cls, num_dst: int, self_loops: bool, device=None) -> "Part":
+        """A relation with no edges in this block (only its loops, with ``self_loops``)."""
+        if self_loops:
+            return cls.identity(num_dst, device)
+        zeros = torch.zeros(0, dtype=torch.int64, device=device)
+        return cls(torch.zeros(num_dst + 1, dtype=torch.int64, device=device), zeros, zeros,
+                   torch.zeros(0, device=device))
+
+    @classmethod
     def identity(cls, num_dst: int, device=None) -> "Part":
         """Only the loops ``v -> v``: the self-relation of a node type that has no relation
         with its own type (so it still sees its own features, the ``I`` of ``A + I``)."""
@@ -284,6 +299,8 @@ class MessageBlock:
         return self._cache[key]
 
     def to(self, device, non_blocking: bool = False) -> "MessageBlock":
+        if on(self.col, device):
+            return self
         moved = {f.name: (v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v)
                  for f in fields(self) if f.name != "_cache" for v in [getattr(self, f.name)]}
         return MessageBlock(**moved)

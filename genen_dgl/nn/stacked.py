@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, Pattern
@@ -39,6 +41,14 @@ def project(block: MessageBlock, x: torch.Tensor, weight: torch.Tensor, sets: di
     return torch.cat(out) if len(out) > 1 else out[0]
 
 
+@functools.lru_cache(maxsize=512)
+def table(values: tuple, device: torch.device) -> torch.Tensor:
+    """A small constant int64 tensor on ``device``, made once: a block's per-relation
+    constants are the same for every batch, and a fresh host-to-device copy per batch
+    would wait for the device."""
+    return torch.tensor(values, dtype=torch.int64, device=device)
+
+
 def _remap(block: MessageBlock, sets: dict[str, list[int]], side: int) -> torch.Tensor:
     """Per entry, the row of :func:`project`'s output that its source (``side`` 0) or its
     destination (``side`` 2; destinations are the first sources of their type) reads."""
@@ -47,15 +57,15 @@ def _remap(block: MessageBlock, sets: dict[str, list[int]], side: int) -> torch.
         at[t] = start
         if block.num_src[t] and sets[t]:
             start += block.num_src[t] * len(sets[t])
-    index = block.col - torch.tensor([block.src_off[e[0]] for e in block.etypes], device=block.col.device)[block.rel] \
-        if side == 0 else block.row - torch.tensor(block.row_off, device=block.col.device)[block.rel]
+    offset = [block.src_off[e[0]] for e in block.etypes] if side == 0 else block.row_off
     mult, add = [], []
-    for r, e in enumerate(block.etypes):
+    for r, e in enumerate(block.etypes):  # column (or row) off + u  ->  at[t] + u k + j
         t = e[side]
-        mult.append(len(sets[t]))  # local u (or v) of type t -> at[t] + u k + j
-        add.append(at[t] + (sets[t].index(r) if r in sets[t] else 0))
-    mult, add = (torch.tensor(a, device=block.col.device)[block.rel] for a in (mult, add))
-    return index * mult + add
+        k = len(sets[t])
+        mult.append(k)
+        add.append(at[t] + (sets[t].index(r) if r in sets[t] else 0) - offset[r] * k)
+    m, a = table((tuple(mult), tuple(add)), block.col.device)[:, block.rel]
+    return (block.col if side == 0 else block.row) * m + a
 
 
 def _key(sets: dict[str, list[int]]) -> tuple:

@@ -1,0 +1,83 @@
+"""A sampled training step with ``--sampler device`` never waits for the device (issue 12).
+
+On a GPU, ``torch.cuda.set_sync_debug_mode("error")`` turns every host synchronisation into
+an error. On the CPU the same property is checked through the profiler: a step must not run
+the operators that read a value back from the device (``item``/``int()``/``bool()`` of a
+tensor, ``nonzero`` behind boolean indexing, ``unique``, ``bincount`` and
+``repeat_interleave`` without an output size, ``torch.equal``); nested calls count too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from genen_dgl.device_sampling import DeviceBatches
+from genen_dgl.nn.model import GenenGNN
+from genen_dgl.trainer import adam, task_loss
+from test_device_sampling import PPI, simple_heterograph, weights_of
+
+READ_BACK = ("aten::_local_scalar_dense", "aten::item", "aten::is_nonzero", "aten::nonzero", "aten::unique",
+             "aten::_unique", "aten::_unique2", "aten::unique_consecutive", "aten::masked_select", "aten::bincount",
+             "aten::equal")
+
+
+def training_step(model: str, device: str):
+    """A function running one sampled training step (sample, gather, forward, loss,
+    backward, fused Adam) on ``device``, after one warm-up step (which builds the cached
+    per-shape index tensors)."""
+    graph = simple_heterograph(6)
+    batches = DeviceBatches(graph, np.arange(40), [4, 3], 16, weights_of(graph), device=device)
+    feats = {t: torch.randn(graph.num_nodes(t), 8, device=device) for t in graph.ntypes}
+    labels = torch.randint(0, 2, (graph.num_nodes("gene"),), device=device)
+    net = GenenGNN(model, 8, 8, 2, 2, graph.canonical_etypes, heads=2,
+                   learned_weights={PPI: graph.num_edges(PPI)} if model == "gcn" else None).to(device)
+    opt = adam(net.parameters(), 0.01)
+    gen = torch.Generator(device=device).manual_seed(0)
+    seeds = torch.arange(16, device=device)
+
+    def step():
+        batch = batches.sample(seeds, gen)
+        out = net(batch.blocks, {t: feats[t][n] for t, n in batch.input_nodes.items()})
+        loss = task_loss("binary", out, labels[batch.seeds])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    step()
+    return step
+
+
+def under(event, name: str) -> bool:
+    parent = event.cpu_parent
+    while parent is not None and parent.name != name:
+        parent = parent.cpu_parent
+    return parent is not None
+
+
+@pytest.mark.parametrize("model", ["gcn", "gat"])
+def test_a_step_reads_nothing_back_on_the_cpu(model):
+    step = training_step(model, "cpu")
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        loss = step()
+    # Adam's fused CPU kernel reads its step count, a CPU scalar (on a GPU it stays on the device)
+    names = {e.name for e in prof.events() if not under(e, "aten::_fused_adam_")}
+    assert torch.isfinite(loss)
+    assert "aten::mm" in names or "aten::bmm" in names  # the profiler saw the step
+    assert not names & set(READ_BACK), sorted(names & set(READ_BACK))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+@pytest.mark.parametrize("model", ["gcn", "gat"])
+def test_a_step_never_synchronises_on_the_gpu(model):
+    step = training_step(model, "cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss = step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(loss).item()
