@@ -10,7 +10,8 @@ profiler's event tree:
 * ``aten_events``: every ``aten::`` event, nested ones included;
 * on CUDA, ``cuda_launches`` (``cudaLaunchKernel*`` / ``cuLaunchKernel*`` runtime calls)
   and ``cuda_syncs`` (calls that block the host on the device: stream, device and event
-  synchronisation, and the synchronous ``cudaMemcpy*`` / ``cudaMemset*``).
+  synchronisation, and the synchronous ``cudaMemcpy*`` / ``cudaMemset*``), and
+  ``gpu_busy``: the kernels' time over the step's wall time (the device synchronised at its end).
 
 Each op costs a dispatch on the CPU and usually a kernel launch on a GPU, so on a GPU a
 small batch's step time follows these counts more than its FLOPs.
@@ -18,10 +19,12 @@ small batch's step time follows these counts more than its FLOPs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchCooperativeKernel", "cudaGraphLaunch")
@@ -93,9 +96,16 @@ def count_ops(fn: Callable[[], Any], cuda: bool = False, region: str | None = No
         torch.cuda.synchronize()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
+        start = time.perf_counter()
         result = fn()
+        if cuda:
+            torch.cuda.synchronize()  # outside the regions: not counted as the step's
+        wall_us = (time.perf_counter() - start) * 1e6
     counts = count_events(prof.events(), region)
     if not cuda:
         for c in [counts, *counts.get("by_region", {}).values()]:
             c["cuda_launches"] = c["cuda_syncs"] = None
+    else:  # the share of the step's wall time the GPU spent in kernels (one stream: no overlap)
+        kernel_us = sum(e.time_range.elapsed_us() for e in prof.events() if e.device_type == DeviceType.CUDA)
+        counts["gpu_busy"] = round(kernel_us / wall_us, 3)
     return counts, result

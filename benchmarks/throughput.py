@@ -503,8 +503,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                                                  if r.get("peak_gpu_mb") else ""))
         if "ops_per_step" in r:
             print(f"    per step: {r['ops_per_step']} torch ops ({r['aten_events_per_step']} aten events)"
-                  + (f", {r['cuda_launches_per_step']} kernel launches, {r['cuda_syncs_per_step']} syncs"
-                     if r["cuda_launches_per_step"] is not None else "")
+                  + (f", {r['cuda_launches_per_step']} kernel launches, {r['cuda_syncs_per_step']} syncs, "
+                     f"GPU busy {r['gpu_busy_per_step']:.0%} of the step" if r["cuda_launches_per_step"] is not None else "")
                   + "; ops by stage: " + ", ".join(f"{k} {v}" for k, v in r["ops_by_stage"].items()))
     if "speedup_vs_dgl_nn" in by.get("genen", {}):
         g = by["genen"]

@@ -155,16 +155,15 @@ def spmm(pattern: Pattern, values: torch.Tensor, x: torch.Tensor) -> torch.Tenso
 
 @dataclass
 class Part:
-    """One relation's entries, grouped by destination: ``indptr`` (num_dst + 1), then per
-    entry the source (type-local index), parent edge id, GCN coefficient, and optionally
-    the fixed weight and the real-entry mask."""
+    """One relation's edges of a DGL block or graph, grouped by destination: ``indptr``
+    (num_dst + 1), then per entry the source (type-local index), parent edge id, GCN
+    coefficient, and optionally the fixed weight."""
 
     indptr: torch.Tensor
     col: torch.Tensor
     eid: torch.Tensor
     norm: torch.Tensor
     weight: torch.Tensor | None = None
-    mask: torch.Tensor | None = None
 
     @classmethod
     def from_csc(cls, num_dst: int, indptr: torch.Tensor, indices: torch.Tensor, eid: torch.Tensor,
@@ -332,15 +331,12 @@ class MessageBlock:
         rowptr = torch.cat([p.indptr[:-1] + a for p, a in zip(ordered, at)] + [torch.tensor([at[-1]], device=device)])
         rel = torch.repeat_interleave(torch.arange(len(etypes), device=device),
                                       torch.tensor(sizes, device=device), output_size=at[-1])
-        weight = mask = None
+        weight = None
         if any(p.weight is not None for p in ordered):
             weight = torch.cat([p.weight if p.weight is not None else torch.ones_like(p.norm) for p in ordered])
-        if any(p.mask is not None for p in ordered):
-            mask = torch.cat([p.mask if p.mask is not None else torch.ones_like(p.col, dtype=torch.bool)
-                              for p in ordered])
         return cls(ntypes, etypes, dict(num_src), dict(num_dst), rowptr,
                    torch.cat([p.col + src_off[e[0]] for e, p in zip(etypes, ordered)]), rel,
-                   torch.cat([p.eid for p in ordered]), torch.cat([p.norm for p in ordered]), weight, mask)
+                   torch.cat([p.eid for p in ordered]), torch.cat([p.norm for p in ordered]), weight)
 
 
 def starts(keys, sizes) -> dict:
