@@ -19,7 +19,7 @@ sampled data. Nothing is read back from the device, so a GPU step runs without w
 * **relabelling** without ``unique``: a dense mark over all node ids, a prefix sum gives
   each new source its slot (new sources of a type sorted by id, after the destinations,
   DGL's block convention), one scatter writes the node list.
-* **coefficients**: as :meth:`~genen_dgl.nn.sparse.Part.from_csc` (the whole graph's
+* **coefficients**: as :meth:`~genen_dgl.nn.sparse.MessageBlock.build` (the whole graph's
   degrees, rescaled by degree / sampled count), parent edge ids in ``eid`` (learned edge
   weights), fixed weights read per entry.
 
@@ -130,6 +130,7 @@ class _Layout:
         w = self.K + 1
         self.rowptr = torch.arange(0, self.rows * w + 1, w, device=dev)
         self.entry_rel = self.rel[:, None].expand(self.rows, w).reshape(-1)
+        self.entry_row = torch.arange(self.rows, device=dev)[:, None].expand(self.rows, w).reshape(-1)
 
 
 class DeviceGraph:
@@ -260,8 +261,9 @@ class DeviceGraph:
         norm = self.fac[at] * (row.unsqueeze(1) * scale)
         block = MessageBlock(
             self.ntypes, tuple(self.etypes), dict(lay.num_src), dict(m), lay.rowptr,
-            torch.where(valid, col, lay.pad_col).view(-1), lay.entry_rel, self.eid[at].view(-1), norm.view(-1),
+            torch.where(valid, col, lay.pad_col).view(-1), lay.rel, self.eid[at].view(-1), norm.view(-1),
             None if self.weight is None else self.weight[at].view(-1), valid.view(-1))
+        block._cache.update(row=lay.entry_row, rel=lay.entry_rel)  # static: K + 1 entries per row
         return nodes, lay.num_src, block, (at, d, valid)
 
     def sample_blocks(self, seeds: dict[str, torch.Tensor], fanouts: list, generator: torch.Generator | None = None,

@@ -273,7 +273,10 @@ class Supervisor:
                         c.ended_at = now
                 failed = [c for c in self.children if c.ended_at is not None and c.popen.returncode != 0]
                 if failed:
-                    first = min(failed, key=lambda c: (c.ended_at, c.role != "trainer", c.index))
+                    # seen in the same poll: a process killed by a signal before one that exited
+                    # with an error (its peers' collectives fail because it died)
+                    first = min(failed, key=lambda c: (c.ended_at, c.popen.returncode > 0, c.role != "trainer",
+                                                       c.index))
                     stopped = self.stop()
                     return first.failure_code, (f"{first.label} (pid {first.popen.pid}) failed: "
                                                 f"{describe_exit(first.popen.returncode)}; {stopped}")

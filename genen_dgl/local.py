@@ -6,7 +6,7 @@ Its step sources: :class:`SampledSteps` over a sampler (DGL's
 :class:`~genen_dgl.device_sampling.DeviceBatches`) and :class:`FullGraphSteps` (one
 full-graph step per epoch); its predictor, :class:`FullGraphPredictor`, scores any genes
 with one full-graph forward pass (the operator sampled training estimates, see
-:meth:`genen_dgl.nn.sparse.Part.from_csc`). :func:`run` is a whole run.
+:meth:`genen_dgl.nn.sparse.MessageBlock.build`). :func:`run` is a whole run.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from genen_dgl.device_sampling import DeviceBatches, DeviceGraph, floyd_sample
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.local import LocalData
 from genen_dgl.nn.model import GenenGNN
-from genen_dgl.nn.sparse import Part
+from genen_dgl.nn.sparse import Adjacency, MessageBlock
 from genen_dgl.trainer import FoldTrainer
 
 PPI = ("gene", "interacts", "gene")
@@ -275,15 +275,17 @@ def test_structure_equals_to_message_block(model):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-def test_part_from_csc_matches_a_direct_construction():
-    """``Part.from_csc`` (DGL's blocks and whole graphs go through it) against the plain
-    reading: loops appended and stably sorted by destination."""
+def test_build_matches_a_direct_construction():
+    """``MessageBlock.build`` (DGL's blocks and whole graphs go through it) against the
+    plain reading, on a one-relation block: loops appended after each destination's edges,
+    block-local degrees, weights by parent edge id."""
     rng = torch.Generator().manual_seed(0)
     counts = torch.tensor([3, 0, 2, 5, 1])
     col = torch.randint(0, 7, (int(counts.sum()),), generator=rng)
     eid = torch.randperm(20, generator=rng)[: col.numel()]
     w = torch.rand(20, generator=rng)
     indptr = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
+    rel = ("gene", "interacts", "gene")
     for loops in (False, True):
         row, c, e = torch.repeat_interleave(torch.arange(5), counts), col, eid
         if loops:
@@ -293,12 +295,12 @@ def test_part_from_csc_matches_a_direct_construction():
             row, c, e = row[by_dst], c[by_dst], e[by_dst]
         src_tilde = torch.bincount(c, minlength=7).float()
         dst_tilde = torch.bincount(row, minlength=5).float()
-        expected = {"indptr": torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(row, minlength=5).cumsum(0)]),
-                    "col": c, "eid": e, "weight": torch.where(e >= 0, w[e.clamp(min=0)], torch.ones(len(e))),
+        expected = {"rowptr": torch.cat([torch.zeros(1, dtype=torch.int64), torch.bincount(row, minlength=5).cumsum(0)]),
+                    "col": c, "eid": e, "row": row, "weight": torch.where(e >= 0, w[e.clamp(min=0)], torch.ones(len(e))),
                     "norm": (src_tilde[c] * dst_tilde[row]).rsqrt()}
-        part = Part.from_csc(5, indptr, col, eid, w, self_loops=loops, num_src=7)
+        block = MessageBlock.build({rel: Adjacency(indptr, col, eid, w[eid])}, {"gene": 7}, {"gene": 5}, loops)
         for f, want in expected.items():
-            torch.testing.assert_close(getattr(part, f), want, msg=f"{f} loops={loops}")
+            torch.testing.assert_close(getattr(block, f), want, msg=f"{f} loops={loops}")
 
 
 def test_batches_interface_and_reproducibility():

@@ -10,7 +10,7 @@ from genen_dgl.dataloading import to_message_block
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.nn.gat_conv import HeteroGATConv
 from genen_dgl.nn.gcn_conv import HeteroGCNConv
-from genen_dgl.nn.sparse import MessageBlock, Part, Pattern, spmm
+from genen_dgl.nn.sparse import MessageBlock, Pattern, spmm
 
 PPI = ("gene", "interacts", "gene")
 IN, OUT, HEADS = 12, 6, 3
@@ -181,15 +181,14 @@ def test_spmm_gradients_match_finite_differences():
 
 def test_self_loops_add_one_edge_per_destination():
     graph, _ = random_heterograph(4)
-    indptr, indices, eid = graph.adj_tensors("csc", PPI)
     n = graph.num_nodes("gene")
-    plain = Part.from_csc(n, indptr, indices, eid, num_src=n)
-    looped = Part.from_csc(n, indptr, indices, eid, self_loops=True, num_src=n)
-    assert looped.col.numel() == plain.col.numel() + n
-    assert torch.equal(looped.indptr.diff(), plain.indptr.diff() + 1)
+    plain, looped = (to_message_block(graph.edge_type_subgraph([PPI]), {}, self_loops=loops) for loops in (False, True))
+    assert plain.etypes == looped.etypes == (PPI,)
+    assert looped.num_entries == plain.num_entries + n
+    assert torch.equal(looped.rowptr.diff(), plain.rowptr.diff() + 1)
     loops = looped.eid == -1
-    assert torch.equal(looped.col[loops], torch.arange(n))
-    assert torch.equal(torch.nonzero(loops).flatten(), looped.indptr[1:] - 1)  # each after its edges
+    assert torch.equal(looped.col[loops], torch.arange(n)) and torch.equal(looped.row[loops], torch.arange(n))
+    assert torch.equal(torch.nonzero(loops).flatten(), looped.rowptr[1:] - 1)  # each after its edges
     assert torch.equal(looped.col[~loops], plain.col) and torch.equal(looped.eid[~loops], plain.eid)
 
 

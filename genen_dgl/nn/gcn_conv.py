@@ -10,7 +10,7 @@ relation gets a ``self`` relation of loops only), degrees count those loops and 
 clamped at 1, and :math:`w_{uv}` is the edge weight (1 without weights). The
 coefficients come with the block (``MessageBlock.norm``): on a sampled block they use the
 whole graph's degrees, rescaled by :math:`d(v)/k_v`, so that training, validation and
-test apply one operator (:meth:`genen_dgl.nn.sparse.Part.from_csc`). On a whole graph this
+test apply one operator (:meth:`genen_dgl.nn.sparse.MessageBlock.build`). On a whole graph this
 equals ``dgl.nn.HeteroGraphConv({r: GraphConv(norm="both")}, aggregate="sum")``.
 
 All relations go through one sparse product, in the cheaper of two orders (the projection
@@ -18,12 +18,14 @@ commutes with the linear aggregation):
 
 * aggregate first: :math:`Y = \\hat A H` over every relation's rows at once, then per
   destination type one batched matmul :math:`\\sum_r Y_r \\Theta_r`; costs
-  :math:`E\\, d_{in} + \\sum_r n^{dst}_r d_{in} d_{out}` multiply-adds;
+  :math:`E\\, d_{in} + \\sum_r n^{dst}_r d_{in} d_{out}` multiply-adds and writes
+  :math:`\\sum_r n^{dst}_r d_{in}` intermediate values;
 * project first: :math:`P_{(u, r)} = h_u \\Theta_r` with one matmul per source type, then
-  :math:`\\hat A P`; costs :math:`\\sum_r n^{src}_r d_{in} d_{out} + E\\, d_{out}`.
+  :math:`\\hat A P`; costs :math:`\\sum_r n^{src}_r d_{in} d_{out} + E\\, d_{out}` and writes
+  :math:`(\\sum_r n^{src}_r + n^{dst}_r) d_{out}`.
 
-A sampled first layer (768-d inputs, many more sources than destinations) aggregates
-first; the whole graph's 27M PPI entries project first.
+Writing a value costs far more than a multiply-add (``WRITE``): with 768-d inputs and 7 GO
+relations, aggregating first would write a (7 x 43k) x 768 matrix.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from torch import nn
 
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, relation_order, spmm
 from genen_dgl.nn.stacked import check_relations, project, projected_pattern, relation_sets, sum_relations
+
+
+WRITE = 64  # the cost of writing one intermediate value, in multiply-adds (both orders write one
+# intermediate matrix: aggregate-first (rows x d_in), project-first (sources x d_out and rows x d_out))
 
 
 class HeteroGCNConv(nn.Module):
@@ -56,10 +62,10 @@ class HeteroGCNConv(nn.Module):
         d_in, d_out = self.weight.shape[1:]
         out_of = relation_sets(block, lambda t, e: e[0] == t)
         n_src = sum(block.num_src[t] * len(r) for t, r in out_of.items())
-        if order is None:
-            cheaper = block.num_rows * d_in * d_out + block.num_entries * d_in <= \
-                n_src * d_in * d_out + block.num_entries * d_out
-            order = "aggregate" if cheaper else "project"
+        if order is None:  # multiply-adds, and each value written to memory as WRITE of them
+            by_aggregating = block.num_rows * d_in * (d_out + WRITE) + block.num_entries * d_in
+            by_projecting = n_src * d_out * (d_in + WRITE) + block.num_rows * d_out * WRITE + block.num_entries * d_out
+            order = "aggregate" if by_aggregating <= by_projecting else "project"
         if order == "aggregate":
             return sum_relations(block, spmm(block.pattern(), values, x), self.bias, self.weight)
         p = project(block, x, self.weight, out_of)

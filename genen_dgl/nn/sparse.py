@@ -71,7 +71,7 @@ def self_relations(etypes: list[ETYPE]) -> list[ETYPE]:
 
 def gcn_norm(src_tilde: torch.Tensor, dst_tilde: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """GCN coefficients ``scale / sqrt(src_tilde * dst_tilde)`` (degrees clamped at 1);
-    see :meth:`Part.from_csc` for the degrees and scale the blocks use."""
+    see :meth:`MessageBlock.build` for the degrees and scale the blocks use."""
     return scale * (src_tilde.to(torch.float32).clamp(min=1) * dst_tilde.to(torch.float32).clamp(min=1)).rsqrt()
 
 
@@ -86,13 +86,19 @@ def _stable_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
 @dataclass
 class Pattern:
     """The sparsity pattern of a (num_rows x num_cols) CSR matrix, and its transpose
-    (built on first use, in the backward pass: a stable sort by column, no read-back)."""
+    (built on first use, in the backward pass: a stable sort by column, no read-back).
+    Indices are kept as int32 where they fit: the sparse kernels want them so (MKL on the
+    CPU converts int64 indices at every product, a third of its time)."""
 
     rowptr: torch.Tensor
     col: torch.Tensor
     num_rows: int
     num_cols: int
     _t: tuple | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.index_dtype = torch.int32 if max(self.col.numel(), self.num_cols) <= _INT32_MAX else torch.int64
+        self.rowptr, self.col = self.rowptr.to(self.index_dtype), self.col.to(self.index_dtype)
 
     def csr(self, values: torch.Tensor) -> torch.Tensor:
         return torch.sparse_csr_tensor(self.rowptr, self.col, values, (self.num_rows, self.num_cols),
@@ -104,8 +110,9 @@ class Pattern:
             perm = _stable_order(self.col, self.num_cols)
             rows = torch.repeat_interleave(torch.arange(self.num_rows, device=self.col.device),
                                            self.rowptr.diff(), output_size=self.col.numel())
-            bounds = torch.arange(self.num_cols + 1, device=self.col.device)
-            self._t = (torch.searchsorted(self.col[perm], bounds), rows[perm], perm)
+            bounds = torch.arange(self.num_cols + 1, device=self.col.device, dtype=self.index_dtype)
+            self._t = (torch.searchsorted(self.col[perm], bounds, out_int32=self.index_dtype == torch.int32),
+                       rows[perm].to(self.index_dtype), perm)
         return self._t
 
     def csr_t(self, values: torch.Tensor) -> torch.Tensor:
@@ -154,86 +161,26 @@ def spmm(pattern: Pattern, values: torch.Tensor, x: torch.Tensor) -> torch.Tenso
 
 
 @dataclass
-class Part:
-    """One relation's edges of a DGL block or graph, grouped by destination: ``indptr``
-    (num_dst + 1), then per entry the source (type-local index), parent edge id, GCN
-    coefficient, and optionally the fixed weight."""
+class Adjacency:
+    """One relation's edges as a DGL block or graph hands them over, grouped by destination:
+    ``indptr`` (num_dst + 1), ``indices`` (type-local sources), ``eid`` (parent edge ids);
+    optionally each edge's fixed weight, and the *parent* graph's out-degree of each source
+    and in-degree of each destination (see :meth:`MessageBlock.build`)."""
 
     indptr: torch.Tensor
-    col: torch.Tensor
+    indices: torch.Tensor
     eid: torch.Tensor
-    norm: torch.Tensor
     weight: torch.Tensor | None = None
+    src_degree: torch.Tensor | None = None
+    dst_degree: torch.Tensor | None = None
 
     @classmethod
-    def from_csc(cls, num_dst: int, indptr: torch.Tensor, indices: torch.Tensor, eid: torch.Tensor,
-                 weight: torch.Tensor | None = None, self_loops: bool = False,
-                 src_degree: torch.Tensor | None = None, dst_degree: torch.Tensor | None = None,
-                 num_src: int | None = None) -> "Part":
-        """From destination-major CSR (``indptr`` over dst, ``indices`` = sources, ``eid``
-        = parent edge id of each edge), on the device of ``indptr``. ``weight`` is indexed by
-        parent edge id. ``self_loops`` adds an edge ``v -> v`` (eid -1, weight 1) after each
-        destination's edges, the ``A + I`` of the GCN formula; it needs src and dst of one
-        node type.
-
-        ``norm`` holds eq. 1's coefficients. With ``src_degree`` / ``dst_degree`` (each
-        source's out-degree and each destination's in-degree in the *parent* graph, without
-        loops) a sampled block estimates the full-graph aggregation:
-
-        .. math::
-            c_{uv} = \\frac{d(v) / k_v}{\\sqrt{\\tilde d^{out}(u)\\, \\tilde d^{in}(v)}},
-            \\qquad c_{vv} = \\frac{1}{\\sqrt{\\tilde d^{out}(v)\\, \\tilde d^{in}(v)}}
-
-        with :math:`\\tilde d = d + 1` (the loop) and :math:`k_v` the in-edges of :math:`v`
-        the block kept. Uniform sampling without replacement keeps each edge with probability
-        :math:`k_v / d(v)`, so the sum over the sample is unbiased for the sum over all
-        neighbours; on the whole graph :math:`k_v = d(v)` and this is
-        :math:`\\tilde D^{-1/2} \\tilde A \\tilde D^{-1/2}`. Without parent degrees the block's
-        own are used (DGL's ``GraphConv`` on a block: fanout-capped in-degrees, source
-        out-degrees of 1-2; needs ``num_src``), a different operator from the full-graph one."""
-        dev = indptr.device
-        col, eid = indices.to(torch.int64), eid.to(torch.int64)
-        sampled = indptr.diff().to(torch.int64)
-        loop = int(self_loops)
-        row, _ = segment_arange(sampled, col.numel())
-        if self_loops:  # entry e of destination v moves to e + v; v's loop goes after its edges
-            n = col.numel() + num_dst
-            at = torch.arange(col.numel(), device=dev) + row
-            ends = indptr[1:].to(torch.int64) + torch.arange(num_dst, device=dev)
-            dst = torch.arange(num_dst, device=dev)
-            col = torch.empty(n, dtype=torch.int64, device=dev).index_copy_(0, at, col).index_copy_(0, ends, dst)
-            eid = torch.full((n,), -1, dtype=torch.int64, device=dev).index_copy_(0, at, eid)
-            row = torch.empty(n, dtype=torch.int64, device=dev).index_copy_(0, at, row).index_copy_(0, ends, dst)
-            indptr = offsets(sampled + 1)
-        real = eid >= 0
-        if src_degree is None:
-            src_tilde = torch.zeros(num_src, dtype=torch.int64, device=dev).index_add_(0, col, torch.ones_like(col))
-            dst_tilde, scale = sampled + loop, torch.ones(num_dst, device=dev)
-        else:
-            src_tilde, dst_tilde = src_degree + loop, dst_degree + loop
-            scale = dst_degree.to(torch.float32) / sampled.clamp(min=1).to(torch.float32)
-        norm = gcn_norm(src_tilde[col], dst_tilde[row], torch.where(real, scale[row], 1.0))
-        w = None
-        if weight is not None:
-            w = torch.where(real, weight.to(torch.float32)[eid.clamp(min=0)], 1.0)
-        return cls(indptr.to(torch.int64), col, eid, norm, w)
-
-    @classmethod
-    def empty(cls, num_dst: int, self_loops: bool, device=None) -> "Part":
-        """A relation with no edges in this block (only its loops, with ``self_loops``)."""
-        if self_loops:
-            return cls.identity(num_dst, device)
-        zeros = torch.zeros(0, dtype=torch.int64, device=device)
-        return cls(torch.zeros(num_dst + 1, dtype=torch.int64, device=device), zeros, zeros,
-                   torch.zeros(0, device=device))
-
-    @classmethod
-    def identity(cls, num_dst: int, device=None) -> "Part":
-        """Only the loops ``v -> v``: the self-relation of a node type that has no relation
-        with its own type (so it still sees its own features, the ``I`` of ``A + I``)."""
-        ids = torch.arange(num_dst, device=device)
-        return cls(torch.arange(num_dst + 1, device=device), ids, torch.full_like(ids, -1),
-                   torch.ones(num_dst, device=device))
+    def empty(cls, num_src: int, num_dst: int, degrees: bool, device=None) -> "Adjacency":
+        """No edges (a self-relation, or a relation a sampled block lacks); zero degrees."""
+        none = torch.zeros(0, dtype=torch.int64, device=device)
+        deg = (torch.zeros(num_src, dtype=torch.int64, device=device),
+               torch.zeros(num_dst, dtype=torch.int64, device=device)) if degrees else (None, None)
+        return cls(torch.zeros(num_dst + 1, dtype=torch.int64, device=device), none, none, None, *deg)
 
 
 @dataclass
@@ -246,7 +193,7 @@ class MessageBlock:
     num_dst: dict[str, int]
     rowptr: torch.Tensor
     col: torch.Tensor
-    rel: torch.Tensor
+    rel_row: torch.Tensor  # (rows,) the relation of each row
     eid: torch.Tensor
     norm: torch.Tensor
     weight: torch.Tensor | None = None
@@ -285,11 +232,14 @@ class MessageBlock:
 
     @property
     def row(self) -> torch.Tensor:
-        """The row of each entry."""
-        if "row" not in self._cache:
-            self._cache["row"] = torch.repeat_interleave(torch.arange(self.num_rows, device=self.col.device),
-                                                         self.rowptr.diff(), output_size=self.num_entries)
-        return self._cache["row"]
+        """The row of each entry (made on first use)."""
+        return self.derived("row", lambda: torch.repeat_interleave(
+            torch.arange(self.num_rows, device=self.col.device), self.rowptr.diff(), output_size=self.num_entries))
+
+    @property
+    def rel(self) -> torch.Tensor:
+        """The relation of each entry (made on first use)."""
+        return self.derived("rel", lambda: self.rel_row[self.row])
 
     def derived(self, key, make):
         """A tensor derived from this block's structure, made once (``make()``) and kept."""
@@ -312,31 +262,121 @@ class MessageBlock:
         return self.pattern().csr(values.to(torch.float32)).to_dense()
 
     @classmethod
-    def assemble(cls, parts: dict[ETYPE, Part], num_src: dict[str, int], num_dst: dict[str, int],
-                 self_loops: bool, ntypes=None) -> "MessageBlock":
-        """A block of one :class:`Part` per relation; with ``self_loops`` (the parts then
-        hold ``A + I``) plus the :func:`self_relations` they lack. ``ntypes`` fixes the
-        stacking order of the node types (default: sorted)."""
-        device = next(iter(parts.values())).col.device
+    def build(cls, adjacency: dict[ETYPE, Adjacency], num_src: dict[str, int], num_dst: dict[str, int],
+              self_loops: bool, ntypes=None) -> "MessageBlock":
+        """A block of one :class:`Adjacency` per relation, every relation at once (a fixed
+        number of vectorised ops, whatever the number of relations). ``self_loops`` adds an
+        entry ``v -> v`` (eid -1, weight 1) after each destination's edges in relations
+        between nodes of one type (the ``A + I`` of the GCN formula) and the
+        :func:`self_relations` the block lacks. ``ntypes`` fixes the stacking order of the
+        node types (default: sorted).
+
+        ``norm`` holds eq. 1's coefficients. With the parent graph's degrees (each source's
+        out-degree and each destination's in-degree, without loops) a sampled block
+        estimates the full-graph aggregation:
+
+        .. math::
+            c_{uv} = \\frac{d(v) / k_v}{\\sqrt{\\tilde d^{out}(u)\\, \\tilde d^{in}(v)}},
+            \\qquad c_{vv} = \\frac{1}{\\sqrt{\\tilde d^{out}(v)\\, \\tilde d^{in}(v)}}
+
+        with :math:`\\tilde d = d + 1` (the loop) and :math:`k_v` the in-edges of :math:`v`
+        the block kept. Uniform sampling without replacement keeps each edge with probability
+        :math:`k_v / d(v)`, so the sum over the sample is unbiased for the sum over all
+        neighbours; on the whole graph :math:`k_v = d(v)` and this is
+        :math:`\\tilde D^{-1/2} \\tilde A \\tilde D^{-1/2}`. Without parent degrees the block's
+        own are used (DGL's ``GraphConv`` on a block: fanout-capped in-degrees, source
+        out-degrees of 1-2), a different operator from the full-graph one."""
+        dev = next(iter(adjacency.values())).indptr.device
+        parent = any(a.src_degree is not None for a in adjacency.values())
         if self_loops:
-            parts = {**parts, **{e: Part.identity(num_dst[e[2]], device) for e in self_relations(list(parts))}}
+            adjacency = {**adjacency, **{e: Adjacency.empty(num_src[e[0]], num_dst[e[2]], parent, dev)
+                                         for e in self_relations(list(adjacency))}}
         ntypes = tuple(ntypes or sorted(num_src))
-        etypes = tuple(relation_order(parts))
+        etypes = tuple(relation_order(adjacency))
+        adj = [adjacency[e] for e in etypes]
         src_off = starts(ntypes, num_src)
-        ordered = [parts[e] for e in etypes]
-        sizes = [p.col.numel() for p in ordered]
-        at = [0]
-        for n in sizes:
-            at.append(at[-1] + n)
-        rowptr = torch.cat([p.indptr[:-1] + a for p, a in zip(ordered, at)] + [torch.tensor([at[-1]], device=device)])
-        rel = torch.repeat_interleave(torch.arange(len(etypes), device=device),
-                                      torch.tensor(sizes, device=device), output_size=at[-1])
+        rows = [num_dst[e[2]] for e in etypes]
+        loops = [int(self_loops and e[0] == e[2]) for e in etypes]
+        c = _Constants(etypes, rows, loops, dev)
+        n_edges = sum(a.indices.numel() for a in adj)
+        n_src = [num_src[e[0]] for e in etypes]
+
+        # per row (small): edges kept, loops, where its edges go, its column base, its factors
+        sampled = torch.cat([a.indptr.diff() for a in adj]).to(torch.int64)
+        counts = sampled + c.loop_row
+        rowptr = offsets(counts)
+        shift = rowptr[:-1] - (offsets(sampled)[:-1])  # the loops placed before each row
+        if parent:  # degrees in the parent graph, per (relation, source) and per row
+            src_deg = torch.cat([a.src_degree for a in adj]).to(torch.float32)
+            src_fac = (src_deg + torch.repeat_interleave(torch.tensor(loops, device=dev), torch.tensor(
+                n_src, device=dev), output_size=src_deg.numel())).clamp(min=1).rsqrt()
+            dst_deg = torch.cat([a.dst_degree for a in adj]).to(torch.float32)
+            row_fac = (dst_deg + c.loop_row).clamp(min=1).rsqrt()
+            edge_scale = dst_deg / sampled.clamp(min=1)
+        else:  # the block's own degrees (sources: entries per relation and column, loops included)
+            src_fac = None
+            row_fac, edge_scale = counts.clamp(min=1).to(torch.float32).rsqrt(), None
+
+        # per edge: one gather of the per-row tables each (index_select: on the CPU 3x faster than x[i])
+        edge_row = torch.repeat_interleave(c.rows, sampled, output_size=n_edges)
+
+        def per_edge(table: torch.Tensor) -> torch.Tensor:
+            return table.index_select(0, edge_row)
+
+        at = torch.arange(n_edges, device=dev) + per_edge(shift)
+        local = torch.cat([a.indices for a in adj]).to(torch.int64)
+        col_base = torch.tensor([src_off[e[0]] for e in etypes], dtype=torch.int64, device=dev)[c.rel_row]
+        fac_base = torch.tensor(list(starts(range(len(etypes)), dict(enumerate(n_src))).values()),
+                                dtype=torch.int64, device=dev)[c.rel_row]
+        loop_at = rowptr[c.loop_rows + 1] - 1  # each loop after its row's edges
+        n = n_edges + loop_at.numel()
+
+        def place(edges: torch.Tensor, loop_values) -> torch.Tensor:
+            out = torch.empty(n, dtype=edges.dtype, device=dev).scatter_(0, at, edges)
+            if isinstance(loop_values, torch.Tensor):
+                return out.scatter_(0, loop_at, loop_values.to(edges.dtype))
+            return out.index_fill_(0, loop_at, loop_values)
+
+        loop_local = c.loop_rows - c.row_start[c.loop_rows]  # v, for the loop v -> v
+        col = place(local + per_edge(col_base), loop_local + col_base[c.loop_rows])
+        if src_fac is None:
+            key = place(local + per_edge(fac_base), loop_local + fac_base[c.loop_rows])
+            src_fac = torch.zeros(sum(n_src), device=dev).index_add_(0, key, torch.ones(n, device=dev)).clamp(min=1).rsqrt()
+            norm = src_fac.index_select(0, key) * place(per_edge(row_fac), row_fac[c.loop_rows])
+        else:
+            edge_norm = src_fac.index_select(0, local + per_edge(fac_base)) * per_edge(row_fac * edge_scale)
+            norm = place(edge_norm, src_fac[loop_local + fac_base[c.loop_rows]] * row_fac[c.loop_rows])
+        eid = place(torch.cat([a.eid for a in adj]).to(torch.int64), -1)
         weight = None
-        if any(p.weight is not None for p in ordered):
-            weight = torch.cat([p.weight if p.weight is not None else torch.ones_like(p.norm) for p in ordered])
-        return cls(ntypes, etypes, dict(num_src), dict(num_dst), rowptr,
-                   torch.cat([p.col + src_off[e[0]] for e, p in zip(etypes, ordered)]), rel,
-                   torch.cat([p.eid for p in ordered]), torch.cat([p.norm for p in ordered]), weight)
+        if any(a.weight is not None for a in adj):
+            weight = place(torch.cat([a.weight if a.weight is not None else torch.ones(a.indices.numel(), device=dev)
+                                      for a in adj]).to(torch.float32), 1.0)
+        return cls(ntypes, etypes, dict(num_src), dict(num_dst), rowptr, col, c.rel_row, eid, norm, weight)
+
+
+class _Constants:
+    """Per-row constants of a block layout (each row's relation, loop, first row of its
+    relation), cached by layout: the same for every batch of one size."""
+
+    _cache: dict = {}
+
+    def __new__(cls, etypes, rows, loops, device):
+        key = (etypes, tuple(rows), tuple(loops), str(device))
+        if key not in cls._cache:
+            self = super().__new__(cls)
+            n = sum(rows)
+            start = list(starts(range(len(rows)), dict(enumerate(rows))).values())
+            sizes = torch.tensor(rows, device=device)
+            self.rows = torch.arange(n, device=device)
+            self.rel_row = torch.repeat_interleave(torch.arange(len(rows), device=device), sizes, output_size=n)
+            self.loop_row = torch.tensor(loops, device=device)[self.rel_row]
+            self.row_start = torch.tensor(start, device=device)[self.rel_row]
+            self.loop_rows = torch.cat([torch.arange(start[r], start[r] + rows[r]) for r in range(len(rows))
+                                        if loops[r]] or [torch.zeros(0, dtype=torch.int64)]).to(device)
+            if len(cls._cache) > 64:
+                cls._cache.clear()
+            cls._cache[key] = self
+        return cls._cache[key]
 
 
 def starts(keys, sizes) -> dict:
