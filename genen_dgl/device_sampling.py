@@ -107,8 +107,9 @@ class _Layout:
             k_row += [fanouts[r]] * m[d]
             rel_row += [r] * m[d]
             cand[s] += m[d] * fanouts[r]
-        self.new = {t: min(cand[t], g.num_nodes[t]) for t in g.ntypes}  # slots for new sources
-        self.num_src = {t: m[t] + self.new[t] for t in g.ntypes}
+        # a type whose slots would reach its node count takes all its nodes, in id order
+        self.whole = {t: m[t] + min(cand[t], g.num_nodes[t]) >= g.num_nodes[t] > 0 for t in g.ntypes}
+        self.num_src = {t: g.num_nodes[t] if self.whole[t] else m[t] + min(cand[t], g.num_nodes[t]) for t in g.ntypes}
         src_off = starts(g.ntypes, self.num_src)
         self.sel = torch.cat(rows_sel).to(dev)  # the destination slot of each row
         self.rows = self.sel.numel()
@@ -116,16 +117,23 @@ class _Layout:
         self.k = torch.tensor(k_row, dtype=torch.int64, device=dev)
         self.rel = torch.tensor(rel_row, dtype=torch.int64, device=dev)
         self.loop = torch.tensor([g.loops[r] for r in rel_row], dtype=torch.bool, device=dev)
-        # destination slot -> its source slot (destinations are the first sources of their type)
-        self.dst_to_src = torch.cat([torch.arange(m[t]) + src_off[t] for t in g.ntypes]).to(dev)
+        # destination slot -> its source slot (destinations are the first sources of their type;
+        # for a whole type the slot is its id's, set per batch: here the dummy slot past the end)
+        self.total_src = sum(self.num_src.values())
+        self.dst_to_src = torch.cat([torch.full((m[t],), self.total_src) if self.whole[t] else
+                                     torch.arange(m[t]) + src_off[t] for t in g.ntypes]).to(dev)
+        self.any_whole = any(self.whole.values())
+        whole = torch.tensor([self.whole[t] for t in g.ntypes] + [False], device=dev)
+        type_of_id = torch.cat([g.type_of_id[:-1], torch.full((1,), len(g.ntypes), device=dev)])  # sink: none
+        self.whole_id = whole[type_of_id]  # (sink + 1,) ids of whole types
+        shift = torch.tensor([src_off[t] - g.type_off[t] for t in g.ntypes] + [0], device=dev)
+        self.whole_slot = torch.arange(g.sink + 1, device=dev) + shift[type_of_id]
         # per type: first source slot of the new nodes; the first global id of the type
         self.new_at = torch.tensor([src_off[t] + m[t] for t in g.ntypes], dtype=torch.int64, device=dev)
-        self.total_src = sum(self.num_src.values())
         self.total = torch.tensor(self.total_src, device=dev)
-        # a slot of each row's source type for its padding; its own source slot for its loop
-        self.pad_col = torch.tensor([src_off[g.etypes[r][0]] for r in rel_row], dtype=torch.int64, device=dev)[:, None]
-        self.pad_col = torch.cat([self.pad_col.expand(-1, self.K), torch.where(
-            self.loop[:, None], self.dst_to_src[self.sel][:, None], self.pad_col)], 1)
+        # for padding: a slot of each row's source type
+        self.pad_col = torch.tensor([src_off[g.etypes[r][0]] for r in rel_row], dtype=torch.int64,
+                                    device=dev)[:, None].expand(-1, self.K + 1)
         self.loop_f = self.loop.to(torch.float32)
         w = self.K + 1
         self.rowptr = torch.arange(0, self.rows * w + 1, w, device=dev)
@@ -225,20 +233,28 @@ class DeviceGraph:
             self._layouts[key] = _Layout(self, m, fanouts)
         return self._layouts[key]
 
-    def _relabel(self, lay: _Layout, dst: torch.Tensor, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The layer's stacked source node ids (destinations first, then the new ids of each
-        type in id order, then sinks) and each sampled ``src`` id as a source slot."""
+    def _relabel(self, lay: _Layout, dst: torch.Tensor, src: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The layer's stacked source node ids, each sampled ``src`` id as a source slot, and
+        (where some type is whole) each destination's source slot. A type's sources are its
+        destinations, then its new ids in id order, then padding (sinks); a whole type's are
+        all its nodes in id order."""
         S = self.sink
         mark = torch.zeros(S + 1, dtype=torch.bool, device=self.device)
         mark.index_fill_(0, src.view(-1), True).index_fill_(0, dst, False)[S] = False  # the new ids
+        if lay.any_whole:
+            mark &= ~lay.whole_id
         rank = torch.cumsum(mark, 0) - mark.long()  # among all new ids, in id order
         first = lay.new_at - rank[self.type_start]  # per type: slot of the new id of rank 0 within the type
         slot = torch.where(mark, first[self.type_of_id] + rank, self.zero)
-        slot.index_put_((dst,), lay.dst_to_src)[S] = 0  # sinks read slot 0 (their entries are masked)
+        slot.index_put_((dst,), lay.dst_to_src)
+        if lay.any_whole:
+            slot = torch.where(lay.whole_id, lay.whole_slot, slot)
+        slot[S] = 0  # sinks read slot 0 (their entries are masked)
         nodes = torch.full((lay.total_src + 1,), S, dtype=torch.int64, device=self.device)
-        nodes.index_put_((torch.where(mark, slot, lay.total),), self.ids)
-        nodes = nodes[:-1].index_put_((lay.dst_to_src,), dst)
-        return nodes, slot[src]
+        nodes.index_put_((torch.where(mark | lay.whole_id if lay.any_whole else mark, slot, lay.total),), self.ids)
+        nodes = nodes.index_put_((lay.dst_to_src,), dst)[:-1]
+        return nodes, slot[src], slot[dst] if lay.any_whole else None
 
     def _sample_layer(self, dst: torch.Tensor, m: dict[str, int], fanout, generator):
         """One layer from its stacked destination ids ``dst`` (``m[t]`` slots per type)."""
@@ -253,7 +269,7 @@ class DeviceGraph:
         at = torch.cat([torch.where(valid, start.unsqueeze(1) + off, self.pad_entry),
                         self.loop_entry[q].unsqueeze(1)], 1)
         valid = torch.cat([valid, (lay.loop & ~sink).unsqueeze(1)], 1)
-        nodes, col = self._relabel(lay, dst, self.src[at])
+        nodes, col, dst_src = self._relabel(lay, dst, self.src[at])
         # c_uv = fac(u) / sqrt(d(v) + loop) * d(v) / k_v (sampled columns), fac(v) / sqrt(d(v) + 1) (loop)
         row = (deg + lay.loop_f).clamp(min=1).rsqrt()
         scale = torch.cat([(deg / torch.minimum(deg, lay.k).clamp(min=1)).unsqueeze(1).expand(-1, lay.K),
@@ -262,7 +278,7 @@ class DeviceGraph:
         block = MessageBlock(
             self.ntypes, tuple(self.etypes), dict(lay.num_src), dict(m), lay.rowptr,
             torch.where(valid, col, lay.pad_col).view(-1), lay.rel, self.eid[at].view(-1), norm.view(-1),
-            None if self.weight is None else self.weight[at].view(-1), valid.view(-1))
+            None if self.weight is None else self.weight[at].view(-1), valid.view(-1), dst_src)
         block._cache.update(row=lay.entry_row, rel=lay.entry_rel)  # static: K + 1 entries per row
         return nodes, lay.num_src, block, (at, d, valid)
 

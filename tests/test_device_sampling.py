@@ -105,10 +105,11 @@ def test_sampled_edges_are_real_distinct_and_capped():
         block = blocks[-1]
         for r, e in enumerate(block.etypes):
             loops = (block.rel == r) & (block.eid < 0) & block.mask
-            if e[0] == e[2]:  # a loop per seed (the only destinations, all genes), to its own source slot
+            if e[0] == e[2]:  # a loop per seed (the only destinations, all genes), to its own source column
                 n = len(seeds) if e[2] == "gene" else 0
                 assert torch.equal(block.row[loops] - block.row_off[r], torch.arange(n))
-                assert torch.equal(block.col[loops] - block.src_off[e[0]], torch.arange(n))
+                own = torch.arange(sum(block.num_src.values()))[block.dst_columns(e[2])]
+                assert torch.equal(block.col[loops], own)
             else:
                 assert not loops.any()
 
@@ -163,8 +164,14 @@ def test_every_layer_against_dgl_sampler():
             real = ids[ids >= 0]
             srcs = torch.cat([layer.edges[e][0] for e in graph.canonical_etypes if e[0] == t])
             new = sorted(set(srcs.tolist()) - set(dst[t].tolist()))
-            assert torch.equal(real, torch.cat([dst[t], torch.as_tensor(new, dtype=torch.int64)]))
-            assert torch.equal(ids[: block.num_dst[t]], slots[t])
+            own = ids[torch.arange(sum(block.num_src.values()))[block.dst_columns(t)] - block.src_off[t]]
+            if block.num_src[t] == graph.num_nodes(t) and torch.equal(ids, torch.arange(graph.num_nodes(t))):
+                assert set(srcs.tolist()) | set(dst[t].tolist()) <= set(ids.tolist())  # a whole type
+                assert torch.equal(own[slots[t] >= 0], slots[t][slots[t] >= 0])  # each destination at its id
+            else:
+                assert torch.equal(real, torch.cat([dst[t], torch.as_tensor(new, dtype=torch.int64)]))
+                assert block.dst_src is not None or torch.equal(ids[: block.num_dst[t]], slots[t])
+                assert torch.equal(own[slots[t] >= 0], slots[t][slots[t] >= 0])
             dst[t], slots[t] = real, ids
     for t in graph.ntypes:
         m = layers[0].sources[t]
@@ -246,13 +253,12 @@ def test_structure_equals_to_message_block(model):
     degrees = graph_degrees(graph)
     input_nodes, ours, layers = sample(graph, seeds, [FANOUT, 3], seed=7)
     chain = dgl_chain(graph, seeds, layers)
-    dst = {"gene": seeds, "go": torch.empty(0, dtype=torch.int64)}
+    our_dst = {"gene": seeds, "go": torch.empty(0, dtype=torch.int64)}  # the destination slots' ids
     for i in reversed(range(len(ours))):
         ob, rb, layer = ours[i], chain[i], layers[i]
         tb = to_message_block(rb, weights, degrees=degrees)
         their_dst = {t: rb.dstnodes[t].data[dgl.NID] for t in rb.dsttypes}
         their_src = {t: rb.srcnodes[t].data[dgl.NID] for t in rb.srctypes}
-        our_dst = {t: torch.cat([dst[t], torch.full((ob.num_dst[t] - len(dst[t]),), -1)]) for t in dst}
         for values in ("norm", "weight", "eid"):
             o = getattr(ob, values).to(torch.float32) + (1 if values == "eid" else 0)
             t = getattr(tb, values).to(torch.float32) + (1 if values == "eid" else 0)
@@ -260,7 +266,7 @@ def test_structure_equals_to_message_block(model):
             theirs = in_parent_ids(graph, tb, their_dst, their_src, t)
             for e in mine:
                 torch.testing.assert_close(mine[e], theirs[e], msg=f"{values} {e}")
-        dst = {t: ids[ids >= 0] for t, ids in layer.sources.items()}
+        our_dst = layer.sources
     feat = {t: torch.randn(graph.num_nodes(t), 8, generator=torch.Generator().manual_seed(3)) for t in graph.ntypes}
     torch.manual_seed(0)
     net = GenenGNN(model, 8, 8, 3, 2, graph.canonical_etypes, heads=2, dropout=0.0,

@@ -75,5 +75,4 @@ class GenenGNN(nn.Module):
         out = out.mean(1) if out.dim() == 3 else out
         if not return_hidden:
             return out
-        start = last.src_off[self.target]  # the last block's destinations are its first sources
-        return out, pre.flatten(1)[start: start + n]
+        return out, pre.flatten(1)[last.dst_columns(self.target)]

@@ -6,7 +6,8 @@ device (no host synchronisation):
 
 * **columns**: the source nodes of every node type, stacked in ``ntypes`` order
   (column ``src_off[t] + u`` is source ``u`` of type ``t``); the destinations of a type
-  are its first ``num_dst[t]`` sources (DGL's block convention);
+  are its first ``num_dst[t]`` sources (DGL's block convention), unless ``dst_src`` gives
+  each destination's source column;
 * **rows**: one per (relation, destination): relation ``r`` (``etypes``, sorted by
   destination type) owns rows ``row_off[r] .. row_off[r] + num_dst[dst type of r]``;
 * **entries**: CSR over those rows. ``rel`` is each entry's relation, ``eid`` its
@@ -198,6 +199,7 @@ class MessageBlock:
     norm: torch.Tensor
     weight: torch.Tensor | None = None
     mask: torch.Tensor | None = None
+    dst_src: torch.Tensor | None = None  # each stacked destination's source slot (None: DGL's convention)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -219,6 +221,12 @@ class MessageBlock:
     @property
     def num_entries(self) -> int:
         return self.col.numel()
+
+    def dst_columns(self, t: str) -> torch.Tensor | slice:
+        """The source columns of the destinations of type ``t``."""
+        if self.dst_src is None:
+            return slice(self.src_off[t], self.src_off[t] + self.num_dst[t])
+        return self.dst_src[self.dst_off[t]: self.dst_off[t] + self.num_dst[t]]
 
     def real_edges(self) -> torch.Tensor:
         """How many sampled parent edges the block holds (a device scalar; loops and padding aside)."""

@@ -51,21 +51,29 @@ def table(values: tuple, device: torch.device) -> torch.Tensor:
 
 def _remap(block: MessageBlock, sets: dict[str, list[int]], side: int) -> torch.Tensor:
     """Per entry, the row of :func:`project`'s output that its source (``side`` 0) or its
-    destination (``side`` 2; destinations are the first sources of their type) reads."""
+    destination (``side`` 2, at its source column) reads."""
     at, start = {}, 0
     for t in block.ntypes:
         at[t] = start
         if block.num_src[t] and sets[t]:
             start += block.num_src[t] * len(sets[t])
-    offset = [block.src_off[e[0]] for e in block.etypes] if side == 0 else block.row_off
+    dev = block.col.device
+    if side == 0:  # the entry's source column
+        index, offset = block.col, [block.src_off[e[0]] for e in block.etypes]
+    elif block.dst_src is None:  # destination v of a relation's rows is source column src_off + v
+        index, offset = block.row, block.row_off
+    else:
+        index = block.dst_src[block.row + table(tuple(block.dst_off[e[2]] - block.row_off[r] for r, e in
+                                                      enumerate(block.etypes)), dev)[block.rel]]
+        offset = [block.src_off[e[2]] for e in block.etypes]
     mult, add = [], []
-    for r, e in enumerate(block.etypes):  # column (or row) off + u  ->  at[t] + u k + j
+    for r, e in enumerate(block.etypes):  # (column or row) = offset + u  ->  at[t] + u k + j
         t = e[side]
         k = len(sets[t])
         mult.append(k)
         add.append(at[t] + (sets[t].index(r) if r in sets[t] else 0) - offset[r] * k)
-    m, a = table((tuple(mult), tuple(add)), block.col.device)[:, block.rel]
-    return (block.col if side == 0 else block.row) * m + a
+    m, a = table((tuple(mult), tuple(add)), dev)[:, block.rel]
+    return index * m + a
 
 
 def _key(sets: dict[str, list[int]]) -> tuple:
