@@ -48,6 +48,7 @@ def floyd_sample(deg: torch.Tensor, k: torch.Tensor | int, width: int | None = N
     """Per row ``i``: ``n_i = min(deg_i, k_i)`` distinct offsets in ``[0, deg_i)``, a uniform
     subset (all of them when ``deg_i <= k_i``), in the first ``n_i`` columns of a
     ``(rows, width)`` tensor (``width`` = the largest ``k``), and the mask of those columns.
+    ``deg`` and ``k``: ``(rows,)`` or ``(rows, 1)`` (no reshaping on the sampler's path).
 
     Floyd's algorithm draws, for ``j = deg - n + i`` (``i = 0 .. n-1``), ``t_i`` uniform in
     ``[0, j]`` and takes ``t_i`` unless already taken, else ``j``. It runs here without a
@@ -57,11 +58,13 @@ def floyd_sample(deg: torch.Tensor, k: torch.Tensor | int, width: int | None = N
     dev = deg.device
     width = int(torch.as_tensor(k).max()) if width is None else width
     i, earlier = _columns(width, dev)
-    n = torch.minimum(deg, torch.as_tensor(k, device=dev))
-    valid = i < n.unsqueeze(1)
+    k = torch.as_tensor(k, device=dev)
+    deg, k = (x if x.dim() == 2 else x.view(-1, 1) for x in (deg, k))
+    n = torch.minimum(deg, k)
+    valid = i < n
     if deg.numel() == 0 or width == 0:
         return torch.zeros(valid.shape, dtype=torch.int64, device=dev), valid
-    low = (deg - n).unsqueeze(1)
+    low = deg - n
     j = low + i
     t = (torch.rand(valid.shape, generator=generator, device=dev, dtype=torch.float64) * (j + 1)).to(torch.int64)
     taken = ((t.unsqueeze(2) == t.unsqueeze(1)) & earlier).any(2)  # an earlier draw was the same
@@ -111,12 +114,13 @@ class _Layout:
         self.whole = {t: m[t] + min(cand[t], g.num_nodes[t]) >= g.num_nodes[t] > 0 for t in g.ntypes}
         self.num_src = {t: g.num_nodes[t] if self.whole[t] else m[t] + min(cand[t], g.num_nodes[t]) for t in g.ntypes}
         src_off = starts(g.ntypes, self.num_src)
-        self.sel = torch.cat(rows_sel).to(dev)  # the destination slot of each row
+        # per row, as (rows, 1) columns: its destination slot, typed-CSC row base, fanout, loop
+        self.sel = torch.cat(rows_sel).to(dev).view(-1, 1)
         self.rows = self.sel.numel()
-        self.base = torch.tensor(rows_base, dtype=torch.int64, device=dev)
-        self.k = torch.tensor(k_row, dtype=torch.int64, device=dev)
+        self.base = torch.tensor(rows_base, dtype=torch.int64, device=dev).view(-1, 1)
+        self.k = torch.tensor(k_row, dtype=torch.int64, device=dev).view(-1, 1)
         self.rel = torch.tensor(rel_row, dtype=torch.int64, device=dev)
-        self.loop = torch.tensor([g.loops[r] for r in rel_row], dtype=torch.bool, device=dev)
+        self.loop = torch.tensor([g.loops[r] for r in rel_row], dtype=torch.bool, device=dev).view(-1, 1)
         # destination slot -> its source slot (destinations are the first sources of their type;
         # for a whole type the slot is its id's, set per batch: here the dummy slot past the end)
         self.total_src = sum(self.num_src.values())
@@ -128,12 +132,17 @@ class _Layout:
         self.whole_id = whole[type_of_id]  # (sink + 1,) ids of whole types
         shift = torch.tensor([src_off[t] - g.type_off[t] for t in g.ntypes] + [0], device=dev)
         self.whole_slot = torch.arange(g.sink + 1, device=dev) + shift[type_of_id]
+        self.all_whole = all(self.whole[t] or g.num_nodes[t] == 0 for t in g.ntypes)
+        if self.all_whole:
+            self.whole_slot[g.sink] = 0  # sinks read slot 0 (their entries are masked)
+            self.all_nodes = torch.arange(g.sink, device=dev)  # the stacked sources: every node, in id order
         # per type: first source slot of the new nodes; the first global id of the type
         self.new_at = torch.tensor([src_off[t] + m[t] for t in g.ntypes], dtype=torch.int64, device=dev)
         self.total = torch.tensor(self.total_src, device=dev)
         # for padding: a slot of each row's source type
         self.pad_col = torch.tensor([src_off[g.etypes[r][0]] for r in rel_row], dtype=torch.int64,
                                     device=dev)[:, None].expand(-1, self.K + 1)
+        self.one = torch.ones((self.rows, 1), device=dev)
         self.loop_f = self.loop.to(torch.float32)
         w = self.K + 1
         self.rowptr = torch.arange(0, self.rows * w + 1, w, device=dev)
@@ -199,7 +208,6 @@ class DeviceGraph:
         # would be copied to the device at every use)
         self.empty_row, self.pad_entry, self.sink_id, self.zero = (
             torch.tensor(v, device=dev) for v in (self.empty_row, self.pad_entry, self.sink, 0))
-        self.one = torch.ones((1, 1), device=dev)
         self.ids = torch.arange(self.sink + 1, device=dev)
         sizes = torch.tensor([self.num_nodes[t] for t in self.ntypes])
         self.type_of_id = torch.cat([torch.repeat_interleave(torch.arange(len(self.ntypes)), sizes),
@@ -240,6 +248,8 @@ class DeviceGraph:
         destinations, then its new ids in id order, then padding (sinks); a whole type's are
         all its nodes in id order."""
         S = self.sink
+        if lay.all_whole:  # every source is where its id says
+            return lay.all_nodes, lay.whole_slot[src], lay.whole_slot[dst]
         mark = torch.zeros(S + 1, dtype=torch.bool, device=self.device)
         mark.index_fill_(0, src.view(-1), True).index_fill_(0, dst, False)[S] = False  # the new ids
         if lay.any_whole:
@@ -260,21 +270,19 @@ class DeviceGraph:
         """One layer from its stacked destination ids ``dst`` (``m[t]`` slots per type)."""
         lay = self._layout(m, self._fanouts(fanout))
         S = self.sink
-        d = dst[lay.sel]  # each row's destination id
+        d = dst[lay.sel]  # (rows, 1): each row's destination id
         sink = d == S
         q = torch.where(sink, self.empty_row, d + lay.base)  # its row in the typed CSC
         start = self.indptr[q]
         deg = self.indptr[q + 1] - start
         off, valid = floyd_sample(deg, lay.k, lay.K, generator)
-        at = torch.cat([torch.where(valid, start.unsqueeze(1) + off, self.pad_entry),
-                        self.loop_entry[q].unsqueeze(1)], 1)
-        valid = torch.cat([valid, (lay.loop & ~sink).unsqueeze(1)], 1)
+        at = torch.cat([torch.where(valid, start + off, self.pad_entry), self.loop_entry[q]], 1)
+        valid = torch.cat([valid, lay.loop & ~sink], 1)
         nodes, col, dst_src = self._relabel(lay, dst, self.src[at])
         # c_uv = fac(u) / sqrt(d(v) + loop) * d(v) / k_v (sampled columns), fac(v) / sqrt(d(v) + 1) (loop)
         row = (deg + lay.loop_f).clamp(min=1).rsqrt()
-        scale = torch.cat([(deg / torch.minimum(deg, lay.k).clamp(min=1)).unsqueeze(1).expand(-1, lay.K),
-                           self.one.expand(deg.numel(), 1)], 1)
-        norm = self.fac[at] * (row.unsqueeze(1) * scale)
+        scale = torch.cat([(deg / torch.minimum(deg, lay.k).clamp(min=1)).expand(-1, lay.K), lay.one], 1)
+        norm = self.fac[at] * (row * scale)
         block = MessageBlock(
             self.ntypes, tuple(self.etypes), dict(lay.num_src), dict(m), lay.rowptr,
             torch.where(valid, col, lay.pad_col).view(-1), lay.rel, self.eid[at].view(-1), norm.view(-1),
@@ -320,7 +328,7 @@ class DeviceGraph:
             if e[1] != SELF:
                 keep = real & (rel == r)[:, None]
                 out[e] = (self.src[at[keep]] - self.type_off[e[0]],
-                          d[:, None].expand_as(at)[keep] - self.type_off[e[2]], self.eid[at[keep]])
+                          d.expand_as(at)[keep] - self.type_off[e[2]], self.eid[at[keep]])
         return out
 
 
