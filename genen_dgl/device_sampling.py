@@ -12,7 +12,10 @@ sampled data. Nothing is read back from the device, so a GPU step runs without w
   slots (a slot past the real nodes holds the *sink* id, a node with no edges); every
   (relation, destination) row gets ``K + 1`` entries (``K`` = the largest fanout, plus
   a self-loop slot); padding is masked (``mask``) and has coefficient 0. The sources of
-  type ``t`` are the destinations, then ``min(candidates, N_t)`` slots for new nodes.
+  type ``t`` are the destinations, then ``min(candidates, N_t)`` slots for new nodes;
+  where that would reach ``N_t``, the type is *whole*: all its nodes in id order (the
+  deeper layers at paper scale), no relabelling, and the block's ``dst_src`` says where
+  each destination sits among them.
 * **sampling**: every relation's rows in one call, :func:`floyd_sample` per row: up to
   ``fanout`` in-neighbours *without replacement*, uniformly (all when the degree is at
   most the fanout; ``fanout = -1``: all, with the relation's largest in-degree as bound).
@@ -21,7 +24,9 @@ sampled data. Nothing is read back from the device, so a GPU step runs without w
   DGL's block convention), one scatter writes the node list.
 * **coefficients**: as :meth:`~genen_dgl.nn.sparse.MessageBlock.build` (the whole graph's
   degrees, rescaled by degree / sampled count), parent edge ids in ``eid`` (learned edge
-  weights), fixed weights read per entry.
+  weights), fixed weights read per entry. Self-loops and a padding entry are entries of
+  the typed CSC too, and each entry carries its source factor ``1/sqrt(d_out + loop)``, so
+  a layer's coefficients are two gathers and a product.
 
 :class:`DeviceBatches` is a :class:`~genen_dgl.batches.SeedBatches` sampler like
 :class:`~genen_dgl.dataloading.NeighborBatches` (``len``, ``sample(seeds)``, ``epoch(seed)``

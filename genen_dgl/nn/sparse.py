@@ -23,6 +23,7 @@ the destinations of every type stacked in ``ntypes`` order, is the next block's 
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field, fields
 
@@ -39,14 +40,6 @@ SELF = "self"  # the relation name of a node type's own loops where it has no sa
 def offsets(counts: torch.Tensor) -> torch.Tensor:
     """CSR offsets ``[0, c0, c0 + c1, ...]`` of per-row ``counts``."""
     return torch.nn.functional.pad(torch.cumsum(counts, 0), (1, 0))
-
-
-def segment_arange(counts: torch.Tensor, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """For segments of ``counts`` items: the segment of each item and its offset in it
-    (``total`` = the sum of ``counts``; given, nothing is read back from the device)."""
-    seg = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts, output_size=total)
-    starts = torch.cumsum(counts, 0) - counts
-    return seg, torch.arange(seg.numel(), device=counts.device) - starts[seg]
 
 
 def on(tensor: torch.Tensor, device) -> bool:
@@ -312,13 +305,13 @@ class MessageBlock:
         src_off = starts(ntypes, num_src)
         rows = [num_dst[e[2]] for e in etypes]
         loops = [int(self_loops and e[0] == e[2]) for e in etypes]
-        c = _Constants(etypes, rows, loops, dev)
+        c = _rows(tuple(rows), tuple(loops), torch.device(dev))
         n_edges = sum(a.indices.numel() for a in adj)
         n_src = [num_src[e[0]] for e in etypes]
 
         # per row (small): edges kept, loops, where its edges go, its column base, its factors
         sampled = torch.cat([a.indptr.diff() for a in adj]).to(torch.int64)
-        counts = sampled + c.loop_row
+        counts = sampled + c.loop
         rowptr = offsets(counts)
         shift = rowptr[:-1] - (offsets(sampled)[:-1])  # the loops placed before each row
         if parent:  # degrees in the parent graph, per (relation, source) and per row
@@ -326,24 +319,24 @@ class MessageBlock:
             src_fac = (src_deg + torch.repeat_interleave(torch.tensor(loops, device=dev), torch.tensor(
                 n_src, device=dev), output_size=src_deg.numel())).clamp(min=1).rsqrt()
             dst_deg = torch.cat([a.dst_degree for a in adj]).to(torch.float32)
-            row_fac = (dst_deg + c.loop_row).clamp(min=1).rsqrt()
+            row_fac = (dst_deg + c.loop).clamp(min=1).rsqrt()
             edge_scale = dst_deg / sampled.clamp(min=1)
         else:  # the block's own degrees (sources: entries per relation and column, loops included)
             src_fac = None
             row_fac, edge_scale = counts.clamp(min=1).to(torch.float32).rsqrt(), None
 
         # per edge: one gather of the per-row tables each (index_select: on the CPU 3x faster than x[i])
-        edge_row = torch.repeat_interleave(c.rows, sampled, output_size=n_edges)
+        edge_row = torch.repeat_interleave(c.all, sampled, output_size=n_edges)
 
         def per_edge(table: torch.Tensor) -> torch.Tensor:
             return table.index_select(0, edge_row)
 
         at = torch.arange(n_edges, device=dev) + per_edge(shift)
         local = torch.cat([a.indices for a in adj]).to(torch.int64)
-        col_base = torch.tensor([src_off[e[0]] for e in etypes], dtype=torch.int64, device=dev)[c.rel_row]
+        col_base = torch.tensor([src_off[e[0]] for e in etypes], dtype=torch.int64, device=dev)[c.rel]
         fac_base = torch.tensor(list(starts(range(len(etypes)), dict(enumerate(n_src))).values()),
-                                dtype=torch.int64, device=dev)[c.rel_row]
-        loop_at = rowptr[c.loop_rows + 1] - 1  # each loop after its row's edges
+                                dtype=torch.int64, device=dev)[c.rel]
+        loop_at = rowptr[c.looped + 1] - 1  # each loop after its row's edges
         n = n_edges + loop_at.numel()
 
         def place(edges: torch.Tensor, loop_values) -> torch.Tensor:
@@ -352,46 +345,47 @@ class MessageBlock:
                 return out.scatter_(0, loop_at, loop_values.to(edges.dtype))
             return out.index_fill_(0, loop_at, loop_values)
 
-        loop_local = c.loop_rows - c.row_start[c.loop_rows]  # v, for the loop v -> v
-        col = place(local + per_edge(col_base), loop_local + col_base[c.loop_rows])
+        loop_local = c.looped - c.start[c.looped]  # v, for the loop v -> v
+        col = place(local + per_edge(col_base), loop_local + col_base[c.looped])
         if src_fac is None:
-            key = place(local + per_edge(fac_base), loop_local + fac_base[c.loop_rows])
+            key = place(local + per_edge(fac_base), loop_local + fac_base[c.looped])
             src_fac = torch.zeros(sum(n_src), device=dev).index_add_(0, key, torch.ones(n, device=dev)).clamp(min=1).rsqrt()
-            norm = src_fac.index_select(0, key) * place(per_edge(row_fac), row_fac[c.loop_rows])
+            norm = src_fac.index_select(0, key) * place(per_edge(row_fac), row_fac[c.looped])
         else:
             edge_norm = src_fac.index_select(0, local + per_edge(fac_base)) * per_edge(row_fac * edge_scale)
-            norm = place(edge_norm, src_fac[loop_local + fac_base[c.loop_rows]] * row_fac[c.loop_rows])
+            norm = place(edge_norm, src_fac[loop_local + fac_base[c.looped]] * row_fac[c.looped])
         eid = place(torch.cat([a.eid for a in adj]).to(torch.int64), -1)
         weight = None
         if any(a.weight is not None for a in adj):
             weight = place(torch.cat([a.weight if a.weight is not None else torch.ones(a.indices.numel(), device=dev)
                                       for a in adj]).to(torch.float32), 1.0)
-        return cls(ntypes, etypes, dict(num_src), dict(num_dst), rowptr, col, c.rel_row, eid, norm, weight)
+        return cls(ntypes, etypes, dict(num_src), dict(num_dst), rowptr, col, c.rel, eid, norm, weight)
 
 
-class _Constants:
-    """Per-row constants of a block layout (each row's relation, loop, first row of its
-    relation), cached by layout: the same for every batch of one size."""
+@dataclass(frozen=True)
+class _Rows:
+    """Per-row constants of a block layout: each row's relation, its loop (0/1), the first
+    row of its relation, the rows with a loop."""
 
-    _cache: dict = {}
+    all: torch.Tensor
+    rel: torch.Tensor
+    loop: torch.Tensor
+    start: torch.Tensor
+    looped: torch.Tensor
 
-    def __new__(cls, etypes, rows, loops, device):
-        key = (etypes, tuple(rows), tuple(loops), str(device))
-        if key not in cls._cache:
-            self = super().__new__(cls)
-            n = sum(rows)
-            start = list(starts(range(len(rows)), dict(enumerate(rows))).values())
-            sizes = torch.tensor(rows, device=device)
-            self.rows = torch.arange(n, device=device)
-            self.rel_row = torch.repeat_interleave(torch.arange(len(rows), device=device), sizes, output_size=n)
-            self.loop_row = torch.tensor(loops, device=device)[self.rel_row]
-            self.row_start = torch.tensor(start, device=device)[self.rel_row]
-            self.loop_rows = torch.cat([torch.arange(start[r], start[r] + rows[r]) for r in range(len(rows))
-                                        if loops[r]] or [torch.zeros(0, dtype=torch.int64)]).to(device)
-            if len(cls._cache) > 64:
-                cls._cache.clear()
-            cls._cache[key] = self
-        return cls._cache[key]
+
+@functools.lru_cache(maxsize=64)
+def _rows(rows: tuple[int, ...], loops: tuple[int, ...], device: torch.device) -> _Rows:
+    """The :class:`_Rows` of relations with ``rows[r]`` rows each, made once per layout (the
+    whole graph's, or a batch size's)."""
+    n = sum(rows)
+    start = list(starts(range(len(rows)), dict(enumerate(rows))).values())
+    rel = torch.repeat_interleave(torch.arange(len(rows), device=device), torch.tensor(rows, device=device),
+                                  output_size=n)
+    looped = [torch.arange(start[r], start[r] + rows[r]) for r in range(len(rows)) if loops[r]]
+    return _Rows(torch.arange(n, device=device), rel, torch.tensor(loops, device=device)[rel],
+                 torch.tensor(start, device=device)[rel],
+                 torch.cat(looped).to(device) if looped else torch.zeros(0, dtype=torch.int64, device=device))
 
 
 def starts(keys, sizes) -> dict:
