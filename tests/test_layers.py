@@ -126,7 +126,8 @@ def test_gcn_full_graph_matches_dgl(weighted, order):
     assert_same(out_ref, out_our, ref_p, our_p, (list(x_ref.values()), list(x_our.values())))
 
 
-def test_gat_full_graph_matches_dgl():
+@pytest.mark.parametrize("order", ["aggregate", "project"])
+def test_gat_full_graph_matches_dgl(order):
     graph, feats = random_heterograph(1)
     ref, ours = dgl_gat(graph), HeteroGATConv(IN, OUT, HEADS, graph.canonical_etypes)
     copy_gat(ref, ours)
@@ -134,14 +135,14 @@ def test_gat_full_graph_matches_dgl():
     x_our = {t: v.clone().requires_grad_() for t, v in feats.items()}
     out_ref = ref(with_self_loops(graph), x_ref)
     block = to_message_block(graph, {}, self_loops=True)
-    out_our = unstack(block, ours(block, stack(block, x_our)))
+    out_our = unstack(block, ours(block, stack(block, x_our), order))
     ref_p = [p for e in ours.etypes for p in (ref.mods[e[1]].fc.weight, ref.mods[e[1]].attn_l, ref.mods[e[1]].bias)]
     our_p = [(p, pick) for r in range(len(ours.etypes)) for p, pick in (
         (ours.weight, lambda g, r=r: g[r].t()), (ours.attn_src, lambda g, r=r: g[r]), (ours.bias, lambda g, r=r: g[r]))]
     assert_same(out_ref, out_our, ref_p, our_p, (list(x_ref.values()), list(x_our.values())))
 
 
-@pytest.mark.parametrize("kind", ["gcn-aggregate", "gcn-project", "gat"])
+@pytest.mark.parametrize("kind", ["gcn-aggregate", "gcn-project", "gat-aggregate", "gat-project"])
 def test_sampled_blocks_match_dgl(kind):
     """On a sampled block (parent edge ids, src/dst split) both agree too."""
     graph, feats = random_heterograph(2)
@@ -162,7 +163,7 @@ def test_sampled_blocks_match_dgl(kind):
     else:
         ref, ours = dgl_gat(graph), HeteroGATConv(IN, OUT, HEADS, graph.canonical_etypes)
         copy_gat(ref, ours)
-        out_ref, out_our = ref(block, x_ref), unstack(mblock, ours(mblock, stack(mblock, x_our)))
+        out_ref, out_our = ref(block, x_ref), unstack(mblock, ours(mblock, stack(mblock, x_our), kind[4:]))
         ref_p = [ref.mods[e[1]].fc.weight for e in ours.etypes]
         our_p = [(ours.weight, lambda g, r=r: g[r].t()) for r in range(len(ours.etypes))]
     assert_same(out_ref, out_our, ref_p, our_p, (list(x_ref.values()), list(x_our.values())))

@@ -11,12 +11,14 @@
 was built with self-loops. Output ``(num_dst, heads, out_dim)``, destination types stacked.
 Equal to ``dgl.nn.HeteroGraphConv({r: GATConv(..., allow_zero_in_degree=True)}, aggregate="sum")``.
 
-One pass over all relations: each node type is projected by every relation it takes part
-in with one matmul (:math:`W_r h_u` as a source, :math:`W_r h_v` as a destination: the
-destinations are the first sources of their type), the scores of every entry come from
-two gathers, the softmax runs over every (relation, destination) row at once, and each
-head's messages are one sparse product over all relations. Padded entries (``mask``) get
-no attention; a row without entries outputs its bias, as DGL's.
+One pass over all relations: the attention logits come from one small matmul per node
+type (:math:`a^\\top W_r h = (W_r a)^\\top h`, for every relation the type takes part in),
+the scores of every entry from two gathers, the softmax runs over every (relation,
+destination) row at once. The messages either project each node type by its relations
+and take one sparse product per head, or (cheaper with wide inputs) sum the inputs with
+each head's weights and project each destination type's relation rows with one batched
+matmul: :math:`\\sum_u \\alpha_{uv} W h_u = W \\sum_u \\alpha_{uv} h_u`. Padded entries
+(``mask``) get no attention; a row without entries outputs its bias, as DGL's.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, relation_order, spmm
+from genen_dgl.nn.gcn_conv import WRITE
 from genen_dgl.nn.stacked import (
-    check_relations, project, projected_dst, projected_pattern, relation_sets, sum_relations, table,
+    check_relations, project, projected_dst, projected_pattern, relation_sets, sum_relations,
 )
 
 
@@ -63,18 +66,35 @@ class HeteroGATConv(nn.Module):
             nn.init.xavier_normal_(self.attn_src.data[i: i + 1], gain=gain)
             nn.init.xavier_normal_(self.attn_dst.data[i: i + 1], gain=gain)
 
-    def forward(self, block: MessageBlock, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, block: MessageBlock, x: torch.Tensor, order: str | None = None) -> torch.Tensor:
         """``x``: stacked sources ``(sum_t num_src[t], in_dim)``; returns stacked destinations
-        ``(sum_t num_dst[t], heads, out_dim)``."""
+        ``(sum_t num_dst[t], heads, out_dim)``. ``order``: ``project`` (each node type by
+        every relation it takes part in, then one sparse product per head) or ``aggregate``
+        (per head, the attention-weighted sum of the inputs, then one batched matmul per
+        destination type); default: the cheaper, counting multiply-adds and writes as GCN's."""
         check_relations(block, self.etypes)
         H, D = self.heads, self.out_dim
+        R, d_in = self.weight.shape[:2]
         touching = relation_sets(block, lambda t, e: t in (e[0], e[2]))
-        feat = project(block, x, self.weight, touching).view(-1, H, D)  # rows (u, r) per type
-        rel = torch.cat([table(tuple(touching[t]), x.device).repeat(block.num_src[t])  # the relation of each row
-                         for t in block.ntypes])
-        el, er = (feat * self.attn_src[rel]).sum(-1), (feat * self.attn_dst[rel]).sum(-1)
+        # attention logits a^T W h = (W a)^T h: per (node, relation it touches), both halves at once
+        w = self.weight.view(R, d_in, H, D)
+        attn = torch.cat([torch.einsum("rihd,rhd->rih", w, a) for a in (self.attn_src, self.attn_dst)], 2)
+        logits = project(block, x, attn, touching).view(-1, 2, H)
         pattern = projected_pattern(block, touching)
-        scores = F.leaky_relu(el[pattern.col] + er[projected_dst(block, touching)], self.negative_slope)
-        alpha = F.dropout(edge_softmax(block, scores), self.attn_drop, self.training)
-        msg = torch.stack([spmm(pattern, a, f) for a, f in zip(alpha.unbind(1), feat.unbind(1))], 1)
-        return sum_relations(block, msg, self.bias.view(-1, H, D))
+        scores = logits[:, 0].index_select(0, pattern.col.long()) + \
+            logits[:, 1].index_select(0, projected_dst(block, touching))
+        alpha = F.dropout(edge_softmax(block, F.leaky_relu(scores, self.negative_slope)), self.attn_drop,
+                          self.training)
+        if order is None:
+            touched = sum(block.num_src[t] * len(r) for t, r in touching.items())
+            e, rows = block.num_entries, block.num_rows
+            by_projecting = touched * H * D * (d_in + WRITE) + H * (e * D + rows * D * WRITE)
+            by_aggregating = H * (e * d_in + rows * d_in * (D + WRITE))
+            order = "aggregate" if by_aggregating < by_projecting else "project"
+        bias = self.bias.view(R, H, D)
+        if order == "project":
+            feat = project(block, x, self.weight, touching).view(-1, H, D)  # rows (u, r) per type
+            msg = torch.stack([spmm(pattern, a, f) for a, f in zip(alpha.unbind(1), feat.unbind(1))], 1)
+            return sum_relations(block, msg, bias)
+        return torch.stack([sum_relations(block, spmm(block.pattern(), alpha[:, h], x), bias[:, h], w[:, :, h])
+                            for h in range(H)], 1)
