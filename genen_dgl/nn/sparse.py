@@ -105,13 +105,14 @@ class Pattern:
             rows = torch.repeat_interleave(torch.arange(self.num_rows, device=self.col.device),
                                            self.rowptr.diff(), output_size=self.col.numel())
             bounds = torch.arange(self.num_cols + 1, device=self.col.device, dtype=self.index_dtype)
-            self._t = (torch.searchsorted(self.col[perm], bounds, out_int32=self.index_dtype == torch.int32),
-                       rows[perm].to(self.index_dtype), perm)
+            self._t = (torch.searchsorted(self.col.index_select(0, perm), bounds,
+                                          out_int32=self.index_dtype == torch.int32),
+                       rows.index_select(0, perm).to(self.index_dtype), perm)
         return self._t
 
     def csr_t(self, values: torch.Tensor) -> torch.Tensor:
         t_rowptr, t_col, perm = self.transpose()
-        return torch.sparse_csr_tensor(t_rowptr, t_col, values[perm], (self.num_cols, self.num_rows),
+        return torch.sparse_csr_tensor(t_rowptr, t_col, values.index_select(0, perm), (self.num_cols, self.num_rows),
                                        check_invariants=False)
 
 

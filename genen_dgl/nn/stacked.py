@@ -96,16 +96,18 @@ def sum_relations(block: MessageBlock, y: torch.Tensor, bias: torch.Tensor,
                   weight: torch.Tensor | None = None) -> torch.Tensor:
     """Stacked destinations ``(sum_t n_t, ...)`` from relation rows ``y`` (``(rows, ...)``):
     per destination type, the sum over its relations (each first multiplied by its
-    ``weight[r]``, one batched matmul, when given) plus their biases."""
-    out, rows = [], block.row_off
-    for t in block.ntypes:
-        n = block.num_dst[t]
-        rels = [r for r, e in enumerate(block.etypes) if e[2] == t]
-        if not rels:
+    ``weight[r]``, one batched matmul, when given) plus their biases. (``split``, not
+    slicing: a slice's backward zero-fills a gradient as large as ``y`` per slice.)"""
+    out = []
+    rels = {t: [r for r, e in enumerate(block.etypes) if e[2] == t] for t in block.ntypes}
+    parts = y.split([len(rels[t]) * block.num_dst[t] for t in block.ntypes])
+    for t, part in zip(block.ntypes, parts):
+        n, r = block.num_dst[t], rels[t]
+        if not r:
             out.append(y.new_zeros((n,) + (bias.shape[1:] if weight is not None else y.shape[1:])))
             continue
-        a, b = rels[0], rels[-1] + 1  # relations are sorted by destination type: contiguous
-        part = y[rows[a]: rows[a] + (b - a) * n].view((b - a, n) + y.shape[1:])
+        a, b = r[0], r[-1] + 1  # relations are sorted by destination type: contiguous
+        part = part.view((b - a, n) + y.shape[1:])
         if weight is not None:
             part = torch.bmm(part, weight[a:b])
         out.append(part.sum(0) + bias[a:b].sum(0).view(part.shape[2:]))
