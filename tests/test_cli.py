@@ -170,7 +170,8 @@ def test_same_command_same_numbers_with_deterministic(sample_spec, tmp_path):
 def test_ctrl_c_stops_in_one_line_and_resumes(sample_spec, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "genen_dgl.train", "--data", str(sample_spec), "--out", str(out), "--folds", "2",
-           "--epochs", "200", "--patience", "200", "--hidden", "16", "--sampler", "full", "--threads", "1"]
+           "--epochs", "100000", "--patience", "100000", "--hidden", "16", "--sampler", "full", "--threads", "1"]
+    # (far more epochs than it gets: 200 full-graph epochs on the sample now take about a second)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not (out / "fold0" / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
