@@ -172,7 +172,10 @@ def test_ctrl_c_stops_in_one_line_and_resumes(sample_spec, tmp_path):
     cmd = [sys.executable, "-m", "genen_dgl.train", "--data", str(sample_spec), "--out", str(out), "--folds", "2",
            "--epochs", "100000", "--patience", "100000", "--hidden", "16", "--sampler", "full", "--threads", "1"]
     # (far more epochs than it gets: 200 full-graph epochs on the sample now take about a second)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal delivers it: a child inherits an *ignored* SIGINT (Python then
+    # installs no KeyboardInterrupt handler), and in CI's pytest process it was ignored
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not (out / "fold0" / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
