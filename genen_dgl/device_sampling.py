@@ -211,8 +211,8 @@ class DeviceGraph:
         self.fac = torch.cat(facs + loop_facs + [torch.zeros(2)]).to(dev)
         # the scalars the sampler combines with tensors, as device tensors (a Python number
         # would be copied to the device at every use)
-        self.empty_row, self.pad_entry, self.sink_id, self.zero = (
-            torch.tensor(v, device=dev) for v in (self.empty_row, self.pad_entry, self.sink, 0))
+        self.empty_row, self.pad_entry, self.zero = (torch.tensor(v, device=dev) for v in (self.empty_row,
+                                                                                          self.pad_entry, 0))
         self.ids = torch.arange(self.sink + 1, device=dev)
         sizes = torch.tensor([self.num_nodes[t] for t in self.ntypes])
         self.type_of_id = torch.cat([torch.repeat_interleave(torch.arange(len(self.ntypes)), sizes),

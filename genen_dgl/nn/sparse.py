@@ -12,7 +12,7 @@ device (no host synchronisation):
   destination type) owns rows ``row_off[r] .. row_off[r] + num_dst[dst type of r]``;
 * **entries**: CSR over those rows. ``rel`` is each entry's relation, ``eid`` its
   parent-graph edge id (-1: an added self-loop, or padding), ``norm`` its GCN coefficient
-  (:func:`gcn_norm`; 0 on padding), ``weight`` its fixed edge weight (1 where none),
+  (:meth:`MessageBlock.build`; 0 on padding), ``weight`` its fixed edge weight (1 where none),
   ``mask`` the real entries (None: all are). The torch-op sampler pads each row to a static
   number of slots, so its blocks have data-independent shapes; DGL's blocks are exact.
 
@@ -61,12 +61,6 @@ def self_relations(etypes: list[ETYPE]) -> list[ETYPE]:
     types = dict.fromkeys(t for s, _, d in etypes for t in (s, d))
     same = {s for s, _, d in etypes if s == d}
     return [(t, SELF, t) for t in types if t not in same]
-
-
-def gcn_norm(src_tilde: torch.Tensor, dst_tilde: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """GCN coefficients ``scale / sqrt(src_tilde * dst_tilde)`` (degrees clamped at 1);
-    see :meth:`MessageBlock.build` for the degrees and scale the blocks use."""
-    return scale * (src_tilde.to(torch.float32).clamp(min=1) * dst_tilde.to(torch.float32).clamp(min=1)).rsqrt()
 
 
 def _stable_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
