@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, relation_order, spmm
 from genen_dgl.nn.gcn_conv import WRITE
 from genen_dgl.nn.stacked import (
-    check_relations, project, projected_dst, projected_pattern, relation_sets, sum_relations,
+    check_relations, project, projected_dst, projected_pattern, projected_rows, relation_sets, sum_relations,
 )
 
 
@@ -86,7 +86,7 @@ class HeteroGATConv(nn.Module):
         alpha = F.dropout(edge_softmax(block, F.leaky_relu(scores, self.negative_slope)), self.attn_drop,
                           self.training)
         if order is None:
-            touched = sum(block.num_src[t] * len(r) for t, r in touching.items())
+            _, touched = projected_rows(block, touching)
             e, rows = block.num_entries, block.num_rows
             by_projecting = touched * H * D * (d_in + WRITE) + H * (e * D + rows * D * WRITE)
             by_aggregating = H * (e * d_in + rows * d_in * (D + WRITE))

@@ -34,7 +34,9 @@ import torch
 from torch import nn
 
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, relation_order, spmm
-from genen_dgl.nn.stacked import check_relations, project, projected_pattern, relation_sets, sum_relations
+from genen_dgl.nn.stacked import (
+    check_relations, project, projected_pattern, projected_rows, relation_sets, sum_relations,
+)
 
 
 WRITE = 64  # the cost of writing one intermediate value, in multiply-adds (both orders write one
@@ -61,7 +63,7 @@ class HeteroGCNConv(nn.Module):
         check_relations(block, self.etypes)
         d_in, d_out = self.weight.shape[1:]
         out_of = relation_sets(block, lambda t, e: e[0] == t)
-        n_src = sum(block.num_src[t] * len(r) for t, r in out_of.items())
+        _, n_src = projected_rows(block, out_of)
         if order is None:  # multiply-adds, and each value written to memory as WRITE of them
             by_aggregating = block.num_rows * d_in * (d_out + WRITE) + block.num_entries * d_in
             by_projecting = n_src * d_out * (d_in + WRITE) + block.num_rows * d_out * WRITE + block.num_entries * d_out

@@ -27,9 +27,19 @@ def relation_sets(block: MessageBlock, which) -> dict[str, list[int]]:
     return {t: [i for i, e in enumerate(block.etypes) if which(t, e)] for t in block.ntypes}
 
 
+def projected_rows(block: MessageBlock, sets: dict[str, list[int]]) -> tuple[dict[str, int], int]:
+    """Where each node type's rows start in :func:`project`'s output, and how many rows it has."""
+    at, total = {}, 0
+    for t in block.ntypes:
+        at[t] = total
+        total += block.num_src[t] * len(sets[t])
+    return at, total
+
+
 def project(block: MessageBlock, x: torch.Tensor, weight: torch.Tensor, sets: dict[str, list[int]]) -> torch.Tensor:
     """``(sum_t n_t |sets[t]|, d_out)``: for each node type ``t`` in order, the rows
-    ``(u, j) -> x_u W_{sets[t][j]}`` of its stacked sources ``u``, one matmul per type."""
+    ``(u, j) -> x_u W_{sets[t][j]}`` of its stacked sources ``u``, one matmul per type
+    (laid out as :func:`projected_rows` says)."""
     out, off = [], block.src_off
     for t in block.ntypes:
         n, rels = block.num_src[t], sets[t]
@@ -52,11 +62,7 @@ def table(values: tuple, device: torch.device) -> torch.Tensor:
 def _remap(block: MessageBlock, sets: dict[str, list[int]], side: int) -> torch.Tensor:
     """Per entry, the row of :func:`project`'s output that its source (``side`` 0) or its
     destination (``side`` 2, at its source column) reads."""
-    at, start = {}, 0
-    for t in block.ntypes:
-        at[t] = start
-        if block.num_src[t] and sets[t]:
-            start += block.num_src[t] * len(sets[t])
+    at, _ = projected_rows(block, sets)
     dev = block.col.device
     if side == 0:  # the entry's source column
         index, offset = block.col, [block.src_off[e[0]] for e in block.etypes]
@@ -82,7 +88,7 @@ def _key(sets: dict[str, list[int]]) -> tuple:
 
 def projected_pattern(block: MessageBlock, sets: dict[str, list[int]]) -> Pattern:
     """The block's pattern with entry ``(u -> v, r)`` reading row ``(u, r)`` of :func:`project`."""
-    rows = sum(block.num_src[t] * len(s) for t, s in sets.items())
+    _, rows = projected_rows(block, sets)
     return block.derived(("pattern", _key(sets)),
                          lambda: Pattern(block.rowptr, _remap(block, sets, 0), block.num_rows, max(rows, 1)))
 
