@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -71,6 +72,12 @@ def _stable_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
     return torch.argsort(keys, stable=True)
 
 
+def entry_rows(rowptr: torch.Tensor, num_entries: int) -> torch.Tensor:
+    """The row of each entry of a CSR with offsets ``rowptr``."""
+    return torch.repeat_interleave(torch.arange(rowptr.numel() - 1, device=rowptr.device), rowptr.diff(),
+                                   output_size=num_entries)
+
+
 @dataclass
 class Pattern:
     """The sparsity pattern of a (num_rows x num_cols) CSR matrix, and its transpose
@@ -82,6 +89,7 @@ class Pattern:
     col: torch.Tensor
     num_rows: int
     num_cols: int
+    rows: Callable[[], torch.Tensor] | None = field(default=None, repr=False)  # each entry's row, if known
     _t: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -96,8 +104,7 @@ class Pattern:
         """``(t_rowptr, t_col, t_perm)``: the transposed CSR, ``t_perm`` its entries' positions here."""
         if self._t is None:
             perm = _stable_order(self.col, self.num_cols)
-            rows = torch.repeat_interleave(torch.arange(self.num_rows, device=self.col.device),
-                                           self.rowptr.diff(), output_size=self.col.numel())
+            rows = self.rows() if self.rows is not None else entry_rows(self.rowptr, self.col.numel())
             bounds = torch.arange(self.num_cols + 1, device=self.col.device, dtype=self.index_dtype)
             self._t = (torch.searchsorted(self.col.index_select(0, perm), bounds,
                                           out_int32=self.index_dtype == torch.int32),
@@ -229,15 +236,13 @@ class MessageBlock:
 
     def pattern(self) -> Pattern:
         """Rows x stacked source columns."""
-        if "pattern" not in self._cache:
-            self._cache["pattern"] = Pattern(self.rowptr, self.col, self.num_rows, sum(self.num_src.values()))
-        return self._cache["pattern"]
+        return self.derived("pattern", lambda: Pattern(self.rowptr, self.col, self.num_rows,
+                                                       sum(self.num_src.values()), lambda: self.row))
 
     @property
     def row(self) -> torch.Tensor:
         """The row of each entry (made on first use)."""
-        return self.derived("row", lambda: torch.repeat_interleave(
-            torch.arange(self.num_rows, device=self.col.device), self.rowptr.diff(), output_size=self.num_entries))
+        return self.derived("row", lambda: entry_rows(self.rowptr, self.num_entries))
 
     @property
     def rel(self) -> torch.Tensor:

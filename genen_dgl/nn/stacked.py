@@ -90,7 +90,8 @@ def projected_pattern(block: MessageBlock, sets: dict[str, list[int]]) -> Patter
     """The block's pattern with entry ``(u -> v, r)`` reading row ``(u, r)`` of :func:`project`."""
     _, rows = projected_rows(block, sets)
     return block.derived(("pattern", _key(sets)),
-                         lambda: Pattern(block.rowptr, _remap(block, sets, 0), block.num_rows, max(rows, 1)))
+                         lambda: Pattern(block.rowptr, _remap(block, sets, 0), block.num_rows, max(rows, 1),
+                                         lambda: block.row))
 
 
 def projected_dst(block: MessageBlock, sets: dict[str, list[int]]) -> torch.Tensor:
