@@ -34,7 +34,7 @@ from genen_dgl.nn.model import GenenGNN
 from genen_dgl.nn.sparse import MessageBlock
 from genen_dgl.outputs import run_meta, write_outputs
 from genen_dgl.precision import autocast
-from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model
+from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model, scores
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,9 @@ class FullGraphPredictor:
         model.eval()
         with autocast(self.precision, next(model.parameters()).device):
             out, hidden = model([self.block] * model.num_layers, self.inputs, return_hidden=True)
-        out = out.float()
-        out = out.reshape(-1, 1) if self.kind == "regression" else torch.softmax(out, 1)
+        out = scores(self.kind, out)
         rows = torch.as_tensor(genes, device=out.device)
-        return out[rows].float().cpu().numpy(), hidden[rows].float().cpu().numpy()
+        return out[rows].cpu().numpy(), hidden[rows].float().cpu().numpy()
 
 
 class LocalData:

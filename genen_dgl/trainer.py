@@ -93,6 +93,13 @@ def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
+def scores(kind: str, logits: torch.Tensor) -> torch.Tensor:
+    """What a predictor reports from the model's output: class probabilities, or the
+    prediction as one column for regression; float32 whatever the precision."""
+    logits = logits.float()
+    return logits.reshape(-1, 1) if kind == "regression" else torch.softmax(logits, 1)
+
+
 def task_loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy for classes, MSE for regression (the paper's losses), on float32
     outputs (bf16 autocast: the logits are cast up first)."""

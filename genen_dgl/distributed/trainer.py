@@ -56,7 +56,7 @@ from genen_dgl.outputs import run_meta, write_outputs
 from genen_dgl.partition import PartitionInfo, degree_fields
 from genen_dgl.precision import autocast
 from genen_dgl.rundir import RunDir, default_run_dir, summary_line
-from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model
+from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model, scores
 
 log = logging.getLogger("genen_dgl.distributed.trainer")
 
@@ -230,10 +230,8 @@ class DistPredictor:
         for x, blocks, out_ids in d.batches(ids[mine], d.eval_sampler, d.config.batch_size, self.keep):
             with autocast(d.config.precision, d.device):
                 out, h = module(blocks, x, return_hidden=True)
-            out = out.float()
-            out = out.reshape(-1, 1) if d.labels.kind == "regression" else torch.softmax(out, 1)
             seen.append(out_ids)
-            outs.append(out.float().cpu())
+            outs.append(scores(d.labels.kind, out).cpu())
             hids.append(h.float().cpu())
         part = (torch.cat(seen).numpy(), torch.cat(outs).numpy(), torch.cat(hids).numpy()) if seen else None
         parts = [None] * d.world
