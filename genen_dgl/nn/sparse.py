@@ -24,6 +24,7 @@ the destinations of every type stacked in ``ntypes`` order, is the next block's 
 from __future__ import annotations
 
 import functools
+import itertools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -214,7 +215,7 @@ class MessageBlock:
 
     @property
     def row_off(self) -> list[int]:
-        return list(starts(range(len(self.etypes)), {i: self.num_dst[e[2]] for i, e in enumerate(self.etypes)}).values())
+        return running([self.num_dst[e[2]] for e in self.etypes])
 
     @property
     def num_rows(self) -> int:
@@ -334,8 +335,7 @@ class MessageBlock:
         at = torch.arange(n_edges, device=dev) + per_edge(shift)
         local = torch.cat([a.indices for a in adj]).to(torch.int64)
         col_base = torch.tensor([src_off[e[0]] for e in etypes], dtype=torch.int64, device=dev)[c.rel]
-        fac_base = torch.tensor(list(starts(range(len(etypes)), dict(enumerate(n_src))).values()),
-                                dtype=torch.int64, device=dev)[c.rel]
+        fac_base = torch.tensor(running(n_src), dtype=torch.int64, device=dev)[c.rel]
         loop_at = rowptr[c.looped + 1] - 1  # each loop after its row's edges
         n = n_edges + loop_at.numel()
 
@@ -379,7 +379,7 @@ def _rows(rows: tuple[int, ...], loops: tuple[int, ...], device: torch.device) -
     """The :class:`_Rows` of relations with ``rows[r]`` rows each, made once per layout (the
     whole graph's, or a batch size's)."""
     n = sum(rows)
-    start = list(starts(range(len(rows)), dict(enumerate(rows))).values())
+    start = running(rows)
     rel = torch.repeat_interleave(torch.arange(len(rows), device=device), torch.tensor(rows, device=device),
                                   output_size=n)
     looped = [torch.arange(start[r], start[r] + rows[r]) for r in range(len(rows)) if loops[r]]
@@ -388,10 +388,12 @@ def _rows(rows: tuple[int, ...], loops: tuple[int, ...], device: torch.device) -
                  torch.cat(looped).to(device) if looped else torch.zeros(0, dtype=torch.int64, device=device))
 
 
+def running(sizes: list[int]) -> list[int]:
+    """Where each run starts when runs of ``sizes`` are laid end to end: ``[0, s0, s0 + s1, ...]``."""
+    return list(itertools.accumulate(sizes, initial=0))[:-1]
+
+
 def starts(keys, sizes) -> dict:
-    """Where each key's run starts when runs of ``sizes[key]`` are laid out in ``keys`` order."""
-    out, at = {}, 0
-    for k in keys:
-        out[k] = at
-        at += sizes[k]
-    return out
+    """:func:`running` by key: where each key's run starts, runs of ``sizes[key]`` in ``keys`` order."""
+    keys = list(keys)
+    return dict(zip(keys, running([sizes[k] for k in keys])))

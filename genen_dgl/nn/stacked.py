@@ -14,7 +14,7 @@ import functools
 
 import torch
 
-from genen_dgl.nn.sparse import ETYPE, MessageBlock, Pattern
+from genen_dgl.nn.sparse import ETYPE, MessageBlock, Pattern, starts
 
 
 def check_relations(block: MessageBlock, etypes: tuple[ETYPE, ...]) -> None:
@@ -29,11 +29,8 @@ def relation_sets(block: MessageBlock, which) -> dict[str, list[int]]:
 
 def projected_rows(block: MessageBlock, sets: dict[str, list[int]]) -> tuple[dict[str, int], int]:
     """Where each node type's rows start in :func:`project`'s output, and how many rows it has."""
-    at, total = {}, 0
-    for t in block.ntypes:
-        at[t] = total
-        total += block.num_src[t] * len(sets[t])
-    return at, total
+    sizes = {t: block.num_src[t] * len(sets[t]) for t in block.ntypes}
+    return starts(block.ntypes, sizes), sum(sizes.values())
 
 
 def project(block: MessageBlock, x: torch.Tensor, weight: torch.Tensor, sets: dict[str, list[int]]) -> torch.Tensor:
