@@ -131,6 +131,8 @@ class _Layout:
         self.total_src = sum(self.num_src.values())
         self.dst_to_src = torch.cat([torch.full((m[t],), self.total_src) if self.whole[t] else
                                      torch.arange(m[t]) + src_off[t] for t in g.ntypes]).to(dev)
+        # where a padded destination slot reads (a whole type's, in dst_src): its type's first source
+        self.dst_home = torch.cat([torch.full((m[t],), src_off[t]) for t in g.ntypes]).to(dev)
         self.any_whole = any(self.whole.values())
         whole = torch.tensor([self.whole[t] for t in g.ntypes] + [False], device=dev)
         type_of_id = torch.cat([g.type_of_id[:-1], torch.full((1,), len(g.ntypes), device=dev)])  # sink: none
@@ -254,7 +256,7 @@ class DeviceGraph:
         all its nodes in id order."""
         S = self.sink
         if lay.all_whole:  # every source is where its id says
-            return lay.all_nodes, lay.whole_slot[src], lay.whole_slot[dst]
+            return lay.all_nodes, lay.whole_slot[src], torch.where(dst == S, lay.dst_home, lay.whole_slot[dst])
         mark = torch.zeros(S + 1, dtype=torch.bool, device=self.device)
         mark.index_fill_(0, src.view(-1), True).index_fill_(0, dst, False)[S] = False  # the new ids
         if lay.any_whole:
@@ -269,7 +271,7 @@ class DeviceGraph:
         nodes = torch.full((lay.total_src + 1,), S, dtype=torch.int64, device=self.device)
         nodes.index_put_((torch.where(mark | lay.whole_id if lay.any_whole else mark, slot, lay.total),), self.ids)
         nodes = nodes.index_put_((lay.dst_to_src,), dst)[:-1]
-        return nodes, slot[src], slot[dst] if lay.any_whole else None
+        return nodes, slot[src], torch.where(dst == S, lay.dst_home, slot[dst]) if lay.any_whole else None
 
     def _sample_layer(self, dst: torch.Tensor, m: dict[str, int], fanout, generator):
         """One layer from its stacked destination ids ``dst`` (``m[t]`` slots per type)."""

@@ -253,6 +253,10 @@ def test_structure_equals_to_message_block(model):
     degrees = graph_degrees(graph)
     input_nodes, ours, layers = sample(graph, seeds, [FANOUT, 3], seed=7)
     chain = dgl_chain(graph, seeds, layers)
+    for block in ours:  # GO is whole in the first layer, with padded destinations: they too read their type
+        for t in block.ntypes:
+            cols = torch.arange(sum(block.num_src.values()))[block.dst_columns(t)]
+            assert ((cols >= block.src_off[t]) & (cols < block.src_off[t] + block.num_src[t])).all(), t
     our_dst = {"gene": seeds, "go": torch.empty(0, dtype=torch.int64)}  # the destination slots' ids
     for i in reversed(range(len(ours))):
         ob, rb, layer = ours[i], chain[i], layers[i]
