@@ -85,13 +85,15 @@ def count_events(events, region: str | None = None) -> dict:
     return counts
 
 
-def count_ops(fn: Callable[[], Any], cuda: bool = False, region: str | None = None) -> tuple[dict[str, int], Any]:
+def count_ops(fn: Callable[[], Any], cuda: bool = False, region: str | None = None,
+              table_rows: int = 0) -> tuple[dict[str, int], Any]:
     """Run ``fn()`` once under the profiler (CPU activity, and CUDA's when ``cuda``):
     its operator counts (see the module's docstring; the CUDA ones None without ``cuda``)
     and its return value. ``region``: count only inside the ``record_function`` ranges
-    whose names start with it (see :func:`count_events`). On CUDA the device is
-    synchronised first, outside the profile: the runtime calls are counted as the host
-    makes them, the kernels need not finish."""
+    whose names start with it (see :func:`count_events`). ``table_rows``: also
+    ``counts["table"]``, the profiler's table of that many operators by self time (device
+    time on CUDA). On CUDA the device is synchronised first, outside the profile: the
+    runtime calls are counted as the host makes them, the kernels need not finish."""
     if cuda:
         torch.cuda.synchronize()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -108,4 +110,7 @@ def count_ops(fn: Callable[[], Any], cuda: bool = False, region: str | None = No
     else:  # the share of the step's wall time the GPU spent in kernels (one stream: no overlap)
         kernel_us = sum(e.time_range.elapsed_us() for e in prof.events() if e.device_type == DeviceType.CUDA)
         counts["gpu_busy"] = round(kernel_us / wall_us, 3)
+    if table_rows:
+        key = "self_device_time_total" if cuda else "self_cpu_time_total"
+        counts["table"] = prof.key_averages().table(sort_by=key, row_limit=table_rows)
     return counts, result

@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "bf16 (forward under bfloat16 autocast)")
     p.add_argument("--count-ops", action="store_true", help="also count one step's torch operators (and on "
                    "CUDA kernel launches and syncs) under torch.profiler")
+    p.add_argument("--profile-table", type=Path, help="with --count-ops: append the counted step's profiler "
+                   "table (40 costliest operators) to this file")
     p.add_argument("--warmup", type=int, default=2, help="batches (or full-graph steps) not measured")
     p.add_argument("--max-batches", type=int, default=10, help="measured batches (full: steps)")
     p.add_argument("--epochs", type=int, help="measure this many whole epochs instead of --max-batches")
@@ -339,12 +341,17 @@ def run_step(impl, seeds, bseed, device, tally: Tally | None):
     return st.times
 
 
-def step_counts(impl, seeds, bseed, device) -> dict:
+def step_counts(impl, seeds, bseed, device, table: Path | None = None) -> dict:
     """One more training step of ``impl`` under the profiler: the torch operators (top-level
     and all ``aten::`` events) and, on CUDA, kernel launches and syncs, inside its stages;
-    the top-level operators of each stage."""
+    the top-level operators of each stage. ``table``: append the profiler's table of the
+    step's 40 costliest operators to this file."""
     cuda = device.type == "cuda"
-    counts, _ = count_ops(lambda: impl.step(seeds, Stages(device, mark=True), bseed), cuda=cuda, region="stage::")
+    counts, _ = count_ops(lambda: impl.step(seeds, Stages(device, mark=True), bseed), cuda=cuda, region="stage::",
+                          table_rows=40 if table else 0)
+    if table:
+        with table.open("a") as f:
+            f.write(f"== {impl.name}: {' '.join(sys.argv[1:])}\n{counts.pop('table')}\n")
     stages = counts.pop("by_region")
     return {**{f"{k}_per_step": v for k, v in counts.items()},
             "ops_by_stage": {stage: c["ops"] for stage, c in stages.items()}}
@@ -393,7 +400,7 @@ def measure(args, w: Workload, fanouts) -> list[dict]:
             row["full_block_setup_s"] = round(impl.full_setup_s, 2)
         if args.count_ops:
             seeds = train if full else chunks[args.warmup]
-            row.update(step_counts(impl, seeds, args.seed * 100_003 + args.warmup, w.device))
+            row.update(step_counts(impl, seeds, args.seed * 100_003 + args.warmup, w.device, args.profile_table))
         rows.append(row)
     if args.pipeline and not full:
         times, seeds = impls[0].trainer_loop(n, args.warmup, args.seed)
@@ -476,7 +483,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     w = Workload(args)
     fanouts = parse_fanouts(args.fanouts, {}, w.graph)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-              if k not in ("out", "pipeline", "tag", "count_ops")}
+              if k not in ("out", "pipeline", "tag", "count_ops", "profile_table")}
     print(f"{w.describe()}\nconfig {config}\nmachine {machine}", flush=True)
     rows = measure_sampling(args, w, fanouts) if args.sampling_only else measure(args, w, fanouts)
     stamp = dt.datetime.now().isoformat(timespec="seconds")

@@ -1,6 +1,9 @@
-"""Our torch-op layers against dgl.nn (HeteroGraphConv over GraphConv / GATConv) on CPU."""
+"""Our torch-op layers against dgl.nn (HeteroGraphConv over GraphConv / GATConv) on CPU,
+and on a GPU against themselves on the CPU."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -167,6 +170,30 @@ def test_sampled_blocks_match_dgl(kind):
         ref_p = [ref.mods[e[1]].fc.weight for e in ours.etypes]
         our_p = [(ours.weight, lambda g, r=r: g[r].t()) for r in range(len(ours.etypes))]
     assert_same(out_ref, out_our, ref_p, our_p, (list(x_ref.values()), list(x_our.values())))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+@pytest.mark.parametrize("kind", ["gcn-aggregate", "gcn-project", "gat-aggregate", "gat-project"])
+def test_layers_on_cuda_match_the_cpu(kind):
+    """cuSPARSE's products (forward, transposed for dX, SDDMM for the gradient of learned
+    edge values) give what the CPU's give: outputs, and gradients of inputs, edge values
+    and parameters."""
+    graph, feats = random_heterograph(5)
+    block = to_message_block(graph, {PPI: graph.edges[PPI].data["score"]}, self_loops=True)
+    gcn, order = kind.startswith("gcn"), kind[4:]
+    layer = HeteroGCNConv(IN, OUT, graph.canonical_etypes) if gcn else HeteroGATConv(IN, OUT, HEADS, graph.canonical_etypes)
+    probe = torch.randn(sum(block.num_dst.values()), OUT * (1 if gcn else HEADS), generator=torch.Generator().manual_seed(6))
+    results = []
+    for device in ("cpu", "cuda"):
+        net, b = copy.deepcopy(layer).to(device), block.to(device)
+        x = stack(b, {t: v.to(device) for t, v in feats.items()}).requires_grad_()
+        values = (b.norm * b.weight).requires_grad_()
+        out = net(b, x, values, order) if gcn else net(b, x, order)
+        inputs = [x, values] if gcn else [x]
+        grads = torch.autograd.grad((out.reshape(probe.shape) * probe.to(device)).sum(), [*net.parameters(), *inputs])
+        results.append([out, *grads])
+    for on_cpu, on_gpu in zip(*results):
+        torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-4, rtol=1e-4)
 
 
 def test_spmm_gradients_match_finite_differences():
