@@ -11,7 +11,10 @@ profiler's event tree:
 * on CUDA, ``cuda_launches`` (``cudaLaunchKernel*`` / ``cuLaunchKernel*`` runtime calls)
   and ``cuda_syncs`` (calls that block the host on the device: stream, device and event
   synchronisation, and the synchronous ``cudaMemcpy*`` / ``cudaMemset*``), and
-  ``gpu_busy``: the kernels' time over the step's wall time (the device synchronised at its end).
+  ``sync_calls`` (the synchronising calls by name, to find them), and ``gpu_busy``: the
+  time the device spent in kernels and copies (their union) over the step's wall time (the
+  device synchronised at its end; ``record_function`` ranges, which the profiler also puts on
+  the device's timeline, are not activity).
 
 Each op costs a dispatch on the CPU and usually a kernel launch on a GPU, so on a GPU a
 small batch's step time follows these counts more than its FLOPs.
@@ -48,8 +51,9 @@ def _has_aten_ancestor(event) -> bool:
     return False
 
 
-def _tally(events) -> dict[str, int]:
+def _tally(events) -> dict:
     ops = aten = launches = syncs = 0
+    sync_calls: dict[str, int] = {}
     for e in events:
         name = e.name
         if name.startswith("aten::"):
@@ -59,7 +63,22 @@ def _tally(events) -> dict[str, int]:
             launches += 1
         elif name.startswith("cuda") and is_sync(name):
             syncs += 1
-    return {"ops": ops, "aten_events": aten, "cuda_launches": launches, "cuda_syncs": syncs}
+            sync_calls[name] = sync_calls.get(name, 0) + 1
+    return {"ops": ops, "aten_events": aten, "cuda_launches": launches, "cuda_syncs": syncs, "sync_calls": sync_calls}
+
+
+def busy_us(events) -> float:
+    """Microseconds in which the device ran a kernel or a copy: the union of their spans
+    (user annotations excluded)."""
+    spans = sorted((e.time_range.start, e.time_range.end) for e in events
+                   if e.device_type == DeviceType.CUDA and not getattr(e, "is_user_annotation", False)
+                   and not e.name.startswith(("stage::", "ProfilerStep")))
+    total, end = 0.0, float("-inf")
+    for a, b in spans:
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
 
 
 def count_events(events, region: str | None = None) -> dict:
@@ -106,10 +125,9 @@ def count_ops(fn: Callable[[], Any], cuda: bool = False, region: str | None = No
     counts = count_events(prof.events(), region)
     if not cuda:
         for c in [counts, *counts.get("by_region", {}).values()]:
-            c["cuda_launches"] = c["cuda_syncs"] = None
-    else:  # the share of the step's wall time the GPU spent in kernels (one stream: no overlap)
-        kernel_us = sum(e.time_range.elapsed_us() for e in prof.events() if e.device_type == DeviceType.CUDA)
-        counts["gpu_busy"] = round(kernel_us / wall_us, 3)
+            c["cuda_launches"] = c["cuda_syncs"] = c["sync_calls"] = None
+    else:
+        counts["gpu_busy"] = round(busy_us(prof.events()) / wall_us, 3)
     if table_rows:
         key = "self_device_time_total" if cuda else "self_cpu_time_total"
         counts["table"] = prof.key_averages().table(sort_by=key, row_limit=table_rows)

@@ -54,6 +54,7 @@ from genen_dgl.batches import seed_chunks  # noqa: E402
 from genen_dgl.dataloading import (  # noqa: E402
     NeighborBatches, fixed_weights, parse_fanouts, to_message_block,
 )
+from genen_dgl.cuda_graph import GraphedStep  # noqa: E402
 from genen_dgl.device_sampling import DeviceBatches  # noqa: E402
 from genen_dgl.dgl_compat import dgl  # noqa: E402
 from genen_dgl.errors import InputError  # noqa: E402
@@ -88,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="as the trainer's: fp32; tf32 (TF32 matmuls on CUDA, on the CPU the same as fp32); "
                         "bf16 (forward under bfloat16 autocast)")
+    p.add_argument("--cuda-graph", action="store_true", help="--sampler device on a GPU: replay each whole "
+                   "training step as one CUDA graph (genen_dgl.cuda_graph), timed as one stage")
     p.add_argument("--count-ops", action="store_true", help="also count one step's torch operators (and on "
                    "CUDA kernel launches and syncs) under torch.profiler")
     p.add_argument("--profile-table", type=Path, help="with --count-ops: append the counted step's profiler "
@@ -179,10 +182,12 @@ class Genen(Implementation):
 
     def __init__(self, w: Workload, args, fanouts):
         super().__init__(w, args, GenenGNN)
-        self.full = None
+        self.full = self.graphed = None
         if args.sampler == "device":
             self.batches = DeviceBatches(w.graph, w.train, fanouts, args.batch_size, w.weights, device=w.device)
             self.gen = torch.Generator(device=w.device).manual_seed(args.seed)
+            # captured in the last warm-up batch
+            self.graphed = GraphedStep(self.whole_step, [self.gen], max(args.warmup - 1, 1)) if args.cuda_graph else None
         elif args.sampler == "neighbor":
             self.batches = NeighborBatches(w.graph, w.train, fanouts, args.batch_size, w.weights)
         else:
@@ -190,8 +195,24 @@ class Genen(Implementation):
             self.full = to_message_block(w.graph, w.weights).to(w.device)
             self.full_setup_s = time.perf_counter() - t0
 
+    def whole_step(self, seeds: torch.Tensor) -> torch.Tensor:
+        """Sample, gather, forward, loss, backward and Adam in one call (what ``--cuda-graph``
+        captures): ``[loss, sampled edges]`` as one device tensor."""
+        batch = self.batches.sample(seeds, self.gen)
+        x = {t: self.w.feats[t][n] for t, n in batch.input_nodes.items()}
+        loss = self.w.loss(self.forward(batch.blocks, x), batch.seeds)
+        self.optimise(loss)
+        self.inputs = sum(n.numel() for n in batch.input_nodes.values())  # the padded layout's: per batch size
+        return torch.stack([loss.detach().float(), sum(b.real_edges() for b in batch.blocks).float()])
+
     def step(self, seeds: torch.Tensor, st: Stages, bseed: int) -> dict:
         w = self.w
+        if self.full is None and self.graphed is not None:
+            seeds = seeds.to(w.device)
+            with st("step"):
+                out = self.graphed(seeds)
+            loss, edges = out.tolist()
+            return {"edges": int(edges), "inputs": self.inputs, "loss": loss}
         if self.full is not None:
             blocks, x, out_nodes = [self.full] * self.args.layers, w.feats, seeds.to(w.device)
             with st("forward"):
@@ -470,6 +491,8 @@ def resolve(args):
     args.layers, args.fanouts, args.edge_weight = c.layers, c.fanouts, c.edge_weight
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no GPU")
+    if args.cuda_graph and (args.device != "cuda" or args.sampler != "device"):
+        raise SystemExit("--cuda-graph: needs --device cuda and --sampler device (a step of static shapes)")
     return args
 
 
@@ -510,8 +533,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                                                  if r.get("peak_gpu_mb") else ""))
         if "ops_per_step" in r:
             print(f"    per step: {r['ops_per_step']} torch ops ({r['aten_events_per_step']} aten events)"
-                  + (f", {r['cuda_launches_per_step']} kernel launches, {r['cuda_syncs_per_step']} syncs, "
-                     f"GPU busy {r['gpu_busy_per_step']:.0%} of the step" if r["cuda_launches_per_step"] is not None else "")
+                  + (f", {r['cuda_launches_per_step']} kernel launches, {r['cuda_syncs_per_step']} syncs "
+                     f"{r['sync_calls_per_step']}, GPU busy {r['gpu_busy_per_step']:.0%} of the step"
+                     if r["cuda_launches_per_step"] is not None else "")
                   + "; ops by stage: " + ", ".join(f"{k} {v}" for k, v in r["ops_by_stage"].items()))
     if "speedup_vs_dgl_nn" in by.get("genen", {}):
         g = by["genen"]

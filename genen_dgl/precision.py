@@ -34,6 +34,6 @@ def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractC
     """The context to run a forward pass in: bfloat16 autocast on ``device``'s type for
     ``bf16``, nothing for ``fp32`` and ``tf32`` (their difference is process-wide, see
     :func:`set_matmul_precision`)."""
-    if precision == "bf16":
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    if precision == "bf16":  # no cast cache: a CUDA graph capture must not keep casts made outside it
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()

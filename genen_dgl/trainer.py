@@ -89,8 +89,12 @@ def new_model(config: TrainConfig, graph, in_dim: int, out_dim: int) -> GenenGNN
 
 def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     """Adam with its fused kernel: one operator per step for all parameters (the per-tensor
-    loop costs ~12 operators per parameter tensor, a GPU kernel launch each)."""
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    loop costs ~12 operators per parameter tensor, a GPU kernel launch each). On a GPU it
+    is capturable (its step counts stay on the device), so a step can be replayed as a
+    CUDA graph (:mod:`genen_dgl.cuda_graph`)."""
+    params = list(params)
+    on_gpu = any(p.is_cuda for p in params)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True, capturable=on_gpu)
 
 
 def scores(kind: str, logits: torch.Tensor) -> torch.Tensor:

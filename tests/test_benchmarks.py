@@ -90,6 +90,22 @@ def test_count_ops_counts_top_level_operators():
     assert inside["ops"] == 3 and everything["ops"] == 5 and inside["by_region"]["f"]["ops"] == 3
 
 
+def test_gpu_busy_is_the_union_of_device_activity():
+    """Kernels and copies count once where they overlap; annotations (stage ranges) and host
+    events do not count."""
+    from types import SimpleNamespace as E
+
+    from torch.autograd import DeviceType
+    opcount = _opcount()
+
+    def ev(name, a, b, device=DeviceType.CUDA, note=False):
+        return E(name=name, time_range=E(start=a, end=b), device_type=device, is_user_annotation=note)
+
+    events = [ev("gemm", 0, 10), ev("copy", 5, 12), ev("spmm", 20, 25), ev("stage::forward", 0, 40, note=True),
+              ev("aten::mm", 0, 40, DeviceType.CPU), ev("gemm", 30, 31)]
+    assert opcount.busy_us(events) == 12 + 5 + 1
+
+
 def test_throughput_counts_ops(sample_spec, tmp_path):
     out = tmp_path / "rows.jsonl"
     stdout = run("benchmarks/throughput.py", "--data", str(sample_spec), "--sampler", "device", "--threads", "1",

@@ -35,7 +35,9 @@ from genen_dgl.nn.stacked import (
 
 
 def edge_softmax(block: MessageBlock, scores: torch.Tensor) -> torch.Tensor:
-    """Softmax of per-entry ``scores`` (E, H) over each row's real entries (0 elsewhere)."""
+    """Softmax of per-entry ``scores`` (E, H) over each row's real entries (0 elsewhere), in
+    float32 whatever the scores' type (CUDA autocast runs ``exp`` in float32 anyway)."""
+    scores = scores.float()
     row = block.row[:, None].expand_as(scores)
     if block.mask is not None:
         scores = scores.masked_fill(~block.mask[:, None], float("-inf"))

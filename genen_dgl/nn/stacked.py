@@ -33,6 +33,14 @@ def projected_rows(block: MessageBlock, sets: dict[str, list[int]]) -> tuple[dic
     return starts(block.ntypes, sizes), sum(sizes.values())
 
 
+@functools.lru_cache(maxsize=512)
+def table(values: tuple, device: torch.device) -> torch.Tensor:
+    """A small constant int64 tensor on ``device``, made once: a block's per-relation
+    constants are the same for every batch, and a fresh host-to-device copy per batch
+    would wait for the device."""
+    return torch.tensor(values, dtype=torch.int64, device=device)
+
+
 def project(block: MessageBlock, x: torch.Tensor, weight: torch.Tensor, sets: dict[str, list[int]]) -> torch.Tensor:
     """``(sum_t n_t |sets[t]|, d_out)``: for each node type ``t`` in order, the rows
     ``(u, j) -> x_u W_{sets[t][j]}`` of its stacked sources ``u``, one matmul per type
@@ -42,18 +50,11 @@ def project(block: MessageBlock, x: torch.Tensor, weight: torch.Tensor, sets: di
         n, rels = block.num_src[t], sets[t]
         if n == 0 or not rels:
             continue
-        w = weight[rels] if len(rels) < weight.shape[0] else weight  # (R_t, d_in, d_out)
+        # (R_t, d_in, d_out); the indices a cached device tensor (a list would be copied to the device each call)
+        w = weight.index_select(0, table(tuple(rels), weight.device)) if len(rels) < weight.shape[0] else weight
         w = w.permute(1, 0, 2).reshape(weight.shape[1], -1)
         out.append((x[off[t]: off[t] + n] @ w).view(n * len(rels), weight.shape[2]))
     return torch.cat(out) if len(out) > 1 else out[0]
-
-
-@functools.lru_cache(maxsize=512)
-def table(values: tuple, device: torch.device) -> torch.Tensor:
-    """A small constant int64 tensor on ``device``, made once: a block's per-relation
-    constants are the same for every batch, and a fresh host-to-device copy per batch
-    would wait for the device."""
-    return torch.tensor(values, dtype=torch.int64, device=device)
 
 
 def _remap(block: MessageBlock, sets: dict[str, list[int]], side: int) -> torch.Tensor:
