@@ -235,11 +235,13 @@ class DeviceGraph:
         return per_graph[key]
 
     def _fanouts(self, fanout) -> list[int]:
-        """One layer's fanout per relation (self-relations: 0; -1: the largest in-degree)."""
+        """One layer's fanout per relation (self-relations: 0), capped at the relation's largest
+        in-degree (-1: that degree): no row can fill more slots, and cuSPARSE refuses a matrix
+        with more entries than rows x columns, which wider padded rows can reach on small graphs."""
         out = []
         for r, e in enumerate(self.etypes):
             k = 0 if e[1] == SELF else int(fanout[e] if isinstance(fanout, dict) else fanout)
-            out.append(self.max_degree[r] if k < 0 else k)
+            out.append(self.max_degree[r] if k < 0 else min(k, self.max_degree[r]))
         return out
 
     def _layout(self, m: dict[str, int], fanouts: list[int]) -> _Layout:
@@ -258,7 +260,9 @@ class DeviceGraph:
         if lay.all_whole:  # every source is where its id says
             return lay.all_nodes, lay.whole_slot[src], torch.where(dst == S, lay.dst_home, lay.whole_slot[dst])
         mark = torch.zeros(S + 1, dtype=torch.bool, device=self.device)
-        mark.index_fill_(0, src.view(-1), True).index_fill_(0, dst, False)[S] = False  # the new ids
+        mark.index_fill_(0, src.view(-1), True).index_fill_(0, dst, False)[S:].fill_(False)  # the new ids
+        # (fill_, not mark[S] = False: an assignment copies a host scalar to the device,
+        # a synchronisation that CUDA graph capture refuses)
         if lay.any_whole:
             mark &= ~lay.whole_id
         rank = torch.cumsum(mark, 0) - mark.long()  # among all new ids, in id order
@@ -267,7 +271,7 @@ class DeviceGraph:
         slot.index_put_((dst,), lay.dst_to_src)
         if lay.any_whole:
             slot = torch.where(lay.whole_id, lay.whole_slot, slot)
-        slot[S] = 0  # sinks read slot 0 (their entries are masked)
+        slot[S:].fill_(0)  # sinks read slot 0 (their entries are masked)
         nodes = torch.full((lay.total_src + 1,), S, dtype=torch.int64, device=self.device)
         nodes.index_put_((torch.where(mark | lay.whole_id if lay.any_whole else mark, slot, lay.total),), self.ids)
         nodes = nodes.index_put_((lay.dst_to_src,), dst)[:-1]
