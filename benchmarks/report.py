@@ -2,6 +2,9 @@
 
 Reads ``benchmarks/results/throughput.jsonl`` and ``scaling.jsonl`` (or ``--throughput`` /
 ``--scaling``) and prints the tables BENCHMARKS.md quotes, one row per measured line.
+``--plot-steps PNG`` draws the sampled training steps of ``--throughput`` (and of every
+``--before`` file): seeds per second from the mean and from the median batch time, one bar
+pair per configuration (the last row of each).
 """
 
 from __future__ import annotations
@@ -96,12 +99,50 @@ def scaling_tables(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def step_label(r: dict) -> str:
+    c = r["config"]
+    how = "CUDA graph" if c.get("cuda_graph") else "eager"
+    return f"{c['model'].upper()} {c['sampler']} {c.get('precision', 'fp32')} {how}, b{c['batch_size']}"
+
+
+def plot_steps(groups: list[tuple[str, list[dict]]], path: Path) -> Path:
+    """Horizontal bars, seeds/s from the mean and the median batch time, of the last
+    ``genen`` row per configuration of each ``(name, rows)`` group (sampled steps only)."""
+    from genen_dgl.experiments.plotting import figure, save
+
+    bars = []
+    for name, rows in groups:
+        last = {}
+        for r in rows:
+            if r.get("bench") == "throughput" and r["impl"] == "genen" and r["config"]["sampler"] != "full":
+                last[step_label(r)] = r
+        bars += [(f"{label} ({name})", r) for label, r in sorted(last.items())]
+    fig, (ax,) = figure(1, (9.0, 0.45 * len(bars) + 1.2))
+    y = list(range(len(bars)))[::-1]
+    seeds = [r["seeds_per_batch"] for _, r in bars]
+    ax.barh([v + 0.2 for v in y], [r["seeds_per_s"] for _, r in bars], 0.4, label="from the mean batch time")
+    ax.barh([v - 0.2 for v in y], [n / r["batch_s_median"] for n, (_, r) in zip(seeds, bars)], 0.4,
+            label="from the median batch time")
+    ax.set_yticks(y, [label for label, _ in bars], fontsize=8)
+    ax.set_xlabel("training seeds / s")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python benchmarks/report.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--throughput", type=Path, default=RESULTS / "throughput.jsonl")
     p.add_argument("--scaling", type=Path, default=RESULTS / "scaling.jsonl")
     p.add_argument("--tag", help="only the rows of runs made with this --tag")
+    p.add_argument("--plot-steps", type=Path, help="PNG of the sampled steps' seeds/s (see above)")
+    p.add_argument("--before", type=Path, nargs="*", default=[], help="earlier rows for --plot-steps")
     args = p.parse_args(argv)
+    if args.plot_steps:
+        groups = [(f.stem, load(f)) for f in args.before]
+        groups.append((args.throughput.stem, [r for r in load(args.throughput) if args.tag is None or r.get("tag") == args.tag]))
+        print(plot_steps(groups, args.plot_steps))
+        return
     t = [r for r in load(args.throughput) if args.tag is None or r.get("tag") == args.tag]
     print("## Throughput\n\n" + throughput_tables(t) + "\n\n## Samplers\n\n" + sampling_table(t))
     print("\n## Scaling\n\n" + scaling_tables(load(args.scaling)))

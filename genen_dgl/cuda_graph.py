@@ -6,13 +6,16 @@ the device (``tests/test_sync_free.py``). So it can be captured once and replaye
 launch per step instead of ~500 operators, each a Python call, a dispatch and a kernel
 launch, which on an H200 take longer than the kernels themselves.
 
-:class:`GraphedStep` wraps ``step(seeds) -> tensor``:
+:class:`GraphedStep` wraps ``step(seeds) -> tensor``, per batch size (an epoch's last,
+smaller batch has its own):
 
-* its first ``warmup`` calls run eagerly on a side stream, as real steps (they build the
-  sampler's per-shape layouts and cached constants and initialise cuBLAS and cuSPARSE);
-* the next call captures the step and replays the graph at once;
-* a later call with seeds of the captured size copies them into the graph's input and
-  replays; another size (an epoch's last, smaller batch) runs eagerly.
+* the first ``warmup`` calls of a size run eagerly on a side stream, as real steps (they
+  build the sampler's layout for that size and its cached constants, and initialise
+  cuBLAS and cuSPARSE);
+* the next call of that size captures the step and replays the graph at once;
+* later calls copy their seeds into the graph's input and replay it.
+
+So after ``warmup`` epochs every batch replays. Each graph keeps its own memory pool.
 
 The sampler's generator is registered with the graph, so each replay draws new neighbours
 as an eager step would; dropout's default generator is registered by the capture itself.
@@ -23,33 +26,43 @@ returned tensor is the graph's output: the next replay overwrites it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
 
+@dataclass
+class _Captured:
+    graph: torch.cuda.CUDAGraph
+    seeds: torch.Tensor  # the graph's input, copied into before each replay
+    out: torch.Tensor  # its output, overwritten by each replay
+
+
 class GraphedStep:
-    """``step`` captured as a CUDA graph after ``warmup`` eager calls (see the module)."""
+    """``step`` captured as a CUDA graph per batch size, after ``warmup`` eager calls of that
+    size (see the module). ``eager_calls`` and ``replays`` count what ran."""
 
     def __init__(self, step: Callable[[torch.Tensor], torch.Tensor], generators: Sequence[torch.Generator] = (),
                  warmup: int = 3):
         self.step, self.generators, self.warmup = step, tuple(generators), warmup
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.seeds = self.out = None
+        self.captured: dict[torch.Size, _Captured] = {}
+        self.calls: dict[torch.Size, int] = {}  # eager calls per batch size
         self.eager_calls = self.replays = 0
 
     def __call__(self, seeds: torch.Tensor) -> torch.Tensor:
         if seeds.device.type != "cuda":
             raise ValueError(f"GraphedStep: seeds on {seeds.device}, expected a CUDA tensor (copy them first)")
-        if self.graph is None and self.eager_calls >= self.warmup:
-            self._capture(seeds)
-        if self.graph is not None and seeds.shape == self.seeds.shape:
-            self.seeds.copy_(seeds)
-            self.graph.replay()
+        size = seeds.shape
+        if size not in self.captured and self.calls.get(size, 0) >= self.warmup:
+            self.captured[size] = self._capture(seeds)
+        if size in self.captured:
+            done = self.captured[size]
+            done.seeds.copy_(seeds)
+            done.graph.replay()
             self.replays += 1
-            return self.out
+            return done.out
+        self.calls[size] = self.calls.get(size, 0) + 1
         self.eager_calls += 1
-        if self.graph is not None:
-            return self.step(seeds)
         side = torch.cuda.Stream()  # warm-up away from the capture's stream, as torch.cuda.graph asks
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -57,11 +70,11 @@ class GraphedStep:
         torch.cuda.current_stream().wait_stream(side)
         return out
 
-    def _capture(self, seeds: torch.Tensor) -> None:
-        self.seeds = seeds.clone()
+    def _capture(self, seeds: torch.Tensor) -> _Captured:
+        seeds = seeds.clone()
         graph = torch.cuda.CUDAGraph()
         for generator in self.generators:
             graph.register_generator_state(generator)
         with torch.cuda.graph(graph):
-            self.out = self.step(self.seeds)
-        self.graph = graph
+            out = self.step(seeds)
+        return _Captured(graph, seeds, out)
