@@ -3,44 +3,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from test_device_sampling import PPI, simple_heterograph, weights_of
+from test_sync_free import training
 
 from genen_dgl.cuda_graph import GraphedStep
-from genen_dgl.device_sampling import DeviceBatches
-from genen_dgl.nn.model import GenenGNN
-from genen_dgl.trainer import adam, task_loss
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
-
-
-def training(model: str, fanouts: list[int], optimiser: str = "adam"):
-    """A fresh model, its optimiser (the trainer's Adam, or plain SGD), the sampler's
-    generator and ``step(seeds) -> loss`` (sample, gather, forward, loss, backward,
-    optimiser step), all on the GPU, the same for every call with the same arguments."""
-    graph = simple_heterograph(6)
-    batches = DeviceBatches(graph, np.arange(40), fanouts, 8, weights_of(graph), device="cuda")
-    feats = {t: torch.randn(graph.num_nodes(t), 8, generator=torch.Generator().manual_seed(1)).cuda()
-             for t in graph.ntypes}
-    labels = torch.randint(0, 2, (graph.num_nodes("gene"),), generator=torch.Generator().manual_seed(2)).cuda()
-    torch.manual_seed(0)
-    net = GenenGNN(model, 8, 8, 2, 2, graph.canonical_etypes, heads=2, dropout=0.0,
-                   learned_weights={PPI: graph.num_edges(PPI)} if model == "gcn" else None).cuda()
-    opt = adam(net.parameters(), 0.01) if optimiser == "adam" else torch.optim.SGD(net.parameters(), 0.1)
-    gen = torch.Generator(device="cuda").manual_seed(0)
-
-    def step(seeds):
-        batch = batches.sample(seeds, gen)
-        out = net(batch.blocks, {t: feats[t][n] for t, n in batch.input_nodes.items()})
-        loss = task_loss("binary", out, labels[batch.seeds])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.detach()
-
-    return net, opt, gen, step
 
 
 @pytest.mark.parametrize("model, optimiser", [("gcn", "adam"), ("gat", "sgd")])
@@ -58,7 +27,7 @@ def test_replayed_steps_train_as_eager_steps(model, optimiser):
     batches = epoch + epoch
     losses, weights = [], []
     for graphed in (False, True):
-        net, _, gen, step = training(model, [100, 100], optimiser)
+        net, _, gen, step = training(model, [100, 100], 8, "cuda", optimiser)
         run = GraphedStep(step, [gen], warmup=1) if graphed else step
         losses.append(torch.stack([run(seeds).clone() for seeds in batches]))
         weights.append([p.detach().clone() for p in net.parameters()])
@@ -72,7 +41,7 @@ def test_replayed_steps_train_as_eager_steps(model, optimiser):
 def test_replays_draw_new_neighbours():
     """With fanouts below the degrees, the sampler's generator moves on with every replay:
     the same seeds give different losses (the model is frozen by a zero learning rate)."""
-    _, opt, gen, step = training("gcn", [2, 2])
+    _, opt, gen, step = training("gcn", [2, 2], 8, "cuda")
     for group in opt.param_groups:
         group["lr"] = 0.0
     run = GraphedStep(step, [gen], warmup=1)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_device_sampling import PPI, simple_heterograph, weights_of
 from torch.profiler import ProfilerActivity, profile
 
 from genen_dgl.device_sampling import DeviceBatches
 from genen_dgl.nn.model import GenenGNN
 from genen_dgl.trainer import adam, task_loss
-from test_device_sampling import PPI, simple_heterograph, weights_of
 
 READ_BACK = ("aten::_local_scalar_dense", "aten::item", "aten::is_nonzero", "aten::nonzero", "aten::unique",
              "aten::_unique", "aten::_unique2", "aten::unique_consecutive", "aten::masked_select", "aten::bincount",
@@ -28,31 +28,41 @@ READ_BACK = ("aten::_local_scalar_dense", "aten::item", "aten::is_nonzero", "ate
              "aten::lift_fresh")
 
 
-def training_step(model: str, device: str):
-    """A function running one sampled training step (sample, gather, forward, loss,
-    backward, fused Adam) on ``device``, after one warm-up step (which builds the cached
-    per-shape index tensors)."""
+def training(model: str, fanouts: list[int], batch_size: int, device: str, optimiser: str = "adam",
+             dropout: float = 0.0):
+    """A fresh model, its optimiser (the trainer's Adam, or plain SGD), the sampler's
+    generator and ``step(seeds) -> loss`` (sample, gather, forward, loss, backward,
+    optimiser step) on ``device``, the same for every call with the same arguments."""
     graph = simple_heterograph(6)
-    batches = DeviceBatches(graph, np.arange(40), [2, 2], 4, weights_of(graph), device=device)
-    feats = {t: torch.randn(graph.num_nodes(t), 8, device=device) for t in graph.ntypes}
-    labels = torch.randint(0, 2, (graph.num_nodes("gene"),), device=device)
-    net = GenenGNN(model, 8, 8, 2, 2, graph.canonical_etypes, heads=2,
+    batches = DeviceBatches(graph, np.arange(40), fanouts, batch_size, weights_of(graph), device=device)
+    feats = {t: torch.randn(graph.num_nodes(t), 8, generator=torch.Generator().manual_seed(1)).to(device)
+             for t in graph.ntypes}
+    labels = torch.randint(0, 2, (graph.num_nodes("gene"),), generator=torch.Generator().manual_seed(2)).to(device)
+    torch.manual_seed(0)
+    net = GenenGNN(model, 8, 8, 2, 2, graph.canonical_etypes, heads=2, dropout=dropout,
                    learned_weights={PPI: graph.num_edges(PPI)} if model == "gcn" else None).to(device)
-    opt = adam(net.parameters(), 0.01)
+    opt = adam(net.parameters(), 0.01) if optimiser == "adam" else torch.optim.SGD(net.parameters(), 0.1)
     gen = torch.Generator(device=device).manual_seed(0)
-    seeds = torch.arange(4, device=device)  # few enough that no node type is taken whole
 
-    def step():
+    def step(seeds):
         batch = batches.sample(seeds, gen)
         out = net(batch.blocks, {t: feats[t][n] for t, n in batch.input_nodes.items()})
         loss = task_loss("binary", out, labels[batch.seeds])
         opt.zero_grad()
         loss.backward()
         opt.step()
-        return loss
+        return loss.detach()
 
-    step()
-    return step
+    return net, opt, gen, step
+
+
+def training_step(model: str, device: str):
+    """A function running one sampled training step with dropout on ``device``, after one
+    warm-up step (which builds the cached per-shape index tensors)."""
+    _, _, _, step = training(model, [2, 2], 4, device, dropout=0.5)
+    seeds = torch.arange(4, device=device)  # few enough that no node type is taken whole
+    step(seeds)
+    return lambda: step(seeds)
 
 
 def under(event, name: str) -> bool:
