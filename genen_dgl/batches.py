@@ -8,7 +8,9 @@ training (full graph, DGL's sampler, the torch-op sampler, a DistGraph):
   (:func:`seed_chunks`) and samples each one's :class:`Batch`: input node ids per type,
   the seeds, one :class:`~genen_dgl.nn.sparse.MessageBlock` per layer;
 * a **step source** (:class:`StepSource`) yields ready :class:`Step` s for an epoch: input
-  features, blocks, targets, on the training device. It is what the trainer iterates;
+  features, blocks, targets, on the training device. The trainer hands it its
+  ``optimise(step)`` (:meth:`StepSource.losses`), so that a source can also run sampling
+  and optimisation as one replayed CUDA graph (:class:`~genen_dgl.local.ReplayedSteps`);
   a :class:`Predictor` gives model outputs for any genes, for validation and test.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -51,11 +53,21 @@ class Step:
     rows: torch.Tensor | None = None
 
 
-class StepSource(Protocol):
+class StepSource(ABC):
+    """Where an epoch's training steps come from (a sampler's batches, the full graph, this
+    rank's share of a DistGraph)."""
+
+    @abstractmethod
     def __len__(self) -> int: ...
 
+    @abstractmethod
     def epoch(self, seed: int) -> Iterator[Step]:
         """One pass over the training genes; ``seed`` fixes the order and the samples."""
+
+    def losses(self, seed: int, optimise: Callable[[Step], torch.Tensor]) -> Iterator[torch.Tensor]:
+        """``optimise`` (forward, loss, backward, optimiser step: the trainer's) run on each
+        step of :meth:`epoch`: the losses, as device scalars."""
+        return map(optimise, self.epoch(seed))
 
 
 class Predictor(Protocol):

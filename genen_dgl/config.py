@@ -53,6 +53,7 @@ class TrainConfig:
     refit: bool = True  # after CV, one model on all labelled genes for embeddings.npy
     keep_checkpoints: str = "best"  # best | last | none, once a split has finished
     deterministic: bool = False  # bit-identical reruns: sampling in the main thread, deterministic kernels
+    cuda_graph: bool = False  # --sampler device on a GPU: each whole step replayed as a CUDA graph
 
     def resolved(self) -> "TrainConfig":
         """Check every value against :data:`OPTIONS`, fill the model-dependent defaults,
@@ -74,6 +75,9 @@ class TrainConfig:
             OPTIONS["fanouts"].check(f"fanout_rel {rel}", values)
             if len(values) != c.layers:
                 raise InputError(f"fanout_rel {rel}={values}: expected one fanout per layer ({c.layers})")
+        if c.cuda_graph and c.sampler != "device":
+            raise InputError(f"cuda_graph: replays steps of the device sampler; expected sampler = device, "
+                             f"got {c.sampler!r}")
         if c.model == "gat" and c.hidden % c.heads:
             raise InputError(f"hidden = {c.hidden}: expected a multiple of heads ({c.heads}) for GAT")
         return c
@@ -205,6 +209,8 @@ OPTIONS: dict[str, Option] = {
                                "last.pt, with the optimizer state) or none", choices=("best", "last", "none")),
     "deterministic": Option("bit-identical results for the same command and seed: sampling in the main thread, "
                             "one torch thread, deterministic kernels (slower)", bool),
+    "cuda_graph": Option("with --sampler device on a GPU: capture each training step (sample, forward, backward, "
+                         "Adam) once per batch size as a CUDA graph and replay it (genen_dgl.cuda_graph)", bool),
 }
 CHOICES = {name: o.choices for name, o in OPTIONS.items() if o.choices}
 HELP = {name: o.help for name, o in OPTIONS.items()}

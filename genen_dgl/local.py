@@ -16,20 +16,22 @@ import logging
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from genen_dgl.baselines import baselines_for
-from genen_dgl.batches import SeedBatches, Step
+from genen_dgl.batches import Batch, SeedBatches, Step, StepSource
 from genen_dgl.config import TrainConfig
+from genen_dgl.cuda_graph import GraphedStep
 from genen_dgl.data.graph import GeneGraph, cut_variant, load_full_graph
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import load_spec
 from genen_dgl.dataloading import NeighborBatches, fixed_weights, parse_fanouts, to_message_block
 from genen_dgl.device import pick_device
 from genen_dgl.device_sampling import DeviceBatches
+from genen_dgl.errors import InputError
 from genen_dgl.nn.model import GenenGNN
 from genen_dgl.nn.sparse import MessageBlock
 from genen_dgl.outputs import run_meta, write_outputs
@@ -39,7 +41,7 @@ from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, 
 log = logging.getLogger(__name__)
 
 
-class SampledSteps:
+class SampledSteps(StepSource):
     """A sampler's batches as training steps: features gathered, targets looked up, on ``device``."""
 
     def __init__(self, sampler: SeedBatches, inputs: dict[str, torch.Tensor], targets: torch.Tensor, device):
@@ -48,14 +50,36 @@ class SampledSteps:
     def __len__(self) -> int:
         return len(self.sampler)
 
+    def step(self, batch: Batch) -> Step:
+        batch = batch.to(self.device)
+        return Step({t: self.inputs[t][n] for t, n in batch.input_nodes.items()}, batch.blocks,
+                    self.targets[batch.seeds])
+
     def epoch(self, seed: int) -> Iterator[Step]:
-        for batch in self.sampler.epoch(seed):
-            batch = batch.to(self.device)
-            yield Step({t: self.inputs[t][n] for t, n in batch.input_nodes.items()}, batch.blocks,
-                       self.targets[batch.seeds])
+        return map(self.step, self.sampler.epoch(seed))
 
 
-class FullGraphSteps:
+class ReplayedSteps(SampledSteps):
+    """The device sampler's steps, each whole step (sample, gather, forward, loss, backward,
+    optimiser) replayed as one CUDA graph per batch size (``--cuda-graph``,
+    :mod:`genen_dgl.cuda_graph`). The epoch's seed reseeds the one generator the graphs
+    draw from, so an epoch samples as :meth:`DeviceBatches.epoch` would."""
+
+    def __init__(self, sampler: DeviceBatches, inputs: dict[str, torch.Tensor], targets: torch.Tensor, device):
+        super().__init__(sampler, inputs, targets, device)
+        self.generator = torch.Generator(device=device)
+        self.graphed: GraphedStep | None = None
+
+    def losses(self, seed: int, optimise: Callable[[Step], torch.Tensor]) -> Iterator[torch.Tensor]:
+        if self.graphed is None:  # the trainer's optimise is the same every epoch
+            self.graphed = GraphedStep(lambda seeds: optimise(self.step(self.sampler.sample(seeds, self.generator))),
+                                       [self.generator])
+        self.generator.manual_seed(seed)
+        for chunk in self.sampler.chunks(seed):
+            yield self.graphed(chunk.to(self.device))
+
+
+class FullGraphSteps(StepSource):
     """Full-graph training: one step per epoch, the loss on the training genes' rows."""
 
     def __init__(self, block: MessageBlock, layers: int, inputs: dict[str, torch.Tensor], targets: torch.Tensor,
@@ -104,6 +128,8 @@ class LocalData:
         self.nodes, self.labels = self.data.labels(config.task)
         self.splits = cut_splits(self.labels, config)
         self.device = pick_device(config.device)
+        if config.cuda_graph and self.device.type != "cuda":
+            raise InputError(f"cuda_graph: CUDA graphs need a GPU; the model runs on {self.device}")
         g = self.data.graph
         self.num_genes = g.num_nodes("gene")
         self.feats = {t: g.nodes[t].data["feat"].to(self.device) for t in g.ntypes}
@@ -145,7 +171,8 @@ class LocalData:
         x = self.inputs(split.seed)
         if self.config.sampler == "full":
             return FullGraphSteps(self.block, self.config.layers, x, self.targets, genes)
-        return SampledSteps(self.sampler(genes), x, self.targets, self.device)
+        steps = ReplayedSteps if self.config.cuda_graph else SampledSteps
+        return steps(self.sampler(genes), x, self.targets, self.device)
 
     def predictor(self, split: Split) -> FullGraphPredictor:
         return FullGraphPredictor(self.block, self.inputs(split.seed), self.labels.kind, self.config.precision)

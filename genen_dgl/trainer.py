@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from genen_dgl.atomic import atomic_path
-from genen_dgl.batches import Predictor, StepSource
+from genen_dgl.batches import Predictor, Step, StepSource
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.graph import PPI
 from genen_dgl.data.labels import Labels
@@ -235,20 +235,25 @@ class FoldTrainer:
         return next(self.model.parameters()).device
 
     # -- training ----------------------------------------------------------------------------
+    def optimise(self, step: Step) -> torch.Tensor:
+        """One optimisation step: forward (at the configured precision), loss, backward,
+        Adam; the loss, detached (a device scalar)."""
+        with autocast(self.data.config.precision, self._device):
+            out = self.model(step.blocks, step.inputs)
+        loss = task_loss(self.data.labels.kind, out if step.rows is None else out[step.rows], step.targets)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
     def train_epoch(self) -> float:
         """One epoch; the mean training loss over every step of every process."""
         epoch_seed = seed_everything(self.split.seed, self.k, self.epoch)
         self.model.train()
         total = torch.zeros(2, dtype=torch.float64, device=self._device)  # loss sum, steps: no host sync per step
-        for step in tqdm(self.steps.epoch(epoch_seed), total=len(self.steps), leave=False,
+        for loss in tqdm(self.steps.losses(epoch_seed, self.optimise), total=len(self.steps), leave=False,
                          desc=f"{self.split.name} epoch {self.epoch}", disable=None):
-            with autocast(self.data.config.precision, self._device):
-                out = self.model(step.blocks, step.inputs)
-            loss = task_loss(self.data.labels.kind, out if step.rows is None else out[step.rows], step.targets)
-            self.opt.zero_grad()
-            loss.backward()
-            self.opt.step()
-            total += torch.stack([loss.detach().to(torch.float64), total.new_ones(())])
+            total += torch.stack([loss.to(torch.float64), total.new_ones(())])
         total = self.data.reduce(total.cpu())
         return float(total[0] / total[1])
 

@@ -46,6 +46,8 @@ def run(spec: Path, out: Path, *args: str) -> int:
     (["--model", "gat", "--edge-weight", "fixed"], "GAT has no edge weights"),
     (["--sampler", "nope"], "argument --sampler: invalid choice: 'nope'"),
     (["--task", "nosuchtask"], "unknown task 'nosuchtask'"),
+    (["--cuda-graph"], "cuda_graph: replays steps of the device sampler; expected sampler = device, got 'neighbor'"),
+    (["--cuda-graph", "--sampler", "device", "--device", "cpu"], "cuda_graph: CUDA graphs need a GPU; the model runs on cpu"),
 ])
 def test_nonsense_is_refused_in_one_line_and_leaves_nothing(sample_spec, tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) if args[0] in ("--sampler",) or "argument" in message else _nothing():

@@ -42,7 +42,7 @@ import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel
 
 from genen_dgl.baselines import baselines_for
-from genen_dgl.batches import Step
+from genen_dgl.batches import Step, StepSource
 from genen_dgl.config import TrainConfig, build_parser, given, parse_ints
 from genen_dgl.data.graph import load_full_graph
 from genen_dgl.data.spec import load_spec
@@ -195,7 +195,7 @@ class DistData:
             yield x, mblocks, as_dict(output_nodes)[TARGET]
 
 
-class DistSteps:
+class DistSteps(StepSource):
     """This rank's training steps: its share of the training genes each epoch."""
 
     def __init__(self, data: DistData, genes: torch.Tensor, keep: dict | None):
