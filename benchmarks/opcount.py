@@ -89,8 +89,10 @@ def count_events(events, region: str | None = None) -> dict:
     events = list(events)
     if region is None:
         return _tally(events)
+    # the ranges as the host ran them: on CUDA the profiler also puts each range on the device's
+    # timeline, where it lasts until its last kernel ends, past the host's synchronisation after it
     spans = [(e.name[len(region):], e.time_range.start, e.time_range.end) for e in events
-             if e.name.startswith(region)]
+             if e.name.startswith(region) and e.device_type == DeviceType.CPU]
     inside: dict[str, list] = {name: [] for name, _, _ in spans}
     for e in events:
         if e.name.startswith(region):

@@ -106,6 +106,24 @@ def test_gpu_busy_is_the_union_of_device_activity():
     assert opcount.busy_us(events) == 12 + 5 + 1
 
 
+def test_regions_are_the_host_ranges():
+    """A range's device-side copy lasts until its kernels end: a synchronisation the host
+    makes after the range, while the device still runs it, is not the range's."""
+    from types import SimpleNamespace as E
+
+    from torch.autograd import DeviceType
+    opcount = _opcount()
+
+    def ev(name, a, b, device=DeviceType.CPU):
+        return E(name=name, time_range=E(start=a, end=b), device_type=device, cpu_parent=None)
+
+    events = [ev("stage::step", 0, 10), ev("stage::step", 2, 30, DeviceType.CUDA), ev("cudaLaunchKernel", 5, 6),
+              ev("aten::mm", 4, 8), ev("cudaDeviceSynchronize", 20, 31)]
+    counts = opcount.count_events(events, "stage::")
+    assert counts["by_region"]["step"]["cuda_launches"] == 1 and counts["ops"] == 1
+    assert counts["cuda_syncs"] == 0
+
+
 def test_throughput_counts_ops(sample_spec, tmp_path):
     out = tmp_path / "rows.jsonl"
     stdout = run("benchmarks/throughput.py", "--data", str(sample_spec), "--sampler", "device", "--threads", "1",
