@@ -164,7 +164,7 @@ class Implementation:
         self.w, self.args = w, args
         self.model = cls(args.model, w.feats["gene"].shape[1], args.hidden, w.out_dim, args.layers,
                          w.graph.canonical_etypes, args.heads).to(w.device)
-        self.opt = adam(self.model.parameters(), lr=0.005)
+        self.opt = adam(self.model.parameters(), lr=0.005, capturable=args.cuda_graph)
 
     def forward(self, *inputs):
         """The model's forward pass at ``--precision`` (bf16: under autocast)."""
@@ -188,6 +188,7 @@ class Genen(Implementation):
             self.gen = torch.Generator(device=w.device).manual_seed(args.seed)
             # captured in the last warm-up batch
             self.graphed = GraphedStep(self.whole_step, [self.gen], max(args.warmup - 1, 1)) if args.cuda_graph else None
+            self.inputs: dict[torch.Size, int] = {}  # input nodes per batch size (a replay runs no Python)
         elif args.sampler == "neighbor":
             self.batches = NeighborBatches(w.graph, w.train, fanouts, args.batch_size, w.weights)
         else:
@@ -202,7 +203,7 @@ class Genen(Implementation):
         x = {t: self.w.feats[t][n] for t, n in batch.input_nodes.items()}
         loss = self.w.loss(self.forward(batch.blocks, x), batch.seeds)
         self.optimise(loss)
-        self.inputs = sum(n.numel() for n in batch.input_nodes.values())  # the padded layout's: per batch size
+        self.inputs[seeds.shape] = sum(n.numel() for n in batch.input_nodes.values())  # the padded layout's
         return torch.stack([loss.detach().float(), sum(b.real_edges() for b in batch.blocks).float()])
 
     def step(self, seeds: torch.Tensor, st: Stages, bseed: int) -> dict:
@@ -212,7 +213,7 @@ class Genen(Implementation):
             with st("step"):
                 out = self.graphed(seeds)
             loss, edges = out.tolist()
-            return {"edges": int(edges), "inputs": self.inputs, "loss": loss}
+            return {"edges": int(edges), "inputs": self.inputs[seeds.shape], "loss": loss}
         if self.full is not None:
             blocks, x, out_nodes = [self.full] * self.args.layers, w.feats, seeds.to(w.device)
             with st("forward"):

@@ -69,6 +69,10 @@ class StepSource(ABC):
         step of :meth:`epoch`: the losses, as device scalars."""
         return map(optimise, self.epoch(seed))
 
+    def close(self) -> None:
+        """Let go of what the steps keep between epochs (replayed steps: their CUDA graphs and
+        memory pools, which also hold the trainer through its ``optimise``)."""
+
 
 class Predictor(Protocol):
     def predict(self, model: torch.nn.Module, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -44,7 +44,10 @@ class GraphedStep:
 
     def __init__(self, step: Callable[[torch.Tensor], torch.Tensor], generators: Sequence[torch.Generator] = (),
                  warmup: int = 3):
+        if warmup < 1:  # the first call makes lazy state (Adam's moments, the sampler's layout): not in a graph
+            raise ValueError(f"GraphedStep: warmup = {warmup}, expected >= 1")
         self.step, self.generators, self.warmup = step, tuple(generators), warmup
+        self.side: torch.cuda.Stream | None = None  # one warm-up stream: the allocator pools memory per stream
         self.captured: dict[torch.Size, _Captured] = {}
         self.calls: dict[torch.Size, int] = {}  # eager calls per batch size
         self.eager_calls = self.replays = 0
@@ -63,11 +66,11 @@ class GraphedStep:
             return done.out
         self.calls[size] = self.calls.get(size, 0) + 1
         self.eager_calls += 1
-        side = torch.cuda.Stream()  # warm-up away from the capture's stream, as torch.cuda.graph asks
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        self.side = self.side or torch.cuda.Stream()  # warm-up away from the capture's stream, as torch asks
+        self.side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side):
             out = self.step(seeds)
-        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.current_stream().wait_stream(self.side)
         return out
 
     def _capture(self, seeds: torch.Tensor) -> _Captured:

@@ -69,14 +69,24 @@ class ReplayedSteps(SampledSteps):
         super().__init__(sampler, inputs, targets, device)
         self.generator = torch.Generator(device=device)
         self.graphed: GraphedStep | None = None
+        self.replays = 0  # steps replayed by graphs already closed
 
     def losses(self, seed: int, optimise: Callable[[Step], torch.Tensor]) -> Iterator[torch.Tensor]:
         if self.graphed is None:  # the trainer's optimise is the same every epoch
             self.graphed = GraphedStep(lambda seeds: optimise(self.step(self.sampler.sample(seeds, self.generator))),
                                        [self.generator])
         self.generator.manual_seed(seed)
-        for chunk in self.sampler.chunks(seed):
-            yield self.graphed(chunk.to(self.device))
+        chunks = self.sampler.chunks(seed)  # to the device at once: a copy per step would wait for the last
+        for seeds in torch.cat(chunks).to(self.device).split([len(c) for c in chunks]):
+            yield self.graphed(seeds)
+
+    def close(self) -> None:
+        if self.graphed is not None:
+            g = self.graphed
+            self.replays += g.replays
+            log.info("%d steps replayed as CUDA graphs (%d batch sizes), %d eager", g.replays, len(g.captured),
+                     g.eager_calls)
+        self.graphed = None
 
 
 class FullGraphSteps(StepSource):

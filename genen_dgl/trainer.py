@@ -87,14 +87,12 @@ def new_model(config: TrainConfig, graph, in_dim: int, out_dim: int) -> GenenGNN
                     config.heads, config.dropout, learned)
 
 
-def adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+def adam(params, lr: float, weight_decay: float = 0.0, capturable: bool = False) -> torch.optim.Adam:
     """Adam with its fused kernel: one operator per step for all parameters (the per-tensor
-    loop costs ~12 operators per parameter tensor, a GPU kernel launch each). On a GPU it
-    is capturable (its step counts stay on the device), so a step can be replayed as a
-    CUDA graph (:mod:`genen_dgl.cuda_graph`)."""
-    params = list(params)
-    on_gpu = any(p.is_cuda for p in params)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True, capturable=on_gpu)
+    loop costs ~12 operators per parameter tensor, a GPU kernel launch each).
+    ``capturable`` (GPU only): a step of it can be captured in a CUDA graph
+    (:mod:`genen_dgl.cuda_graph`)."""
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True, capturable=capturable)
 
 
 def scores(kind: str, logits: torch.Tensor) -> torch.Tensor:
@@ -184,7 +182,7 @@ class FoldTrainer:
         self.fold = split.fold
         seed_everything(split.seed, self.k, 1 << 20)  # the initial weights depend on seed and fold only
         self.model = data.model()
-        self.opt = adam(self.model.parameters(), c.lr, c.weight_decay)
+        self.opt = adam(self.model.parameters(), c.lr, c.weight_decay, capturable=c.cuda_graph)
         self.steps = data.steps(split)
         self.predictor = data.predictor(split)
         self.epoch, self.best_loss, self.best_epoch, self.history = 0, np.inf, -1, []
@@ -218,6 +216,8 @@ class FoldTrainer:
         state = torch.load(path, map_location=self._device, weights_only=False)
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
+        for group in self.opt.param_groups:  # loading restores the saving run's; --cuda-graph may differ
+            group["capturable"] = self.data.config.cuda_graph
         self.epoch, self.best_state = state["epoch"], state["best_state"]
         self.best_loss, self.best_epoch, self.history = state["best_loss"], state["best_epoch"], state["history"]
         log.info("%s: resumed after epoch %d", self.split.name, self.epoch)
@@ -292,6 +292,7 @@ class FoldTrainer:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", val_loss=f"{val['loss']:.3f}")
         bar.close()
+        self.steps.close()
         self.model.load_state_dict(self.best_state)
         test = self.score(self.fold.test)
         test.pop("loss")
@@ -311,6 +312,7 @@ class FoldTrainer:
             self.epoch += 1
             self.best_epoch, self.best_state = self.epoch - 1, self.model.state_dict()
             self.save()
+        self.steps.close()
         if self.data.writes:
             with atomic_path(self.dir / "best.pt") as tmp:
                 torch.save(self.best_state, tmp)

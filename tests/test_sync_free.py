@@ -41,7 +41,8 @@ def training(model: str, fanouts: list[int], batch_size: int, device: str, optim
     torch.manual_seed(0)
     net = GenenGNN(model, 8, 8, 2, 2, graph.canonical_etypes, heads=2, dropout=dropout,
                    learned_weights={PPI: graph.num_edges(PPI)} if model == "gcn" else None).to(device)
-    opt = adam(net.parameters(), 0.01) if optimiser == "adam" else torch.optim.SGD(net.parameters(), 0.1)
+    opt = adam(net.parameters(), 0.01, capturable=device == "cuda") if optimiser == "adam" else \
+        torch.optim.SGD(net.parameters(), 0.1)
     gen = torch.Generator(device=device).manual_seed(0)
 
     def step(seeds):
