@@ -138,12 +138,11 @@ def main(argv=None) -> None:
     p.add_argument("--plot-steps", type=Path, help="PNG of the sampled steps' seeds/s (see above)")
     p.add_argument("--before", type=Path, nargs="*", default=[], help="earlier rows for --plot-steps")
     args = p.parse_args(argv)
+    t = [r for r in load(args.throughput) if args.tag is None or r.get("tag") == args.tag]
     if args.plot_steps:
-        groups = [(f.stem, load(f)) for f in args.before]
-        groups.append((args.throughput.stem, [r for r in load(args.throughput) if args.tag is None or r.get("tag") == args.tag]))
+        groups = [(f.stem, load(f)) for f in args.before] + [(args.throughput.stem, t)]
         print(plot_steps(groups, args.plot_steps))
         return
-    t = [r for r in load(args.throughput) if args.tag is None or r.get("tag") == args.tag]
     print("## Throughput\n\n" + throughput_tables(t) + "\n\n## Samplers\n\n" + sampling_table(t))
     print("\n## Scaling\n\n" + scaling_tables(load(args.scaling)))
 

@@ -19,8 +19,8 @@ So after ``warmup`` epochs every batch replays. Each graph keeps its own memory 
 
 The sampler's generator is registered with the graph, so each replay draws new neighbours
 as an eager step would; dropout's default generator is registered by the capture itself.
-The optimiser must be capturable (:func:`genen_dgl.trainer.adam` makes it so on a GPU). The
-returned tensor is the graph's output: the next replay overwrites it.
+The optimiser must be capturable (:func:`genen_dgl.trainer.adam` with ``capturable=True``).
+The returned tensor is the graph's output: the next replay overwrites it.
 """
 
 from __future__ import annotations

@@ -124,9 +124,10 @@ class _Layout:
         self.sel = torch.cat(rows_sel).to(dev).view(-1, 1)
         self.rows = self.sel.numel()
         self.base = torch.tensor(rows_base, dtype=torch.int64, device=dev).view(-1, 1)
-        self.k = torch.tensor(k_row, dtype=torch.int64, device=dev).view(-1, 1)
+        k = torch.tensor(k_row, dtype=torch.int64).view(-1, 1)
+        loop = torch.tensor([g.loops[r] for r in rel_row], dtype=torch.bool).view(-1, 1)
+        self.k, self.loop = k.to(dev), loop.to(dev)
         self.rel = torch.tensor(rel_row, dtype=torch.int64, device=dev)
-        self.loop = torch.tensor([g.loops[r] for r in rel_row], dtype=torch.bool, device=dev).view(-1, 1)
         # destination slot -> its source slot (destinations are the first sources of their type;
         # for a whole type the slot is its id's, set per batch: here the dummy slot past the end)
         self.total_src = sum(self.num_src.values())
@@ -153,8 +154,7 @@ class _Layout:
         # where its relation has loops, the last: one static gather compacts the draw (at paper
         # scale the first layer's GO rows need 5-11 of the 11 columns: 30% fewer entries)
         slots = torch.arange(self.K + 1)
-        loop_row = torch.tensor([g.loops[r] for r in rel_row], dtype=torch.bool).view(-1, 1)
-        kept = (slots < torch.tensor(k_row, dtype=torch.int64).view(-1, 1)) | ((slots == self.K) & loop_row)
+        kept = (slots < k) | ((slots == self.K) & loop)
         widths = kept.sum(1)
         self.keep = None if bool(kept.all()) else kept.view(-1).nonzero().view(-1).to(dev)
         self.rowptr = offsets(widths).to(dev)

@@ -18,6 +18,22 @@ from genen_dgl.trainer import FoldTrainer
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 
 
+def replayed_as_eager(batches: list[torch.Tensor], *args, **kwargs) -> tuple[GraphedStep, torch.Tensor]:
+    """Trains ``training(*args, **kwargs)`` on ``batches`` twice, eagerly and through a
+    GraphedStep (one warm-up per batch size), and checks that the losses and the final
+    weights agree; returns the GraphedStep and the losses."""
+    losses, weights = [], []
+    for graphed in (False, True):
+        net, _, gen, step = training(*args, **kwargs)
+        run = GraphedStep(step, [gen], warmup=1) if graphed else step
+        losses.append(torch.stack([run(seeds).clone() for seeds in batches]))
+        weights.append([p.detach().clone() for p in net.parameters()])
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-5, rtol=1e-4)
+    for a, b in zip(*weights):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    return run, losses[0]
+
+
 @pytest.mark.parametrize("model, optimiser", [("gcn", "adam"), ("gat", "sgd")])
 def test_replayed_steps_train_as_eager_steps(model, optimiser):
     """Fanouts above every degree take every neighbour, so eager and replayed steps see the
@@ -31,33 +47,17 @@ def test_replayed_steps_train_as_eager_steps(model, optimiser):
     run on a GPU.)"""
     epoch = [torch.arange(i, i + 8, device="cuda") % 37 for i in range(0, 56, 7)] + [torch.arange(5, device="cuda")]
     batches = epoch + epoch
-    losses, weights = [], []
-    for graphed in (False, True):
-        net, _, gen, step = training(model, [100, 100], 8, "cuda", optimiser)
-        run = GraphedStep(step, [gen], warmup=1) if graphed else step
-        losses.append(torch.stack([run(seeds).clone() for seeds in batches]))
-        weights.append([p.detach().clone() for p in net.parameters()])
-        if graphed:  # one warm-up per batch size; the small batch is captured in the second epoch
-            assert run.eager_calls == 2 and run.replays == len(batches) - 2 and len(run.captured) == 2
-    torch.testing.assert_close(losses[1], losses[0], atol=1e-5, rtol=1e-4)
-    for a, b in zip(*weights):
-        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    run, _ = replayed_as_eager(batches, model, [100, 100], 8, "cuda", optimiser)
+    # one warm-up per batch size; the small batch is captured in the second epoch
+    assert run.eager_calls == 2 and run.replays == len(batches) - 2 and len(run.captured) == 2
 
 
 def test_replays_sample_and_drop_out_as_eager_steps():
     """Fanouts below the degrees and dropout: a replay draws what an eager step draws, from
     the sampler's generator and from dropout's (the default), so losses and weights agree."""
     seeds = [torch.arange(i, i + 8, device="cuda") % 37 for i in range(0, 48, 6)]
-    losses, weights = [], []
-    for graphed in (False, True):
-        net, _, gen, step = training("gcn", [2, 2], 8, "cuda", dropout=0.5)
-        run = GraphedStep(step, [gen], warmup=1) if graphed else step
-        losses.append(torch.stack([run(s).clone() for s in seeds]))
-        weights.append([p.detach().clone() for p in net.parameters()])
-    assert len(set(losses[0].tolist())) == len(seeds)
-    torch.testing.assert_close(losses[1], losses[0], atol=1e-5, rtol=1e-4)
-    for a, b in zip(*weights):
-        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    run, losses = replayed_as_eager(seeds, "gcn", [2, 2], 8, "cuda", dropout=0.5)
+    assert len(set(losses.tolist())) == len(seeds) and run.replays == len(seeds) - 1
 
 
 def test_replays_draw_new_neighbours():
