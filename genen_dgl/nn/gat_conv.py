@@ -30,7 +30,8 @@ from torch.nn import functional as F
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, relation_order, spmm
 from genen_dgl.nn.gcn_conv import WRITE
 from genen_dgl.nn.stacked import (
-    check_relations, project, projected_dst, projected_pattern, projected_rows, relation_sets, sum_relations,
+    check_relations, project, projected_dst, projected_pattern, projected_rows, relation_matmul, relation_sets,
+    sum_relations,
 )
 
 
@@ -98,5 +99,5 @@ class HeteroGATConv(nn.Module):
             feat = project(block, x, self.weight, touching).view(-1, H, D)  # rows (u, r) per type
             msg = torch.stack([spmm(pattern, a, f) for a, f in zip(alpha.unbind(1), feat.unbind(1))], 1)
             return sum_relations(block, msg, bias)
-        return torch.stack([sum_relations(block, spmm(block.pattern(), alpha[:, h], x), bias[:, h], w[:, :, h])
-                            for h in range(H)], 1)
+        return torch.stack([sum_relations(block, relation_matmul(block, spmm(block.pattern(), alpha[:, h], x),
+                                                                 w[:, :, h]), bias[:, h]) for h in range(H)], 1)

@@ -35,7 +35,8 @@ from torch import nn
 
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, relation_order, spmm
 from genen_dgl.nn.stacked import (
-    check_relations, project, projected_pattern, projected_rows, relation_sets, sum_relations,
+    check_relations, project, projected_pattern, projected_rows, relation_matmul, relation_sets,
+    sum_relations,
 )
 
 
@@ -69,6 +70,7 @@ class HeteroGCNConv(nn.Module):
             by_projecting = n_src * d_out * (d_in + WRITE) + block.num_rows * d_out * WRITE + block.num_entries * d_out
             order = "aggregate" if by_aggregating <= by_projecting else "project"
         if order == "aggregate":
-            return sum_relations(block, spmm(block.pattern(), values, x), self.bias, self.weight)
+            return sum_relations(block, relation_matmul(block, spmm(block.pattern(), values, x), self.weight),
+                                 self.bias)
         p = project(block, x, self.weight, out_of)
         return sum_relations(block, spmm(projected_pattern(block, out_of), values, p), self.bias)

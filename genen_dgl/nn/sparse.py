@@ -44,6 +44,12 @@ def offsets(counts: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(torch.cumsum(counts, 0), (1, 0))
 
 
+def cast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` as ``dtype``; itself when it already is (``.to`` of the same type is still
+    an operator call, and a step's count of those is what bounds it on a GPU)."""
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
+
+
 def on(tensor: torch.Tensor, device) -> bool:
     """Whether ``tensor`` already lives on ``device`` (``cuda`` means the current GPU)."""
     device = torch.device(device)
@@ -65,12 +71,19 @@ def self_relations(etypes: list[ETYPE]) -> list[ETYPE]:
     return [(t, SELF, t) for t in types if t not in same]
 
 
-def _stable_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
-    """``argsort(keys, stable=True)`` for non-negative ``keys < bound``. On the CPU, torch
-    sorts int32 keys with a radix sort, about 10x faster than its int64 stable sort."""
+def _stable_sort(keys: torch.Tensor, bound: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sort(keys, stable=True)`` (the sorted keys and their positions) for non-negative
+    ``keys < bound``. On the CPU, torch sorts int32 keys with a radix sort, about 10x faster
+    than its int64 stable sort."""
     if keys.device.type == "cpu" and bound <= _INT32_MAX:
-        return torch.sort(keys.to(torch.int32), stable=True).indices
-    return torch.argsort(keys, stable=True)
+        keys = cast(keys, torch.int32)
+    return torch.sort(keys, stable=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _bounds(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``arange(n + 1)``, made once per size (a sampled block's column count depends on its batch size only)."""
+    return torch.arange(n + 1, dtype=dtype, device=device)
 
 
 def entry_rows(rowptr: torch.Tensor, num_entries: int) -> torch.Tensor:
@@ -95,7 +108,7 @@ class Pattern:
 
     def __post_init__(self):
         self.index_dtype = torch.int32 if max(self.col.numel(), self.num_cols) <= _INT32_MAX else torch.int64
-        self.rowptr, self.col = self.rowptr.to(self.index_dtype), self.col.to(self.index_dtype)
+        self.rowptr, self.col = cast(self.rowptr, self.index_dtype), cast(self.col, self.index_dtype)
 
     def csr(self, values: torch.Tensor) -> torch.Tensor:
         return torch.sparse_csr_tensor(self.rowptr, self.col, values, (self.num_rows, self.num_cols),
@@ -104,12 +117,11 @@ class Pattern:
     def transpose(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(t_rowptr, t_col, t_perm)``: the transposed CSR, ``t_perm`` its entries' positions here."""
         if self._t is None:
-            perm = _stable_order(self.col, self.num_cols)
+            cols, perm = _stable_sort(self.col, self.num_cols)
             rows = self.rows() if self.rows is not None else entry_rows(self.rowptr, self.col.numel())
-            bounds = torch.arange(self.num_cols + 1, device=self.col.device, dtype=self.index_dtype)
-            self._t = (torch.searchsorted(self.col.index_select(0, perm), bounds,
+            self._t = (torch.searchsorted(cols, _bounds(self.num_cols, cols.dtype, cols.device),
                                           out_int32=self.index_dtype == torch.int32),
-                       rows.index_select(0, perm).to(self.index_dtype), perm)
+                       cast(rows.index_select(0, perm), self.index_dtype), perm)
         return self._t
 
     def csr_t(self, values: torch.Tensor) -> torch.Tensor:
@@ -147,7 +159,7 @@ class _SpMM(torch.autograd.Function):
         grad = grad.contiguous()
         grad_values = grad_x = None
         if ctx.needs_input_grad[2]:
-            grad_x = _product(pattern.csr_t(values.to(grad.dtype)), grad)
+            grad_x = _product(pattern.csr_t(cast(values, grad.dtype)), grad)
         if ctx.needs_input_grad[1]:
             grad_values = torch.sparse.sampled_addmm(pattern.csr(torch.zeros_like(values)), grad.to(values.dtype),
                                                      x.t().to(values.dtype), beta=0.0).values()
@@ -161,7 +173,7 @@ def spmm(pattern: Pattern, values: torch.Tensor, x: torch.Tensor) -> torch.Tenso
     it runs in fp32."""
     if x.dtype not in (torch.float32, torch.float64) and x.device.type == "cpu":
         x = x.float()
-    return _SpMM.apply(pattern, values.to(x.dtype), x)
+    return _SpMM.apply(pattern, cast(values, x.dtype), x)
 
 
 @dataclass

@@ -4,8 +4,10 @@
   a chosen set per node type, with one matmul per node type; :func:`projected_pattern` is
   the block's sparse pattern re-indexed so that entry ``(u -> v, r)`` reads row
   ``(u, r)`` of that projection (:func:`projected_dst`: the row of ``(v, r)``).
-* :func:`sum_relations` adds each destination type's relation rows (the block keeps them
-  relation-major, ``(R_t, n_t, ...)``) and the relations' biases, and stacks the types.
+* :func:`relation_matmul` multiplies each relation's rows (the block keeps them
+  relation-major, ``(R_t, n_t, ...)`` per destination type) by that relation's matrix;
+  :func:`sum_relations` adds each destination's relation rows and the relations' biases,
+  every type at once (one sparse product with a constant pattern).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import functools
 
 import torch
 
-from genen_dgl.nn.sparse import ETYPE, MessageBlock, Pattern, starts
+from genen_dgl.nn.sparse import ETYPE, MessageBlock, Pattern, offsets, running, spmm, starts
 
 
 def check_relations(block: MessageBlock, etypes: tuple[ETYPE, ...]) -> None:
@@ -97,23 +99,46 @@ def projected_dst(block: MessageBlock, sets: dict[str, list[int]]) -> torch.Tens
     return block.derived(("dst", _key(sets)), lambda: _remap(block, sets, 2))
 
 
-def sum_relations(block: MessageBlock, y: torch.Tensor, bias: torch.Tensor,
-                  weight: torch.Tensor | None = None) -> torch.Tensor:
+@functools.lru_cache(maxsize=64)
+def _reduction(ntypes: tuple[str, ...], etypes: tuple[ETYPE, ...], num_dst: tuple[int, ...],
+               device: torch.device) -> tuple[Pattern, torch.Tensor, torch.Tensor]:
+    """The constant operators of :func:`sum_relations` for one block shape: the (destinations
+    x rows) pattern with an entry ``(v, row_off[r] + v)`` for each relation ``r`` into ``v``'s
+    type, its values (ones), and the (destinations x relations) incidence ``[r into v's type]``."""
+    n = dict(zip(ntypes, num_dst))
+    row_off = running([n[e[2]] for e in etypes])
+    cols, per_dst, incidence = [], [], []
+    for t in ntypes:
+        rels = [r for r, e in enumerate(etypes) if e[2] == t]
+        cols.append((torch.tensor([row_off[r] for r in rels], dtype=torch.int64)[None, :]
+                     + torch.arange(n[t])[:, None]).reshape(-1))
+        per_dst.append(torch.full((n[t],), len(rels)))
+        incidence.append(torch.zeros(n[t], len(etypes)).index_fill_(1, torch.tensor(rels, dtype=torch.int64), 1.0))
+    col = torch.cat(cols).to(device)
+    pattern = Pattern(offsets(torch.cat(per_dst)).to(device), col, sum(num_dst), sum(n[e[2]] for e in etypes))
+    return pattern, torch.ones(col.numel(), device=device), torch.cat(incidence).to(device)
+
+
+def sum_relations(block: MessageBlock, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Stacked destinations ``(sum_t n_t, ...)`` from relation rows ``y`` (``(rows, ...)``):
-    per destination type, the sum over its relations (each first multiplied by its
-    ``weight[r]``, one batched matmul, when given) plus their biases. (``split``, not
-    slicing: a slice's backward zero-fills a gradient as large as ``y`` per slice.)"""
+    :math:`out_v = \\sum_{r \\to type(v)} (y_{(r, v)} + b_r)`, one sparse product with a constant
+    pattern and one ``addmm`` for the biases, whatever the number of types and relations."""
+    pattern, ones, incidence = _reduction(block.ntypes, block.etypes, tuple(block.num_dst[t] for t in block.ntypes),
+                                          y.device)
+    out = spmm(pattern, ones, y.reshape(y.shape[0], -1))
+    out = torch.addmm(out, incidence if incidence.dtype == out.dtype else incidence.to(out.dtype),
+                      bias.reshape(bias.shape[0], -1))
+    return out.view((out.shape[0],) + bias.shape[1:])
+
+
+def relation_matmul(block: MessageBlock, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Relation rows ``y`` ``(rows, d_in)``, each times its relation's ``weight[r]``
+    ``(d_in, d_out)``: one batched matmul per destination type (its relations' rows are
+    contiguous, ``(R_t, n_t, d_in)``)."""
+    rels = [sum(e[2] == t for e in block.etypes) for t in block.ntypes]
     out = []
-    rels = {t: [r for r, e in enumerate(block.etypes) if e[2] == t] for t in block.ntypes}
-    parts = y.split([len(rels[t]) * block.num_dst[t] for t in block.ntypes])
-    for t, part in zip(block.ntypes, parts):
-        n, r = block.num_dst[t], rels[t]
-        if not r:
-            out.append(y.new_zeros((n,) + (bias.shape[1:] if weight is not None else y.shape[1:])))
-            continue
-        a, b = r[0], r[-1] + 1  # relations are sorted by destination type: contiguous
-        part = part.view((b - a, n) + y.shape[1:])
-        if weight is not None:
-            part = torch.bmm(part, weight[a:b])
-        out.append(part.sum(0) + bias[a:b].sum(0).view(part.shape[2:]))
-    return torch.cat(out) if len(out) > 1 else out[0]
+    for t, part, w in zip(block.ntypes, y.split([r * block.num_dst[t] for r, t in zip(rels, block.ntypes)]),
+                          weight.split(rels)):
+        if part.numel():
+            out.append(torch.bmm(part.view(w.shape[0], block.num_dst[t], -1), w).view(part.shape[0], -1))
+    return torch.cat(out) if len(out) > 1 else out[0] if out else y.new_zeros((0, weight.shape[-1]))
