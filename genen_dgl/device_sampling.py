@@ -26,8 +26,8 @@ sampled data. Nothing is read back from the device, so a GPU step runs without w
 * **coefficients**: as :meth:`~genen_dgl.nn.sparse.MessageBlock.build` (the whole graph's
   degrees, rescaled by degree / sampled count), parent edge ids in ``eid`` (learned edge
   weights), fixed weights read per entry. Self-loops and a padding entry are entries of
-  the typed CSC too, and each entry carries its source factor ``1/sqrt(d_out + loop)``, so
-  a layer's coefficients are two gathers and a product.
+  the typed CSC too, and each entry carries its coefficient for the layer's fanouts
+  (:meth:`DeviceGraph.coefficients`), so a layer's coefficients are one gather.
 
 :class:`DeviceBatches` is a :class:`~genen_dgl.batches.SeedBatches` sampler like
 :class:`~genen_dgl.dataloading.NeighborBatches` (``len``, ``sample(seeds)``, ``epoch(seed)``
@@ -60,7 +60,7 @@ def floyd_sample(deg: torch.Tensor, k: torch.Tensor | int, width: int | None = N
     ``[0, j]`` and takes ``t_i`` unless already taken, else ``j``. It runs here without a
     loop over ``i``: ``t_i`` was taken iff it equals an earlier draw, or equals an earlier
     ``j_p`` (``p = t_i - deg + n``) that was taken because *its* draw collided; that chain
-    points to ever smaller ``p``, and ``log2(width)`` rounds of pointer jumping resolve it."""
+    points to ever smaller ``p``, and ``log2(width)`` rounds of pointer doubling resolve it."""
     dev = deg.device
     width = int(torch.as_tensor(k).max()) if width is None else width
     i, earlier = _columns(width, dev)
@@ -72,13 +72,18 @@ def floyd_sample(deg: torch.Tensor, k: torch.Tensor | int, width: int | None = N
         return torch.zeros(valid.shape, dtype=torch.int64, device=dev), valid
     low = deg - n
     j = low + i
-    t = (torch.rand(valid.shape, generator=generator, device=dev, dtype=torch.float64) * (j + 1)).to(torch.int64)
-    taken = ((t.unsqueeze(2) == t.unsqueeze(1)) & earlier).any(2)  # an earlier draw was the same
+    u = torch.rand(valid.shape, generator=generator, device=dev, dtype=torch.float64)
+    t = torch.addcmul(u, u, j).to(torch.int64)  # floor(u (j + 1))
+    # each column points to the earlier column p whose j_p is t_i (to itself: none), a column
+    # whose draw repeats an earlier one to the extra column `width` (taken); column i was taken
+    # iff its chain ends there, and ceil(log2(width)) rounds of pointer doubling follow the chains
+    dup = ((t.unsqueeze(2) == t.unsqueeze(1)) & earlier).any(2)
     parent = t - low
-    parent = torch.where(parent >= 0, parent, i)  # the column whose j is t_i (itself: none)
-    for _ in range(max(1, math.ceil(math.log2(width)))):
-        taken = taken | taken.gather(1, parent)
+    parent = torch.where(dup, width, torch.where(parent >= 0, parent, i))
+    parent = torch.nn.functional.pad(parent, (0, 1), value=width)
+    for _ in range(math.ceil(math.log2(width))):
         parent = parent.gather(1, parent)
+    taken = parent[:, :width] == width
     return torch.where(taken, j, t), valid
 
 
@@ -108,11 +113,10 @@ class _Layout:
         dev = g.device
         dst_off = starts(g.ntypes, m)
         self.K = max([k for k in fanouts] + [0])
-        rows_sel, rows_base, k_row, rel_row = [], [], [], []
+        rows_sel, k_row, rel_row = [], [], []
         cand = dict.fromkeys(g.ntypes, 0)
         for r, (s, _, d) in enumerate(g.etypes):
             rows_sel.append(torch.arange(dst_off[d], dst_off[d] + m[d]))
-            rows_base += [g.crow_off[r] - g.type_off[d]] * m[d]
             k_row += [fanouts[r]] * m[d]
             rel_row += [r] * m[d]
             cand[s] += m[d] * fanouts[r]
@@ -120,14 +124,15 @@ class _Layout:
         self.whole = {t: m[t] + min(cand[t], g.num_nodes[t]) >= g.num_nodes[t] > 0 for t in g.ntypes}
         self.num_src = {t: g.num_nodes[t] if self.whole[t] else m[t] + min(cand[t], g.num_nodes[t]) for t in g.ntypes}
         src_off = starts(g.ntypes, self.num_src)
-        # per row, as (rows, 1) columns: its destination slot, typed-CSC row base, fanout, loop
+        # per row, as (rows, 1) columns: its destination slot, relation, fanout
         self.sel = torch.cat(rows_sel).to(dev).view(-1, 1)
         self.rows = self.sel.numel()
-        self.base = torch.tensor(rows_base, dtype=torch.int64, device=dev).view(-1, 1)
+        self.rel_col = torch.tensor(rel_row, dtype=torch.int64, device=dev).view(-1, 1)
         k = torch.tensor(k_row, dtype=torch.int64).view(-1, 1)
         loop = torch.tensor([g.loops[r] for r in rel_row], dtype=torch.bool).view(-1, 1)
-        self.k, self.loop = k.to(dev), loop.to(dev)
-        self.rel = torch.tensor(rel_row, dtype=torch.int64, device=dev)
+        self.k = k.to(dev)
+        self.rel = self.rel_col.view(-1)
+        self.coef = g.coefficients(tuple(fanouts))
         # destination slot -> its source slot (destinations are the first sources of their type;
         # for a whole type the slot is its id's, set per batch: here the dummy slot past the end)
         self.total_src = sum(self.num_src.values())
@@ -148,8 +153,6 @@ class _Layout:
         # per type: first source slot of the new nodes; the first global id of the type
         self.new_at = torch.tensor([src_off[t] + m[t] for t in g.ntypes], dtype=torch.int64, device=dev)
         self.total = torch.tensor(self.total_src, device=dev)
-        self.one = torch.ones((self.rows, 1), device=dev)
-        self.loop_f = self.loop.to(torch.float32)
         # a row is drawn as K + 1 columns (K sampled, then the loop); it keeps its first k_r and,
         # where its relation has loops, the last: one static gather compacts the draw (at paper
         # scale the first layer's GO rows need 5-11 of the 11 columns: 30% fewer entries)
@@ -157,7 +160,7 @@ class _Layout:
         kept = (slots < k) | ((slots == self.K) & loop)
         widths = kept.sum(1)
         self.keep = None if bool(kept.all()) else kept.view(-1).nonzero().view(-1).to(dev)
-        self.rowptr = offsets(widths).to(dev)
+        self.rowptr = offsets(widths).to(dev, torch.int32 if int(widths.sum()) <= 2**31 - 1 else torch.int64)
         self.entry_row = torch.repeat_interleave(torch.arange(self.rows), widths).to(dev)
         self.entry_rel = self.rel[self.entry_row]
         # for padding: a slot of each entry's source type
@@ -188,9 +191,9 @@ class DeviceGraph:
         self.etypes: list[ETYPE] = relation_order(real + (self_relations(real) if self_loops else []))
         self.loops = [self_loops and e[0] == e[2] for e in self.etypes]
         self.max_degree: list[int] = []
-        indptrs, indices, eids, wts, facs, loop_facs = [], [], [], [], [], []
+        in_degs, starts_, indices, eids, wts, coefs, loop_coefs = [], [], [], [], [], [], []
         self.crow_off, rows, entries = [], 0, 0
-        for e in self.etypes:
+        for e, loop in zip(self.etypes, self.loops):
             s, _, d = e
             self.crow_off.append(rows)
             if e in real:
@@ -199,38 +202,53 @@ class DeviceGraph:
             else:  # a self-relation: no edges, only the loops
                 ptr, idx, eid, w = (torch.zeros(self.num_nodes[d] + 1, dtype=torch.int64),
                                     torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), torch.ones(0))
-            indptrs.append(ptr[:-1] + entries)
+            in_deg = ptr.diff()
+            in_degs.append(in_deg)
+            starts_.append(ptr[:-1] + entries)
             indices.append(idx + self.type_off[s])
             eids.append(eid)
             wts.append(w)
+            # eq. 1's coefficient of each edge, 1 / sqrt((d_out(u) + loop) (d_in(v) + loop)), and of each loop
             out_deg = torch.bincount(idx, minlength=self.num_nodes[s]).to(torch.float32)
-            facs.append((out_deg + int(self.loops[len(facs)])).clamp(min=1).rsqrt()[idx])
-            loop_facs.append((out_deg + 1).rsqrt() if self.loops[len(loop_facs)] else torch.zeros(self.num_nodes[d]))
-            self.max_degree.append(int(ptr.diff().max()) if ptr.numel() > 1 else 0)
+            row_fac = (in_deg + int(loop)).clamp(min=1).to(torch.float32).rsqrt()
+            coefs.append((out_deg + int(loop)).clamp(min=1).rsqrt()[idx] * torch.repeat_interleave(row_fac, in_deg))
+            loop_coefs.append((out_deg + 1).rsqrt() * row_fac if loop else torch.zeros(self.num_nodes[d]))
+            self.max_degree.append(int(in_deg.max()) if in_deg.numel() else 0)
             rows += self.num_nodes[d]
             entries += idx.numel()
-        self.empty_row = rows  # the row every sink destination reads: no entries
-        self.indptr = torch.cat(indptrs + [torch.tensor([entries, entries])]).to(dev)
-        # per entry: the source id, parent edge id, weight and source factor 1 / sqrt(d_out(u) + loop);
-        # entries `entries + p` hold row p's loop (p -> p; factor 0 where the relation has none, or p is
-        # the empty row), the last one is the padding entry
+        # per entry: the source id, parent edge id, weight and coefficient; entry `entries + p` is
+        # row p's loop (p -> p; coefficient 0 where the relation has none), the last one the padding
+        # entry (the sink, coefficient 0)
+        self.num_edges, pad = entries, entries + rows
         loop_src = torch.cat([torch.arange(self.num_nodes[e[2]]) + self.type_off[e[2]] if loop else
                               torch.full((self.num_nodes[e[2]],), self.sink) for e, loop in zip(self.etypes, self.loops)]
-                             + [torch.tensor([self.sink, self.sink])])
-        self.loop_entry = entries + torch.arange(rows + 1, device=dev)
-        self.pad_entry = entries + rows + 1
+                             + [torch.tensor([self.sink])])
         self.src = torch.cat(indices + [loop_src]).to(dev)
-        self.eid = torch.cat(eids + [torch.full((rows + 2,), -1)]).to(dev)
-        self.weight = torch.cat(wts + [torch.ones(rows + 2)]).to(dev) if weights else None
-        self.fac = torch.cat(facs + loop_facs + [torch.zeros(2)]).to(dev)
+        self.eid = torch.cat(eids + [torch.full((rows + 1,), -1)]).to(dev)
+        self.weight = torch.cat(wts + [torch.ones(rows + 1)]).to(dev) if weights else None
+        self.coef = torch.cat(coefs + loop_coefs + [torch.zeros(1)]).to(dev)
+        self.in_deg = torch.cat(in_degs).to(dev)
+        self._coefs: dict[tuple[int, ...], torch.Tensor] = {}
+        # per (relation, node id): its typed-CSC row's first entry, degree, and loop entry; an id of
+        # another type, or the sink, has an empty row and the padding entry as its loop (one gather
+        # per layer finds every row: R x (N + 1) x 3 integers, 16 MB at paper scale)
+        by_id = torch.zeros(len(self.etypes), self.sink + 1, 3, dtype=torch.int64)
+        by_id[:, :, 2] = pad
+        for r, (e, loop) in enumerate(zip(self.etypes, self.loops)):
+            n, at = self.num_nodes[e[2]], self.type_off[e[2]]
+            by_id[r, at: at + n, 0], by_id[r, at: at + n, 1] = starts_[r], in_degs[r]
+            if loop:
+                by_id[r, at: at + n, 2] = torch.arange(n) + entries + self.crow_off[r]
+        self.by_id = by_id.to(dev)
         # the scalars the sampler combines with tensors, as device tensors (a Python number
         # would be copied to the device at every use)
-        self.empty_row, self.pad_entry, self.zero = (torch.tensor(v, device=dev) for v in (self.empty_row,
-                                                                                          self.pad_entry, 0))
+        self.pad_entry, self.zero = (torch.tensor(v, device=dev) for v in (pad, 0))
         self.ids = torch.arange(self.sink + 1, device=dev)
         sizes = torch.tensor([self.num_nodes[t] for t in self.ntypes])
         self.type_of_id = torch.cat([torch.repeat_interleave(torch.arange(len(self.ntypes)), sizes),
                                      torch.zeros(1, dtype=torch.int64)]).to(dev)  # the sink: type 0, never new
+        self.local_id = torch.cat([torch.arange(self.num_nodes[t]) for t in self.ntypes]
+                                  + [torch.zeros(1, dtype=torch.int64)]).to(dev)  # of each id (the sink: 0)
         self.type_start = torch.tensor([self.type_off[t] for t in self.ntypes], dtype=torch.int64, device=dev)
         self._layouts: dict = {}
 
@@ -255,6 +273,18 @@ class DeviceGraph:
             k = 0 if e[1] == SELF else int(fanout[e] if isinstance(fanout, dict) else fanout)
             out.append(self.max_degree[r] if k < 0 else min(k, self.max_degree[r]))
         return out
+
+    def coefficients(self, fanouts: tuple[int, ...]) -> torch.Tensor:
+        """Each entry's coefficient in a layer with these fanouts (one per relation): eq. 1's
+        (the whole graph's degrees) times, on an edge, :math:`\\max(d(v) / k_r, 1)`: uniform
+        sampling without replacement keeps an edge with probability :math:`k_r / d(v)` (all of
+        them when :math:`d(v) \\le k_r`), so the sampled sum is unbiased for the whole one."""
+        if fanouts not in self._coefs:
+            rows = torch.tensor([n for e in self.etypes for n in [self.num_nodes[e[2]]]], device=self.device)
+            k = torch.repeat_interleave(torch.tensor(fanouts, device=self.device).clamp(min=1), rows)
+            scale = torch.repeat_interleave((self.in_deg / k).clamp(min=1), self.in_deg, output_size=self.num_edges)
+            self._coefs[fanouts] = torch.cat([self.coef[: self.num_edges] * scale, self.coef[self.num_edges:]])
+        return self._coefs[fanouts]
 
     def _layout(self, m: dict[str, int], fanouts: list[int]) -> _Layout:
         key = (tuple(m.values()), tuple(fanouts))
@@ -292,23 +322,16 @@ class DeviceGraph:
     def _sample_layer(self, dst: torch.Tensor, m: dict[str, int], fanout, generator):
         """One layer from its stacked destination ids ``dst`` (``m[t]`` slots per type)."""
         lay = self._layout(m, self._fanouts(fanout))
-        S = self.sink
         d = dst[lay.sel]  # (rows, 1): each row's destination id
-        sink = d == S
-        q = torch.where(sink, self.empty_row, d + lay.base)  # its row in the typed CSC
-        start = self.indptr[q]
-        deg = self.indptr[q + 1] - start
+        start, deg, loop = self.by_id[lay.rel_col, d].unbind(-1)  # its typed-CSC row
         off, valid = floyd_sample(deg, lay.k, lay.K, generator)
-        at = lay.compact(torch.cat([torch.where(valid, start + off, self.pad_entry), self.loop_entry[q]], 1))
-        valid = lay.compact(torch.cat([valid, lay.loop & ~sink], 1))
+        # the row's entries: the drawn ones (else the padding entry), then its loop
+        at = lay.compact(torch.cat([torch.where(valid, start + off, self.pad_entry), loop], 1))
+        valid = at != self.pad_entry
         nodes, col, dst_src = self._relabel(lay, dst, self.src[at])
-        # c_uv = fac(u) / sqrt(d(v) + loop) * d(v) / k_v (sampled columns), fac(v) / sqrt(d(v) + 1) (loop)
-        row = (deg + lay.loop_f).clamp(min=1).rsqrt()
-        scale = torch.cat([(deg / torch.minimum(deg, lay.k).clamp(min=1)).expand(-1, lay.K), lay.one], 1)
-        norm = self.fac[at] * lay.compact(row * scale)
         block = MessageBlock(
             self.ntypes, tuple(self.etypes), dict(lay.num_src), dict(m), lay.rowptr,
-            torch.where(valid, col, lay.pad_col), lay.rel, self.eid[at], norm,
+            torch.where(valid, col, lay.pad_col), lay.rel, self.eid[at], lay.coef[at],
             None if self.weight is None else self.weight[at], valid, dst_src)
         block._cache.update(row=lay.entry_row, rel=lay.entry_rel)  # static per layout
         return nodes, lay.num_src, block, (at, d, valid)
@@ -321,8 +344,8 @@ class DeviceGraph:
         slots hold node 0: their rows are never read), the blocks (first layer first) and,
         with ``return_edges``, per block a :class:`Sampled` record (this reads back from the device)."""
         m = {t: int(seeds[t].numel()) if t in seeds else 0 for t in self.ntypes}
-        dst = torch.cat([seeds[t].to(self.device, torch.int64) + self.type_off[t] if t in seeds else
-                         torch.empty(0, dtype=torch.int64, device=self.device) for t in self.ntypes])
+        parts = [seeds[t].to(self.device, torch.int64) + self.type_off[t] for t in self.ntypes if m[t]]
+        dst = parts[0] if len(parts) == 1 else torch.cat(parts + [self.ids[:0]])
         blocks: list[MessageBlock] = []
         edges: list[Sampled] = []
         for fanout in reversed(fanouts):
@@ -332,9 +355,8 @@ class DeviceGraph:
                 edges.insert(0, Sampled(self._edges(sampled, self._layout(m, self._fanouts(fanout))),
                                         self._ids(nodes, m_next)))
             dst, m = nodes, m_next
-        src_off = starts(self.ntypes, m)
-        inputs = {t: dst[src_off[t]: src_off[t] + m[t]] - self.type_off[t] for t in self.ntypes}
-        return {t: torch.where(n < self.num_nodes[t], n, 0) for t, n in inputs.items()}, blocks, edges
+        inputs = self.local_id[dst].split([m[t] for t in self.ntypes])
+        return dict(zip(self.ntypes, inputs)), blocks, edges
 
     def _ids(self, nodes: torch.Tensor, m: dict[str, int]) -> dict[str, torch.Tensor]:
         """Stacked source slots as parent ids per type, -1 on padding."""
