@@ -46,7 +46,9 @@ import numpy as np
 import torch
 
 from genen_dgl.batches import Batch, SeedBatches
-from genen_dgl.nn.sparse import SELF, ETYPE, MessageBlock, offsets, relation_order, self_relations, starts
+from genen_dgl.nn.sparse import (
+    SELF, ETYPE, MessageBlock, destination_order, offsets, relation_order, self_relations, starts,
+)
 
 
 def floyd_sample(deg: torch.Tensor, k: torch.Tensor | int, width: int | None = None,
@@ -160,9 +162,12 @@ class _Layout:
         kept = (slots < k) | ((slots == self.K) & loop)
         widths = kept.sum(1)
         self.keep = None if bool(kept.all()) else kept.view(-1).nonzero().view(-1).to(dev)
-        self.rowptr = offsets(widths).to(dev, torch.int32 if int(widths.sum()) <= 2**31 - 1 else torch.int64)
+        entries = int(widths.sum())
+        self.rowptr = offsets(widths).to(dev, torch.int32 if entries <= 2**31 - 1 else torch.int64)
         self.entry_row = torch.repeat_interleave(torch.arange(self.rows), widths).to(dev)
         self.entry_rel = self.rel[self.entry_row]
+        self.by_destination = destination_order(g.ntypes, tuple(g.etypes), tuple(m[t] for t in g.ntypes),
+                                                self.rowptr, entries)
         # for padding: a slot of each entry's source type
         self.pad_col = torch.tensor([src_off[e[0]] for e in g.etypes], dtype=torch.int64, device=dev)[self.entry_rel]
 
@@ -333,7 +338,7 @@ class DeviceGraph:
             self.ntypes, tuple(self.etypes), dict(lay.num_src), dict(m), lay.rowptr,
             torch.where(valid, col, lay.pad_col), lay.rel, self.eid[at], lay.coef[at],
             None if self.weight is None else self.weight[at], valid, dst_src)
-        block._cache.update(row=lay.entry_row, rel=lay.entry_rel)  # static per layout
+        block._cache.update(row=lay.entry_row, rel=lay.entry_rel, by_destination=lay.by_destination)  # static
         return nodes, lay.num_src, block, (at, d, valid)
 
     def sample_blocks(self, seeds: dict[str, torch.Tensor], fanouts: list, generator: torch.Generator | None = None,

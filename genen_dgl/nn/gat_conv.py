@@ -16,8 +16,7 @@ type (:math:`a^\\top W_r h = (W_r a)^\\top h`, for every relation the type takes
 the scores of every entry from two gathers, the softmax runs over every (relation,
 destination) row at once. The messages either project each node type by its relations
 and take one sparse product per head, or (cheaper with wide inputs) sum the inputs with
-each head's weights and project each destination type's relation rows with one batched
-matmul: :math:`\\sum_u \\alpha_{uv} W h_u = W \\sum_u \\alpha_{uv} h_u`. Padded entries
+each head's weights and project each destination type's relation rows with one matmul: :math:`\\sum_u \\alpha_{uv} W h_u = W \\sum_u \\alpha_{uv} h_u`. Padded entries
 (``mask``) get no attention; a row without entries outputs its bias, as DGL's.
 """
 
@@ -30,8 +29,8 @@ from torch.nn import functional as F
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, relation_order, spmm
 from genen_dgl.nn.gcn_conv import WRITE
 from genen_dgl.nn.stacked import (
-    check_relations, project, projected_dst, projected_pattern, projected_rows, relation_matmul, relation_sets,
-    sum_relations,
+    add_bias, check_relations, destination_rows, merged_pattern, project, projected_dst, projected_rows,
+    projected_src, relation_sets, type_matmul,
 )
 
 
@@ -73,7 +72,7 @@ class HeteroGATConv(nn.Module):
         """``x``: stacked sources ``(sum_t num_src[t], in_dim)``; returns stacked destinations
         ``(sum_t num_dst[t], heads, out_dim)``. ``order``: ``project`` (each node type by
         every relation it takes part in, then one sparse product per head) or ``aggregate``
-        (per head, the attention-weighted sum of the inputs, then one batched matmul per
+        (per head, the attention-weighted sum of the inputs, then one matmul per
         destination type); default: the cheaper, counting multiply-adds and writes as GCN's."""
         check_relations(block, self.etypes)
         H, D = self.heads, self.out_dim
@@ -83,21 +82,22 @@ class HeteroGATConv(nn.Module):
         w = self.weight.view(R, d_in, H, D)
         attn = torch.cat([torch.einsum("rihd,rhd->rih", w, a) for a in (self.attn_src, self.attn_dst)], 2)
         logits = project(block, x, attn, touching).view(-1, 2, H)
-        pattern = projected_pattern(block, touching)
-        scores = logits[:, 0].index_select(0, pattern.col.long()) + \
+        scores = logits[:, 0].index_select(0, projected_src(block, touching)) + \
             logits[:, 1].index_select(0, projected_dst(block, touching))
         alpha = F.dropout(edge_softmax(block, F.leaky_relu(scores, self.negative_slope)), self.attn_drop,
                           self.training)
         if order is None:
             _, touched = projected_rows(block, touching)
             e, rows = block.num_entries, block.num_rows
-            by_projecting = touched * H * D * (d_in + WRITE) + H * (e * D + rows * D * WRITE)
+            by_projecting = touched * H * D * (d_in + WRITE) + H * e * D
             by_aggregating = H * (e * d_in + rows * d_in * (D + WRITE))
             order = "aggregate" if by_aggregating < by_projecting else "project"
-        bias = self.bias.view(R, H, D)
+        alpha = alpha.index_select(0, block.by_destination().perm)
         if order == "project":
+            pattern = merged_pattern(block, touching)
             feat = project(block, x, self.weight, touching).view(-1, H, D)  # rows (u, r) per type
-            msg = torch.stack([spmm(pattern, a, f) for a, f in zip(alpha.unbind(1), feat.unbind(1))], 1)
-            return sum_relations(block, msg, bias)
-        return torch.stack([sum_relations(block, relation_matmul(block, spmm(block.pattern(), alpha[:, h], x),
-                                                                 w[:, :, h]), bias[:, h]) for h in range(H)], 1)
+            out = torch.stack([spmm(pattern, a, f) for a, f in zip(alpha.unbind(1), feat.unbind(1))], 1)
+        else:
+            pattern = destination_rows(block)
+            out = torch.stack([type_matmul(block, spmm(pattern, alpha[:, h], x), w[:, :, h]) for h in range(H)], 1)
+        return add_bias(block, out, self.bias)

@@ -16,13 +16,15 @@ equals ``dgl.nn.HeteroGraphConv({r: GraphConv(norm="both")}, aggregate="sum")``.
 All relations go through one sparse product, in the cheaper of two orders (the projection
 commutes with the linear aggregation):
 
-* aggregate first: :math:`Y = \\hat A H` over every relation's rows at once, then per
-  destination type one batched matmul :math:`\\sum_r Y_r \\Theta_r`; costs
-  :math:`E\\, d_{in} + \\sum_r n^{dst}_r d_{in} d_{out}` multiply-adds and writes
-  :math:`\\sum_r n^{dst}_r d_{in}` intermediate values;
+* aggregate first: :math:`Y = \\hat A H` over every relation's rows at once, the rows
+  destination-major, then per destination type one matmul of each destination's relation
+  rows side by side with the stacked weights, :math:`[Y_{(v, r_1)} \\dots Y_{(v, r_k)}]
+  [\\Theta_{r_1}; \\dots; \\Theta_{r_k}]`; costs :math:`E\\, d_{in} + \\sum_r n^{dst}_r d_{in} d_{out}`
+  multiply-adds and writes :math:`\\sum_r n^{dst}_r d_{in}` intermediate values;
 * project first: :math:`P_{(u, r)} = h_u \\Theta_r` with one matmul per source type, then
-  :math:`\\hat A P`; costs :math:`\\sum_r n^{src}_r d_{in} d_{out} + E\\, d_{out}` and writes
-  :math:`(\\sum_r n^{src}_r + n^{dst}_r) d_{out}`.
+  one product of the destinations x :math:`(u, r)` matrix, which sums every relation's
+  messages; costs :math:`\\sum_r n^{src}_r d_{in} d_{out} + E\\, d_{out}` and writes
+  :math:`\\sum_r n^{src}_r d_{out}`.
 
 Writing a value costs far more than a multiply-add (``WRITE``): with 768-d inputs and 7 GO
 relations, aggregating first would write a (7 x 43k) x 768 matrix.
@@ -35,13 +37,12 @@ from torch import nn
 
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, relation_order, spmm
 from genen_dgl.nn.stacked import (
-    check_relations, project, projected_pattern, projected_rows, relation_matmul, relation_sets,
-    sum_relations,
+    add_bias, check_relations, destination_rows, merged_pattern, project, projected_rows, relation_sets, type_matmul,
 )
 
 
 WRITE = 64  # the cost of writing one intermediate value, in multiply-adds (both orders write one
-# intermediate matrix: aggregate-first (rows x d_in), project-first (sources x d_out and rows x d_out))
+# intermediate matrix: aggregate-first (rows x d_in), project-first (sources x d_out))
 
 
 class HeteroGCNConv(nn.Module):
@@ -67,10 +68,11 @@ class HeteroGCNConv(nn.Module):
         _, n_src = projected_rows(block, out_of)
         if order is None:  # multiply-adds, and each value written to memory as WRITE of them
             by_aggregating = block.num_rows * d_in * (d_out + WRITE) + block.num_entries * d_in
-            by_projecting = n_src * d_out * (d_in + WRITE) + block.num_rows * d_out * WRITE + block.num_entries * d_out
+            by_projecting = n_src * d_out * (d_in + WRITE) + block.num_entries * d_out
             order = "aggregate" if by_aggregating <= by_projecting else "project"
+        values = values.index_select(0, block.by_destination().perm)
         if order == "aggregate":
-            return sum_relations(block, relation_matmul(block, spmm(block.pattern(), values, x), self.weight),
-                                 self.bias)
-        p = project(block, x, self.weight, out_of)
-        return sum_relations(block, spmm(projected_pattern(block, out_of), values, p), self.bias)
+            out = type_matmul(block, spmm(destination_rows(block), values, x), self.weight)
+        else:
+            out = spmm(merged_pattern(block, out_of), values, project(block, x, self.weight, out_of))
+        return add_bias(block, out, self.bias)

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from genen_dgl.nn.gat_conv import HeteroGATConv
 from genen_dgl.nn.gcn_conv import HeteroGCNConv
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, self_relations
+from genen_dgl.nn.stacked import matrix
 
 
 class GenenGNN(nn.Module):
@@ -67,12 +68,12 @@ class GenenGNN(nn.Module):
             layer = self.layers[i]
             h = layer(block, h, self.edge_values(block)) if self.model == "gcn" else layer(block, h)
             if i < self.num_layers - 1:
-                pre = h.flatten(1)
+                pre = matrix(h)
                 h = F.dropout(F.relu(pre) if self.model == "gcn" else F.elu(pre), self.dropout, self.training)
         last = blocks[-1]
         at, n = last.dst_off[self.target], last.num_dst[self.target]
-        out = h[at: at + n]
+        out = h if at == 0 and n == h.shape[0] else h[at: at + n]
         out = out.mean(1) if out.dim() == 3 else out
         if not return_hidden:
             return out
-        return out, pre.flatten(1)[last.dst_columns(self.target)]
+        return out, matrix(pre)[last.dst_columns(self.target)]

@@ -16,9 +16,11 @@ device (no host synchronisation):
   ``mask`` the real entries (None: all are). The torch-op sampler pads each row to a static
   number of slots, so its blocks have data-independent shapes; DGL's blocks are exact.
 
-A layer multiplies this one matrix with the stacked source features (or their projections)
-and reduces each destination type's relation rows with one batched matmul; its output,
-the destinations of every type stacked in ``ntypes`` order, is the next block's input.
+A layer multiplies this one matrix, its entries reordered destination-major
+(:meth:`MessageBlock.by_destination`), with the stacked source features (then each
+destination type's relation rows go through one matmul) or with their per-relation
+projections (then one product also sums the relations); its output, the destinations of
+every type stacked in ``ntypes`` order, is the next block's input.
 """
 
 from __future__ import annotations
@@ -92,6 +94,13 @@ def entry_rows(rowptr: torch.Tensor, num_entries: int) -> torch.Tensor:
                                    output_size=num_entries)
 
 
+def _csr(rowptr: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A CSR tensor of these parts, unchecked. The aten operator itself: ``torch.sparse_csr_tensor``
+    first converts each part with ``.to`` (three more operator calls per sparse product)."""
+    return torch.ops.aten.sparse_compressed_tensor(rowptr, col, values, list(size), dtype=values.dtype,
+                                                   layout=torch.sparse_csr, device=values.device)
+
+
 @dataclass
 class Pattern:
     """The sparsity pattern of a (num_rows x num_cols) CSR matrix, and its transpose
@@ -111,8 +120,7 @@ class Pattern:
         self.rowptr, self.col = cast(self.rowptr, self.index_dtype), cast(self.col, self.index_dtype)
 
     def csr(self, values: torch.Tensor) -> torch.Tensor:
-        return torch.sparse_csr_tensor(self.rowptr, self.col, values, (self.num_rows, self.num_cols),
-                                       check_invariants=False)
+        return _csr(self.rowptr, self.col, values, (self.num_rows, self.num_cols))
 
     def transpose(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(t_rowptr, t_col, t_perm)``: the transposed CSR, ``t_perm`` its entries' positions here."""
@@ -126,8 +134,7 @@ class Pattern:
 
     def csr_t(self, values: torch.Tensor) -> torch.Tensor:
         t_rowptr, t_col, perm = self.transpose()
-        return torch.sparse_csr_tensor(t_rowptr, t_col, values.index_select(0, perm), (self.num_cols, self.num_rows),
-                                       check_invariants=False)
+        return _csr(t_rowptr, t_col, values.index_select(0, perm), (self.num_cols, self.num_rows))
 
 
 def _product(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -262,6 +269,11 @@ class MessageBlock:
         """The relation of each entry (made on first use)."""
         return self.derived("rel", lambda: self.rel_row[self.row])
 
+    def by_destination(self) -> "DestinationOrder":
+        """The entries in destination-major order (made on first use; see :func:`destination_order`)."""
+        return self.derived("by_destination", lambda: destination_order(
+            self.ntypes, self.etypes, tuple(self.num_dst[t] for t in self.ntypes), self.rowptr, self.num_entries))
+
     def derived(self, key, make):
         """A tensor derived from this block's structure, made once (``make()``) and kept."""
         if key not in self._cache:
@@ -372,6 +384,58 @@ class MessageBlock:
             weight = place(torch.cat([a.weight if a.weight is not None else torch.ones(a.indices.numel(), device=dev)
                                       for a in adj]).to(torch.float32), 1.0)
         return cls(ntypes, etypes, dict(num_src), dict(num_dst), rowptr, col, c.rel, eid, norm, weight)
+
+
+@dataclass(frozen=True)
+class DestinationOrder:
+    """A block's entries reordered destination-major: per destination type, per destination
+    ``v``, per relation ``j`` into the type (relation order). ``perm[p]`` is the entry at
+    position ``p``; ``rowptr_rows`` are the CSR offsets of the ``(v, j)`` rows (a type's rows
+    viewed as ``(n_t, R_t)``), ``rowptr_dst`` those of the destinations (every relation's
+    entries of ``v`` in one row) and ``incidence`` the ``(destinations, relations)`` 0/1
+    matrix ``[r into v's type]``."""
+
+    perm: torch.Tensor
+    rowptr_rows: torch.Tensor
+    rowptr_dst: torch.Tensor
+    incidence: torch.Tensor
+    row: torch.Tensor  # each reordered entry's (v, j) row
+    dst: torch.Tensor  # each reordered entry's destination
+
+
+@functools.lru_cache(maxsize=64)
+def _destination_rows(ntypes: tuple[str, ...], etypes: tuple[ETYPE, ...], num_dst: tuple[int, ...],
+                      device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For one block shape: the relation-major row of each destination-major row, each
+    destination's first destination-major row (then their count), and the incidence matrix."""
+    n = dict(zip(ntypes, num_dst))
+    rels = {t: [r for r, e in enumerate(etypes) if e[2] == t] for t in ntypes}
+    row_off = running([n[e[2]] for e in etypes])
+    order, first, incidence = [], [], []
+    for t in ntypes:
+        ids = torch.arange(n[t])
+        order.append((torch.tensor([row_off[r] for r in rels[t]], dtype=torch.int64)[None, :] + ids[:, None]).view(-1))
+        first.append(ids * len(rels[t]) + sum(x.numel() for x in order[:-1]))
+        incidence.append(torch.zeros(n[t], len(etypes)).index_fill_(1, torch.tensor(rels[t], dtype=torch.int64), 1.0))
+    rows = sum(x.numel() for x in order)
+    return (torch.cat(order).to(device), torch.cat(first + [torch.tensor([rows])]).to(device),
+            torch.cat(incidence).to(device))
+
+
+def destination_order(ntypes: tuple[str, ...], etypes: tuple[ETYPE, ...], num_dst: tuple[int, ...],
+                      rowptr: torch.Tensor, num_entries: int) -> DestinationOrder:
+    """The :class:`DestinationOrder` of a block of this shape with relation-major row offsets
+    ``rowptr`` (a fixed number of vectorised ops, no read-back; a sampled layout's is made once)."""
+    order, first, incidence = _destination_rows(ntypes, etypes, num_dst, rowptr.device)
+    rowptr = rowptr.long()
+    counts = rowptr.diff().index_select(0, order)
+    rowptr_rows = offsets(counts)
+    shift = rowptr.index_select(0, order) - rowptr_rows[:-1]  # per row: its entries' old position - new
+    perm = torch.repeat_interleave(shift, counts, output_size=num_entries)
+    perm += torch.arange(num_entries, device=perm.device)
+    rowptr_dst = rowptr_rows.index_select(0, first)
+    return DestinationOrder(perm, rowptr_rows, rowptr_dst, incidence, entry_rows(rowptr_rows, num_entries),
+                            entry_rows(rowptr_dst, num_entries))
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
 """What both layers do with per-relation parameters stacked into one tensor ``(R, ...)``.
 
 * :func:`project` computes ``x_u W_r`` for every source ``u`` and every relation ``r`` of
-  a chosen set per node type, with one matmul per node type; :func:`projected_pattern` is
-  the block's sparse pattern re-indexed so that entry ``(u -> v, r)`` reads row
-  ``(u, r)`` of that projection (:func:`projected_dst`: the row of ``(v, r)``).
-* :func:`relation_matmul` multiplies each relation's rows (the block keeps them
-  relation-major, ``(R_t, n_t, ...)`` per destination type) by that relation's matrix;
-  :func:`sum_relations` adds each destination's relation rows and the relations' biases,
-  every type at once (one sparse product with a constant pattern).
+  a chosen set per node type, with one matmul per node type; :func:`projected_src` and
+  :func:`projected_dst` give each entry ``(u -> v, r)`` the rows ``(u, r)`` and ``(v, r)``
+  of that projection, and :func:`merged_pattern` is the destinations x projection matrix
+  whose one product sums every relation's messages.
+* :func:`destination_rows` is the block's matrix with its ``(v, r)`` rows destination-major,
+  so that :func:`type_matmul` projects and sums each destination type's relations with one
+  matmul; :func:`add_bias` adds each destination's relations' biases (one ``addmm``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import functools
 
 import torch
 
-from genen_dgl.nn.sparse import ETYPE, MessageBlock, Pattern, offsets, running, spmm, starts
+from genen_dgl.nn.sparse import ETYPE, MessageBlock, Pattern, cast, starts
 
 
 def check_relations(block: MessageBlock, etypes: tuple[ETYPE, ...]) -> None:
@@ -46,16 +46,14 @@ def table(values: tuple, device: torch.device) -> torch.Tensor:
 def project(block: MessageBlock, x: torch.Tensor, weight: torch.Tensor, sets: dict[str, list[int]]) -> torch.Tensor:
     """``(sum_t n_t |sets[t]|, d_out)``: for each node type ``t`` in order, the rows
     ``(u, j) -> x_u W_{sets[t][j]}`` of its stacked sources ``u``, one matmul per type
-    (laid out as :func:`projected_rows` says)."""
-    out, off = [], block.src_off
-    for t in block.ntypes:
-        n, rels = block.num_src[t], sets[t]
-        if n == 0 or not rels:
-            continue
-        # (R_t, d_in, d_out); the indices a cached device tensor (a list would be copied to the device each call)
-        w = weight.index_select(0, table(tuple(rels), weight.device)) if len(rels) < weight.shape[0] else weight
-        w = w.permute(1, 0, 2).reshape(weight.shape[1], -1)
-        out.append((x[off[t]: off[t] + n] @ w).view(n * len(rels), weight.shape[2]))
+    (laid out as :func:`projected_rows` says) with the type's matrices side by side."""
+    types = [t for t in block.ntypes if block.num_src[t] and sets[t]]
+    order = tuple(r for t in types for r in sets[t])
+    # (d_in, sum_t R_t d_out); the indices a cached device tensor (a list would be copied to the device each call)
+    w = weight if order == tuple(range(weight.shape[0])) else weight.index_select(0, table(order, weight.device))
+    w = w.permute(1, 0, 2).reshape(weight.shape[1], -1).split([len(sets[t]) * weight.shape[2] for t in types], 1)
+    xs = dict(zip(block.ntypes, x.split([block.num_src[t] for t in block.ntypes])))
+    out = [(xs[t] @ w_t).view(-1, weight.shape[2]) for t, w_t in zip(types, w)]
     return torch.cat(out) if len(out) > 1 else out[0]
 
 
@@ -86,12 +84,9 @@ def _key(sets: dict[str, list[int]]) -> tuple:
     return tuple((t, tuple(s)) for t, s in sets.items())
 
 
-def projected_pattern(block: MessageBlock, sets: dict[str, list[int]]) -> Pattern:
-    """The block's pattern with entry ``(u -> v, r)`` reading row ``(u, r)`` of :func:`project`."""
-    _, rows = projected_rows(block, sets)
-    return block.derived(("pattern", _key(sets)),
-                         lambda: Pattern(block.rowptr, _remap(block, sets, 0), block.num_rows, max(rows, 1),
-                                         lambda: block.row))
+def projected_src(block: MessageBlock, sets: dict[str, list[int]]) -> torch.Tensor:
+    """Per entry ``(u -> v, r)``, the index of row ``(u, r)`` of :func:`project`."""
+    return block.derived(("src", _key(sets)), lambda: _remap(block, sets, 0))
 
 
 def projected_dst(block: MessageBlock, sets: dict[str, list[int]]) -> torch.Tensor:
@@ -99,46 +94,50 @@ def projected_dst(block: MessageBlock, sets: dict[str, list[int]]) -> torch.Tens
     return block.derived(("dst", _key(sets)), lambda: _remap(block, sets, 2))
 
 
-@functools.lru_cache(maxsize=64)
-def _reduction(ntypes: tuple[str, ...], etypes: tuple[ETYPE, ...], num_dst: tuple[int, ...],
-               device: torch.device) -> tuple[Pattern, torch.Tensor, torch.Tensor]:
-    """The constant operators of :func:`sum_relations` for one block shape: the (destinations
-    x rows) pattern with an entry ``(v, row_off[r] + v)`` for each relation ``r`` into ``v``'s
-    type, its values (ones), and the (destinations x relations) incidence ``[r into v's type]``."""
-    n = dict(zip(ntypes, num_dst))
-    row_off = running([n[e[2]] for e in etypes])
-    cols, per_dst, incidence = [], [], []
-    for t in ntypes:
-        rels = [r for r, e in enumerate(etypes) if e[2] == t]
-        cols.append((torch.tensor([row_off[r] for r in rels], dtype=torch.int64)[None, :]
-                     + torch.arange(n[t])[:, None]).reshape(-1))
-        per_dst.append(torch.full((n[t],), len(rels)))
-        incidence.append(torch.zeros(n[t], len(etypes)).index_fill_(1, torch.tensor(rels, dtype=torch.int64), 1.0))
-    col = torch.cat(cols).to(device)
-    pattern = Pattern(offsets(torch.cat(per_dst)).to(device), col, sum(num_dst), sum(n[e[2]] for e in etypes))
-    return pattern, torch.ones(col.numel(), device=device), torch.cat(incidence).to(device)
+def merged_pattern(block: MessageBlock, sets: dict[str, list[int]]) -> Pattern:
+    """Destinations x rows of :func:`project`, entries destination-major
+    (:meth:`~genen_dgl.nn.sparse.MessageBlock.by_destination`): one product sums every
+    relation's messages ``(u, r) -> v``."""
+    _, rows = projected_rows(block, sets)
+    order = block.by_destination()
+    return block.derived(("merged", _key(sets)), lambda: Pattern(
+        order.rowptr_dst, projected_src(block, sets).index_select(0, order.perm), sum(block.num_dst.values()),
+        max(rows, 1), lambda: order.dst))
 
 
-def sum_relations(block: MessageBlock, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Stacked destinations ``(sum_t n_t, ...)`` from relation rows ``y`` (``(rows, ...)``):
-    :math:`out_v = \\sum_{r \\to type(v)} (y_{(r, v)} + b_r)`, one sparse product with a constant
-    pattern and one ``addmm`` for the biases, whatever the number of types and relations."""
-    pattern, ones, incidence = _reduction(block.ntypes, block.etypes, tuple(block.num_dst[t] for t in block.ntypes),
-                                          y.device)
-    out = spmm(pattern, ones, y.reshape(y.shape[0], -1))
-    out = torch.addmm(out, incidence if incidence.dtype == out.dtype else incidence.to(out.dtype),
-                      bias.reshape(bias.shape[0], -1))
-    return out.view((out.shape[0],) + bias.shape[1:])
+def destination_rows(block: MessageBlock) -> Pattern:
+    """The block's ``(v, r)`` rows x stacked sources, destination-major: a destination
+    type's output ``(n_t R_t, d)`` views as ``(n_t, R_t d)``."""
+    order = block.by_destination()
+    return block.derived("destination rows", lambda: Pattern(
+        order.rowptr_rows, block.col.index_select(0, order.perm), block.num_rows, sum(block.num_src.values()),
+        lambda: order.row))
 
 
-def relation_matmul(block: MessageBlock, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Relation rows ``y`` ``(rows, d_in)``, each times its relation's ``weight[r]``
-    ``(d_in, d_out)``: one batched matmul per destination type (its relations' rows are
-    contiguous, ``(R_t, n_t, d_in)``)."""
+def type_matmul(block: MessageBlock, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Stacked destinations :math:`\\sum_r y_{(v, r)} W_r` from the destination-major rows
+    ``y`` of :func:`destination_rows` and ``weight`` ``(R, d_in, d_out)``: one matmul per
+    destination type, its relations' rows side by side ``(n_t, R_t d_in)`` against their
+    matrices stacked ``(R_t d_in, d_out)`` (relations are sorted by destination type)."""
     rels = [sum(e[2] == t for e in block.etypes) for t in block.ntypes]
+    d_out = weight.shape[-1]
     out = []
-    for t, part, w in zip(block.ntypes, y.split([r * block.num_dst[t] for r, t in zip(rels, block.ntypes)]),
-                          weight.split(rels)):
-        if part.numel():
-            out.append(torch.bmm(part.view(w.shape[0], block.num_dst[t], -1), w).view(part.shape[0], -1))
-    return torch.cat(out) if len(out) > 1 else out[0] if out else y.new_zeros((0, weight.shape[-1]))
+    for t, r, part, w in zip(block.ntypes, rels, y.split([r * block.num_dst[t] for r, t in zip(rels, block.ntypes)]),
+                             weight.split(rels)):
+        n = block.num_dst[t]
+        if n:
+            out.append(part.view(n, -1) @ w.reshape(-1, d_out) if r else y.new_zeros((n, d_out)))
+    return torch.cat(out) if len(out) > 1 else out[0]
+
+
+def add_bias(block: MessageBlock, out: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``out[v] + sum_{r into v's type} bias[r]`` for stacked destinations, one ``addmm``."""
+    incidence = block.by_destination().incidence
+    summed = torch.addmm(matrix(out), cast(incidence, out.dtype), matrix(bias))
+    return summed if out.dim() == 2 else summed.view(out.shape)
+
+
+def matrix(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as ``(rows, -1)`` (itself if it is: a reshape is an operator call, and its
+    backward another)."""
+    return x if x.dim() == 2 else x.reshape(x.shape[0], -1)
