@@ -13,10 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_benchmarks import _opcount
 from test_device_sampling import PPI, simple_heterograph, weights_of
 from torch.profiler import ProfilerActivity, profile
 
 from genen_dgl.device_sampling import DeviceBatches
+from genen_dgl.dgl_compat import dgl
 from genen_dgl.nn.model import GenenGNN
 from genen_dgl.trainer import adam, task_loss
 
@@ -29,17 +31,18 @@ READ_BACK = ("aten::_local_scalar_dense", "aten::item", "aten::is_nonzero", "ate
 
 
 def training(model: str, fanouts: list[int], batch_size: int, device: str, optimiser: str = "adam",
-             dropout: float = 0.0):
-    """A fresh model, its optimiser (the trainer's Adam, or plain SGD), the sampler's
-    generator and ``step(seeds) -> loss`` (sample, gather, forward, loss, backward,
-    optimiser step) on ``device``, the same for every call with the same arguments."""
-    graph = simple_heterograph(6)
+             dropout: float = 0.0, graph=None):
+    """A fresh model (one layer per fanout), its optimiser (the trainer's Adam, or plain SGD),
+    the sampler's generator and ``step(seeds) -> loss`` (sample, gather, forward, loss,
+    backward, optimiser step) on ``device`` over ``graph`` (default: ``simple_heterograph(6)``),
+    the same for every call with the same arguments."""
+    graph = graph or simple_heterograph(6)
     batches = DeviceBatches(graph, np.arange(40), fanouts, batch_size, weights_of(graph), device=device)
     feats = {t: torch.randn(graph.num_nodes(t), 8, generator=torch.Generator().manual_seed(1)).to(device)
              for t in graph.ntypes}
     labels = torch.randint(0, 2, (graph.num_nodes("gene"),), generator=torch.Generator().manual_seed(2)).to(device)
     torch.manual_seed(0)
-    net = GenenGNN(model, 8, 8, 2, 2, graph.canonical_etypes, heads=2, dropout=dropout,
+    net = GenenGNN(model, 8, 8, 2, len(fanouts), graph.canonical_etypes, heads=2, dropout=dropout,
                    learned_weights={PPI: graph.num_edges(PPI)} if model == "gcn" else None).to(device)
     opt = adam(net.parameters(), 0.01, capturable=device == "cuda") if optimiser == "adam" else \
         torch.optim.SGD(net.parameters(), 0.1)
@@ -96,3 +99,31 @@ def test_a_step_never_synchronises_on_the_gpu(model):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(loss).item()
+
+
+def with_go_relations(extra: int):
+    """``simple_heterograph(6)`` with ``extra`` more GO -> GO relations (as GO's part_of,
+    regulates, ...)."""
+    graph = simple_heterograph(6)
+    rng = np.random.default_rng(extra)
+    edges = {e: graph.edges(etype=e) for e in graph.canonical_etypes}
+    for i in range(extra):
+        edges[("go", f"rel{i}", "go")] = tuple(torch.as_tensor(rng.integers(0, 25, 40)) for _ in range(2))
+    out = dgl.heterograph(edges, num_nodes_dict={t: graph.num_nodes(t) for t in graph.ntypes})
+    out.edges[PPI].data["score"] = graph.edges[PPI].data["score"]
+    return out
+
+
+@pytest.mark.parametrize("model", ["gcn", "gat"])
+def test_a_step_runs_as_many_operators_whatever_the_relations(model):
+    """Every relation of a layer in one pass (issue 12): a sampled step (3 layers at fanout
+    10) makes as many torch operator calls (on a GPU, about as many kernel launches) with 5
+    GO -> GO relations as with 1. (Its count at paper scale, ``benchmarks/throughput.py
+    --count-ops``, is in BENCHMARKS.md.)"""
+    counts = []
+    for extra in (0, 4):
+        _, _, _, step = training(model, [10, 10, 10], 8, "cpu", dropout=0.5, graph=with_go_relations(extra))
+        seeds = torch.arange(8)
+        step(seeds)
+        counts.append(_opcount().count_ops(lambda: step(seeds))[0]["ops"])
+    assert counts[0] == counts[1], counts
