@@ -434,8 +434,9 @@ def destination_order(ntypes: tuple[str, ...], etypes: tuple[ETYPE, ...], num_ds
     perm = torch.repeat_interleave(shift, counts, output_size=num_entries)
     perm += torch.arange(num_entries, device=perm.device)
     rowptr_dst = rowptr_rows.index_select(0, first)
-    return DestinationOrder(perm, rowptr_rows, rowptr_dst, incidence, entry_rows(rowptr_rows, num_entries),
-                            entry_rows(rowptr_dst, num_entries))
+    index = torch.int32 if max(num_entries, rowptr_rows.numel()) <= _INT32_MAX else torch.int64  # as Pattern's
+    return DestinationOrder(perm.to(index), rowptr_rows, rowptr_dst, incidence,
+                            entry_rows(rowptr_rows, num_entries).to(index), entry_rows(rowptr_dst, num_entries).to(index))
 
 
 @dataclass(frozen=True)
