@@ -434,8 +434,10 @@ def measure(args, w: Workload, fanouts) -> list[dict]:
 
 
 def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
-    """Samplers alone: DGL's (blocks), DGL's + to_message_block (what the trainer uses),
-    DeviceBatches (torch ops)."""
+    """Samplers alone: DGL's (blocks); DGL's and a read of what ``to_message_block`` reads
+    from each relation of each block through DGL's API (CSC adjacency, parent edge and node
+    ids: the floor of any conversion through it); DGL's + to_message_block (what the trainer
+    uses); DeviceBatches (torch ops)."""
     nb = NeighborBatches(w.graph, w.train, fanouts, args.batch_size, w.weights)
     db = DeviceBatches(w.graph, w.train, fanouts, args.batch_size, w.weights, device=w.device)
     gen = torch.Generator(device=w.device).manual_seed(args.seed)
@@ -443,6 +445,14 @@ def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
 
     def dgl_only(seeds):
         return sum(b.num_edges() for b in nb.sample_blocks(seeds)[2])
+
+    def dgl_read(seeds):
+        blocks = nb.sample_blocks(seeds)[2]
+        for b in blocks:
+            for e in b.canonical_etypes:
+                b.adj_tensors("csc", e), b.edges[e].data[dgl.EID], b.srcnodes[e[0]].data[dgl.NID], \
+                    b.dstnodes[e[2]].data[dgl.NID]
+        return sum(b.num_edges() for b in blocks)
 
     def dgl_convert(seeds):
         batch = nb.sample(seeds).to(w.device)  # on a GPU the trainer copies the blocks over
@@ -453,6 +463,7 @@ def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
         return sum(int(b.real_edges()) for b in batch.blocks)
 
     paths = {"DGL NeighborSampler (blocks)": dgl_only,
+             "DGL NeighborSampler + reading the blocks' relations": dgl_read,
              "DGL NeighborSampler + to_message_block" + (" + copy" if w.device.type == "cuda" else ""): dgl_convert,
              "DeviceBatches (torch ops)": device}
     n = args.max_batches

@@ -56,6 +56,7 @@ def test_sampling_only_rows(sample_spec, tmp_path):
         "--warmup", "0", "--max-batches", "2", "--out", str(out))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["impl"] for r in rows] == ["sampler: DGL NeighborSampler (blocks)",
+                                         "sampler: DGL NeighborSampler + reading the blocks' relations",
                                          "sampler: DGL NeighborSampler + to_message_block",
                                          "sampler: DeviceBatches (torch ops)"]
     assert all(r["bench"] == "sampling" and r["edges_per_batch"] > 0 for r in rows)
