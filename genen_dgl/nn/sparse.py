@@ -269,7 +269,7 @@ class MessageBlock:
         """The relation of each entry (made on first use)."""
         return self.derived("rel", lambda: self.rel_row[self.row])
 
-    def by_destination(self) -> "DestinationOrder":
+    def by_destination(self) -> DestinationOrder:
         """The entries in destination-major order (made on first use; see :func:`destination_order`)."""
         return self.derived("by_destination", lambda: destination_order(
             self.ntypes, self.etypes, tuple(self.num_dst[t] for t in self.ntypes), self.rowptr, self.num_entries))
