@@ -196,7 +196,7 @@ class DeviceGraph:
         self.etypes: list[ETYPE] = relation_order(real + (self_relations(real) if self_loops else []))
         self.loops = [self_loops and e[0] == e[2] for e in self.etypes]
         self.max_degree: list[int] = []
-        in_degs, starts_, indices, eids, wts, coefs, loop_coefs = [], [], [], [], [], [], []
+        in_degs, first_entry, indices, eids, wts, coefs, loop_coefs = [], [], [], [], [], [], []
         self.crow_off, rows, entries = [], 0, 0
         for e, loop in zip(self.etypes, self.loops):
             s, _, d = e
@@ -209,7 +209,7 @@ class DeviceGraph:
                                     torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), torch.ones(0))
             in_deg = ptr.diff()
             in_degs.append(in_deg)
-            starts_.append(ptr[:-1] + entries)
+            first_entry.append(ptr[:-1] + entries)
             indices.append(idx + self.type_off[s])
             eids.append(eid)
             wts.append(w)
@@ -241,7 +241,7 @@ class DeviceGraph:
         by_id[:, :, 2] = pad
         for r, (e, loop) in enumerate(zip(self.etypes, self.loops)):
             n, at = self.num_nodes[e[2]], self.type_off[e[2]]
-            by_id[r, at: at + n, 0], by_id[r, at: at + n, 1] = starts_[r], in_degs[r]
+            by_id[r, at: at + n, 0], by_id[r, at: at + n, 1] = first_entry[r], in_degs[r]
             if loop:
                 by_id[r, at: at + n, 2] = torch.arange(n) + entries + self.crow_off[r]
         self.by_id = by_id.to(dev)
