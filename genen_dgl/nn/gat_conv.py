@@ -80,7 +80,8 @@ class HeteroGATConv(nn.Module):
         touching = relation_sets(block, lambda t, e: t in (e[0], e[2]))
         # attention logits a^T W h = (W a)^T h: per (node, relation it touches), both halves at once
         w = self.weight.view(R, d_in, H, D)
-        attn = torch.cat([torch.einsum("rihd,rhd->rih", w, a) for a in (self.attn_src, self.attn_dst)], 2)
+        a = torch.stack([self.attn_src, self.attn_dst], 1)  # (R, 2, H, D)
+        attn = (w.unsqueeze(2) * a.unsqueeze(1)).sum(-1).view(R, d_in, 2 * H)  # (W_r a_r) per input unit
         logits = project(block, x, attn, touching).view(-1, 2, H)
         scores = logits[:, 0].index_select(0, projected_src(block, touching)) + \
             logits[:, 1].index_select(0, projected_dst(block, touching))
@@ -92,12 +93,11 @@ class HeteroGATConv(nn.Module):
             by_projecting = touched * H * D * (d_in + WRITE) + H * e * D
             by_aggregating = H * (e * d_in + rows * d_in * (D + WRITE))
             order = "aggregate" if by_aggregating < by_projecting else "project"
-        alpha = alpha.index_select(0, block.by_destination().perm)
+        # every head in one sparse product: the heads' patterns down a diagonal, their values in a row
+        alpha = alpha.index_select(0, block.by_destination().perm).t().reshape(-1)
         if order == "project":
-            pattern = merged_pattern(block, touching)
             feat = project(block, x, self.weight, touching).view(-1, H, D)  # rows (u, r) per type
-            out = torch.stack([spmm(pattern, a, f) for a, f in zip(alpha.unbind(1), feat.unbind(1))], 1)
+            out = spmm(merged_pattern(block, touching, H), alpha, feat.permute(1, 0, 2).reshape(-1, D))
         else:
-            pattern = destination_rows(block)
-            out = torch.stack([type_matmul(block, spmm(pattern, alpha[:, h], x), w[:, :, h]) for h in range(H)], 1)
-        return add_bias(block, out, self.bias)
+            out = type_matmul(block, spmm(destination_rows(block, H), alpha, x).view(H, block.num_rows, -1), w)
+        return add_bias(block, out.view(H, -1, D).permute(1, 0, 2), self.bias)

@@ -16,7 +16,7 @@ import functools
 
 import torch
 
-from genen_dgl.nn.sparse import ETYPE, MessageBlock, Pattern, cast, starts
+from genen_dgl.nn.sparse import ETYPE, MessageBlock, Pattern, cast, entry_rows, starts
 
 
 def check_relations(block: MessageBlock, etypes: tuple[ETYPE, ...]) -> None:
@@ -94,10 +94,14 @@ def projected_dst(block: MessageBlock, sets: dict[str, list[int]]) -> torch.Tens
     return block.derived(("dst", _key(sets)), lambda: _remap(block, sets, 2))
 
 
-def merged_pattern(block: MessageBlock, sets: dict[str, list[int]]) -> Pattern:
+def merged_pattern(block: MessageBlock, sets: dict[str, list[int]], heads: int = 1) -> Pattern:
     """Destinations x rows of :func:`project`, entries destination-major
     (:meth:`~genen_dgl.nn.sparse.MessageBlock.by_destination`): one product sums every
-    relation's messages ``(u, r) -> v``."""
+    relation's messages ``(u, r) -> v``. ``heads``: see :func:`_per_head` (each head its
+    own copy of the projection's rows)."""
+    if heads > 1:
+        one = merged_pattern(block, sets)
+        return block.derived(("merged", _key(sets), heads), lambda: _per_head(one, heads, one.num_cols))
     _, rows = projected_rows(block, sets)
     order = block.by_destination()
     return block.derived(("merged", _key(sets)), lambda: Pattern(
@@ -105,29 +109,54 @@ def merged_pattern(block: MessageBlock, sets: dict[str, list[int]]) -> Pattern:
         max(rows, 1), lambda: order.dst))
 
 
-def destination_rows(block: MessageBlock) -> Pattern:
+def destination_rows(block: MessageBlock, heads: int = 1) -> Pattern:
     """The block's ``(v, r)`` rows x stacked sources, destination-major: a destination
-    type's output ``(n_t R_t, d)`` views as ``(n_t, R_t d)``."""
+    type's output ``(n_t R_t, d)`` views as ``(n_t, R_t d)``. ``heads``: see :func:`_per_head`
+    (every head reads the same sources)."""
+    if heads > 1:
+        one = destination_rows(block)
+        return block.derived(("destination rows", heads), lambda: _per_head(one, heads, 0))
     order = block.by_destination()
     return block.derived("destination rows", lambda: Pattern(
         order.rowptr_rows, block.col.index_select(0, order.perm), block.num_rows, sum(block.num_src.values()),
         lambda: order.row))
 
 
+def _per_head(pattern: Pattern, heads: int, stride: int) -> Pattern:
+    """``heads`` copies of ``pattern`` down the diagonal, copy ``h`` reading the columns from
+    ``h * stride`` on (``stride`` 0: every copy reads the same ones): one product computes
+    every head's, with the heads' values one after another."""
+    dev, n = pattern.col.device, pattern.col.numel()
+    h = table(tuple(range(heads)), dev)[:, None]
+    rowptr = torch.cat([(pattern.rowptr[:-1] + h * n).view(-1), table((heads * n,), dev)])
+    col = (pattern.col + h * stride).view(-1) if stride else pattern.col.repeat(heads)
+    rows = pattern.rows or (lambda: entry_rows(pattern.rowptr, n))
+    return Pattern(rowptr, col, heads * pattern.num_rows, heads * stride or pattern.num_cols,
+                   lambda: (rows() + h * pattern.num_rows).view(-1))
+
+
 def type_matmul(block: MessageBlock, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Stacked destinations :math:`\\sum_r y_{(v, r)} W_r` from the destination-major rows
     ``y`` of :func:`destination_rows` and ``weight`` ``(R, d_in, d_out)``: one matmul per
     destination type, its relations' rows side by side ``(n_t, R_t d_in)`` against their
-    matrices stacked ``(R_t d_in, d_out)`` (relations are sorted by destination type)."""
+    matrices stacked ``(R_t d_in, d_out)`` (relations are sorted by destination type). With
+    heads, ``y`` ``(H, rows, d_in)`` and ``weight`` ``(R, d_in, H, d_out)``: one batched
+    matmul per type, output ``(H, destinations, d_out)``."""
     rels = [sum(e[2] == t for e in block.etypes) for t in block.ntypes]
-    d_out = weight.shape[-1]
+    d_out, lead = weight.shape[-1], y.shape[:-2]
     out = []
-    for t, r, part, w in zip(block.ntypes, rels, y.split([r * block.num_dst[t] for r, t in zip(rels, block.ntypes)]),
-                             weight.split(rels)):
+    for t, r, part, w in zip(block.ntypes, rels, y.split([r * block.num_dst[t] for r, t in zip(rels, block.ntypes)],
+                                                         dim=-2), weight.split(rels)):
         n = block.num_dst[t]
-        if n:
-            out.append(part.view(n, -1) @ w.reshape(-1, d_out) if r else y.new_zeros((n, d_out)))
-    return torch.cat(out) if len(out) > 1 else out[0]
+        if not n:
+            continue
+        if not r:
+            out.append(y.new_zeros(lead + (n, d_out)))
+        elif lead:  # (H, n_t, R_t d_in) x (H, R_t d_in, d_out)
+            out.append(torch.bmm(part.reshape(lead + (n, -1)), w.permute(2, 0, 1, 3).reshape(lead + (-1, d_out))))
+        else:
+            out.append(part.view(n, -1) @ w.reshape(-1, d_out))
+    return torch.cat(out, dim=-2) if len(out) > 1 else out[0]
 
 
 def add_bias(block: MessageBlock, out: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
