@@ -15,8 +15,11 @@ One pass over all relations: the attention logits come from one small matmul per
 type (:math:`a^\\top W_r h = (W_r a)^\\top h`, for every relation the type takes part in),
 the scores of every entry from two gathers, the softmax runs over every (relation,
 destination) row at once. The messages either project each node type by its relations
-and take one sparse product per head, or (cheaper with wide inputs) sum the inputs with
-each head's weights and project each destination type's relation rows with one matmul: :math:`\\sum_u \\alpha_{uv} W h_u = W \\sum_u \\alpha_{uv} h_u`. Padded entries
+and take one sparse product, or (cheaper with wide inputs) sum the inputs with the
+attention of each head and project each destination type's relation rows with one batched
+matmul over the heads: :math:`\\sum_u \\alpha_{uv} W h_u = W \\sum_u \\alpha_{uv} h_u`. Either
+way every head goes through the same one sparse product (the heads' copies of the pattern
+down a diagonal, :func:`~genen_dgl.nn.stacked.destination_rows`). Padded entries
 (``mask``) get no attention; a row without entries outputs its bias, as DGL's.
 """
 
@@ -71,9 +74,9 @@ class HeteroGATConv(nn.Module):
     def forward(self, block: MessageBlock, x: torch.Tensor, order: str | None = None) -> torch.Tensor:
         """``x``: stacked sources ``(sum_t num_src[t], in_dim)``; returns stacked destinations
         ``(sum_t num_dst[t], heads, out_dim)``. ``order``: ``project`` (each node type by
-        every relation it takes part in, then one sparse product per head) or ``aggregate``
-        (per head, the attention-weighted sum of the inputs, then one matmul per
-        destination type); default: the cheaper, counting multiply-adds and writes as GCN's."""
+        every relation it takes part in, then one sparse product) or ``aggregate`` (each
+        head's attention-weighted sums of the inputs, one sparse product, then one batched
+        matmul per destination type); default: the cheaper, counting multiply-adds and writes as GCN's."""
         check_relations(block, self.etypes)
         H, D = self.heads, self.out_dim
         R, d_in = self.weight.shape[:2]
