@@ -395,6 +395,9 @@ def measure(args, w: Workload, fanouts) -> list[dict]:
         if w.device.type == "cuda" and not dgl_has_cuda():
             print("dgl.nn reference skipped: this DGL build has no CUDA (the PyPI wheel is CPU-only; genen's "
                   "layers run on CUDA with it, DGL's own modules do not)", flush=True)
+        elif args.model == "gat" and args.precision == "bf16":
+            print("dgl.nn reference skipped: DGL's GATConv refuses bfloat16 features with float32 attention "
+                  "(its edge softmax under autocast)", flush=True)
         else:
             impls.append(DGLNN(w, args, fanouts))
     tallies = {i.name: Tally() for i in impls}
