@@ -5,6 +5,9 @@ Reads ``benchmarks/results/throughput.jsonl`` and ``scaling.jsonl`` (or ``--thro
 ``--plot-steps PNG`` draws the sampled training steps of ``--throughput`` (and of every
 ``--before`` file): seeds per second over all batches (mean batch time) and for a whole
 batch in the median batch time, one bar pair per configuration (the last row of each).
+``--plot-ops PNG`` draws the torch operators per training step of the rows of ``--throughput``
+counted with ``--count-ops`` (``--tag`` filters them), stacked by stage, one bar per
+configuration and tag (the last row of each).
 """
 
 from __future__ import annotations
@@ -130,6 +133,32 @@ def plot_steps(groups: list[tuple[str, list[dict]]], path: Path) -> Path:
     return save(fig, path)
 
 
+def plot_ops(rows: list[dict], path: Path) -> Path:
+    """Horizontal bars of the operators per step, stacked by stage, of the last ``genen`` row
+    per configuration and tag that has ``ops_by_stage``."""
+    from genen_dgl.experiments.plotting import figure, save
+
+    last = {}
+    for r in rows:
+        if r.get("impl") == "genen" and r.get("ops_by_stage"):
+            last[f"{step_label(r)} ({r.get('tag') or r['date'][:10]})"] = r
+    stages = list(dict.fromkeys(k for r in last.values() for k, v in r["ops_by_stage"].items() if v))
+    fig, (ax,) = figure(1, (9.0, 0.4 * len(last) + 1.4))
+    y = list(range(len(last)))[::-1]
+    left = [0] * len(last)
+    for stage in stages:
+        counts = [r["ops_by_stage"].get(stage, 0) for r in last.values()]
+        ax.barh(y, counts, 0.6, left=left, label=stage)
+        left = [a + b for a, b in zip(left, counts)]
+    for v, total in zip(y, left):
+        ax.text(total, v, f" {total:,}", va="center", fontsize=7)
+    ax.set_yticks(y, list(last), fontsize=7)
+    ax.set_xlabel("torch operators per training step (--count-ops)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python benchmarks/report.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--throughput", type=Path, default=RESULTS / "throughput.jsonl")
@@ -137,8 +166,12 @@ def main(argv=None) -> None:
     p.add_argument("--tag", help="only the rows of runs made with this --tag")
     p.add_argument("--plot-steps", type=Path, help="PNG of the sampled steps' seeds/s (see above)")
     p.add_argument("--before", type=Path, nargs="*", default=[], help="earlier rows for --plot-steps")
+    p.add_argument("--plot-ops", type=Path, help="PNG of the counted steps' operators by stage (see above)")
     args = p.parse_args(argv)
     t = [r for r in load(args.throughput) if args.tag is None or r.get("tag") == args.tag]
+    if args.plot_ops:
+        print(plot_ops(t, args.plot_ops))
+        return
     if args.plot_steps:
         groups = [(f.stem, load(f)) for f in args.before] + [(args.throughput.stem, t)]
         print(plot_steps(groups, args.plot_steps))

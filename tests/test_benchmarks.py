@@ -135,3 +135,6 @@ def test_throughput_counts_ops(sample_spec, tmp_path):
         assert row["cuda_launches_per_step"] is None  # on the CPU
         assert sum(row["ops_by_stage"].values()) == row["ops_per_step"] and row["ops_by_stage"]["backward"] > 0
     assert stdout.count("torch ops") == 2
+    png = tmp_path / "ops.png"
+    assert run("benchmarks/report.py", "--throughput", str(out), "--plot-ops", str(png)).strip().endswith("ops.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
