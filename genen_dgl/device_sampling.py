@@ -285,7 +285,7 @@ class DeviceGraph:
         sampling without replacement keeps an edge with probability :math:`k_r / d(v)` (all of
         them when :math:`d(v) \\le k_r`), so the sampled sum is unbiased for the whole one."""
         if fanouts not in self._coefs:
-            rows = torch.tensor([n for e in self.etypes for n in [self.num_nodes[e[2]]]], device=self.device)
+            rows = torch.tensor([self.num_nodes[e[2]] for e in self.etypes], device=self.device)
             k = torch.repeat_interleave(torch.tensor(fanouts, device=self.device).clamp(min=1), rows)
             scale = torch.repeat_interleave((self.in_deg / k).clamp(min=1), self.in_deg, output_size=self.num_edges)
             self._coefs[fanouts] = torch.cat([self.coef[: self.num_edges] * scale, self.coef[self.num_edges:]])
@@ -350,7 +350,7 @@ class DeviceGraph:
         with ``return_edges``, per block a :class:`Sampled` record (this reads back from the device)."""
         m = {t: int(seeds[t].numel()) if t in seeds else 0 for t in self.ntypes}
         parts = [seeds[t].to(self.device, torch.int64) + self.type_off[t] for t in self.ntypes if m[t]]
-        dst = parts[0] if len(parts) == 1 else torch.cat(parts + [self.ids[:0]])
+        dst = parts[0] if len(parts) == 1 else torch.cat(parts + [self.ids[:0]])  # (no seeds: empty)
         blocks: list[MessageBlock] = []
         edges: list[Sampled] = []
         for fanout in reversed(fanouts):

@@ -411,13 +411,14 @@ def _destination_rows(ntypes: tuple[str, ...], etypes: tuple[ETYPE, ...], num_ds
     n = dict(zip(ntypes, num_dst))
     rels = {t: [r for r, e in enumerate(etypes) if e[2] == t] for t in ntypes}
     row_off = running([n[e[2]] for e in etypes])
+    base = starts(ntypes, {t: n[t] * len(rels[t]) for t in ntypes})  # where each type's rows start
     order, first, incidence = [], [], []
     for t in ntypes:
         ids = torch.arange(n[t])
         order.append((torch.tensor([row_off[r] for r in rels[t]], dtype=torch.int64)[None, :] + ids[:, None]).view(-1))
-        first.append(ids * len(rels[t]) + sum(x.numel() for x in order[:-1]))
+        first.append(ids * len(rels[t]) + base[t])
         incidence.append(torch.zeros(n[t], len(etypes)).index_fill_(1, torch.tensor(rels[t], dtype=torch.int64), 1.0))
-    rows = sum(x.numel() for x in order)
+    rows = sum(n[e[2]] for e in etypes)
     return (torch.cat(order).to(device), torch.cat(first + [torch.tensor([rows])]).to(device),
             torch.cat(incidence).to(device))
 
