@@ -19,32 +19,58 @@ import torch
 from genen_dgl.batches import Batch, SeedBatches
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.errors import InputError
-from genen_dgl.nn.sparse import ETYPE, Adjacency, MessageBlock
+from genen_dgl.nn.sparse import ETYPE, Adjacency, MessageBlock, offsets
 
-Degrees = dict[ETYPE, tuple[torch.Tensor, torch.Tensor]]  # etype -> (out-degree of each src, in-degree of each dst)
+
+class Degrees:
+    """Each relation's whole-graph out-degrees (over its source type) and in-degrees (over
+    its destination type): what a sampled block's GCN normalisation reads. They are kept as
+    float tables, one per node type and side (out / in) with a column per relation, so that
+    a block's are read with one gather per node type and side (4 on the paper's graph,
+    not one per relation and side, 18)."""
+
+    def __init__(self, degrees: dict[ETYPE, tuple[torch.Tensor, torch.Tensor]]):
+        columns: dict[tuple[str, int], list[torch.Tensor]] = {}
+        self.column: dict[tuple[ETYPE, int], int] = {}  # (relation, 0: out / 1: in) -> its column
+        for e, pair in degrees.items():
+            for side, (t, d) in enumerate(zip((e[0], e[2]), pair)):
+                self.column[e, side] = len(columns.setdefault((t, side), []))
+                columns[t, side].append(d.to(torch.float32))
+        self.table = {key: torch.stack(c, 1) for key, c in columns.items()}  # (node type, side) -> (nodes, relations)
+
+    def rows(self, g, side: int, rename: dict[str, str]) -> dict[str, torch.Tensor]:
+        """Per node type of ``g`` (a block: at its parent node ids) its table of ``side``."""
+        types, nodes = (g.srctypes, g.srcnodes) if side == 0 else (g.dsttypes, g.dstnodes)
+        return {t: self.table[rename.get(t, t), side].index_select(0, nodes[t].data[dgl.NID]) if g.is_block
+                else self.table[t, side] for t in types if (rename.get(t, t), side) in self.table}
+
+    def relation(self, etype: ETYPE, src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``etype``'s (out-degrees, in-degrees) from its source type's out-rows and destination type's in-rows."""
+        return src[:, self.column[etype, 0]], dst[:, self.column[etype, 1]]
 
 
 def graph_degrees(graph) -> Degrees:
-    """Each relation's out-degrees (over its source type) and in-degrees (over its
-    destination type) in ``graph``: what a sampled block's GCN normalisation reads."""
-    return {e: (graph.out_degrees(etype=e), graph.in_degrees(etype=e)) for e in graph.canonical_etypes}
+    """The :class:`Degrees` of ``graph``."""
+    return Degrees({e: (graph.out_degrees(etype=e), graph.in_degrees(etype=e)) for e in graph.canonical_etypes})
 
 
-def relation_of(g, etype: ETYPE, weight: torch.Tensor | None, degrees: Degrees | None) -> Adjacency:
-    """One relation of a graph or block as DGL holds it. ``weight`` is indexed by parent
-    edge id; ``degrees`` (a block's parent graph's) are read at the block's parent node ids."""
-    src, _, dst = etype
-    indptr, indices, eids = g.adj_tensors("csc", etype)
-    src_deg = dst_deg = None
+def relation_of(g, etype: ETYPE, weight: torch.Tensor | None) -> Adjacency:
+    """One relation of a graph or block as DGL holds it (``weight`` indexed by parent
+    edge id). A sampled block's edges are read as DGL made them (COO, edge-id order),
+    which its sampler groups by destination; the CSC (built on demand) serves where they
+    are not."""
+    rows = None
     if g.is_block:
-        eids = take(g.edges[etype].data[dgl.EID], eids)
-        if degrees is not None:
-            out_deg, in_deg = degrees[etype]
-            src_deg = take(out_deg, g.srcnodes[src].data[dgl.NID])
-            dst_deg = take(in_deg, g.dstnodes[dst].data[dgl.NID])
-    elif degrees is not None:
-        src_deg, dst_deg = degrees[etype]
-    return Adjacency(indptr, indices, eids, None if weight is None else take(weight, eids), src_deg, dst_deg)
+        indices, rows = g.edges(etype=etype)
+        eids = g.edges[etype].data[dgl.EID]
+        if (rows[1:] >= rows[:-1]).all():
+            indptr = offsets(torch.bincount(rows, minlength=g.num_dst_nodes(etype[2])))
+        else:
+            indptr, indices, local = g.adj_tensors("csc", etype)
+            eids, rows = take(eids, local), None
+    else:
+        indptr, indices, eids = g.adj_tensors("csc", etype)
+    return Adjacency(indptr, indices, eids, None if weight is None else take(weight, eids), dst=rows)
 
 
 def take(values, index: torch.Tensor):
@@ -66,7 +92,12 @@ def to_message_block(g, weights: dict[ETYPE, torch.Tensor], self_loops: bool = T
     sampler leaves out relations it drew no edge of)."""
     names = names or {}
     rename = {e[i]: names.get(e, e)[i] for e in g.canonical_etypes for i in (0, 2)}
-    adjacency = {names.get(e, e): relation_of(g, e, weights.get(e), degrees) for e in g.canonical_etypes}
+    adjacency = {names.get(e, e): relation_of(g, e, weights.get(e)) for e in g.canonical_etypes}
+    if degrees is not None:  # each node type's rows of the degree tables, in one gather
+        src, dst = degrees.rows(g, 0, rename), degrees.rows(g, 1, rename)
+        for e in g.canonical_etypes:
+            adj = adjacency[names.get(e, e)]
+            adj.src_degree, adj.dst_degree = degrees.relation(names.get(e, e), src[e[0]], dst[e[2]])
     num_src = {rename.get(t, t): g.num_src_nodes(t) for t in g.srctypes}
     num_dst = {rename.get(t, t): g.num_dst_nodes(t) for t in g.dsttypes}
     for e in etypes or []:

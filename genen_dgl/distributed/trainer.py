@@ -99,7 +99,7 @@ def message_block(block, g, weights: dict, degrees: Degrees) -> MessageBlock:
     """:func:`to_message_block` of a sampled block, under the graph's type names."""
     names = {e: graph_etype(g, e) for e in block.canonical_etypes}
     return to_message_block(block, {e: weights[ge] for e, ge in names.items() if ge in weights},
-                            degrees={e: degrees[ge] for e, ge in names.items()}, names=names,
+                            degrees=degrees, names=names,
                             etypes=list(g.canonical_etypes))
 
 
@@ -145,10 +145,8 @@ class DistData:
                 raise InputError(f"partition labels of {config.task} do not match; partition again", info.root)
         self.feats = {t: g.nodes[t].data["feat"] for t in g.ntypes}
         self.weights = fixed_weights(g, config.edge_weight)
-        self.degrees: Degrees = {}
-        for e in g.canonical_etypes:
-            out_name, in_name = degree_fields(e)
-            self.degrees[e] = (g.nodes[e[0]].data[out_name], g.nodes[e[2]].data[in_name])
+        self.degrees = Degrees({e: tuple(g.nodes[t].data[name][torch.arange(g.num_nodes(t))]  # fetched whole, once
+                                         for t, name in zip((e[0], e[2]), degree_fields(e))) for e in g.canonical_etypes})
         self.train_sampler = dgl.dataloading.NeighborSampler(parse_fanouts(config.fanouts, config.fanout_rel, g))
         self.eval_sampler = dgl.dataloading.NeighborSampler(parse_fanouts(eval_fanouts or [-1] * config.layers, {}, g))
 

@@ -183,6 +183,22 @@ def spmm(pattern: Pattern, values: torch.Tensor, x: torch.Tensor) -> torch.Tenso
     return _SpMM.apply(pattern, cast(values, x.dtype), x)
 
 
+@dataclass(frozen=True)
+class _Put:
+    """Writes one relation's edge values into a block's entry arrays: at entries ``at``
+    (a scatter) where rows hold loops, else into the relation's contiguous ``span``, the
+    result computed in place (``op(a, b, out=...)``: no temporary, one pass)."""
+
+    at: torch.Tensor | None
+    span: slice
+
+    def __call__(self, out: torch.Tensor, op, a: torch.Tensor, b) -> None:
+        if self.at is None:
+            op(a, b, out=out[self.span])
+        else:
+            out.scatter_(0, self.at, cast(op(a, b), out.dtype))
+
+
 @dataclass
 class Adjacency:
     """One relation's edges as a DGL block or graph hands them over, grouped by destination:
@@ -196,6 +212,25 @@ class Adjacency:
     weight: torch.Tensor | None = None
     src_degree: torch.Tensor | None = None
     dst_degree: torch.Tensor | None = None
+    dst: torch.Tensor | None = None  # each edge's destination, where the caller has it (DGL's COO)
+
+    def rows(self) -> torch.Tensor:
+        """Each edge's destination."""
+        return self.dst if self.dst is not None else entry_rows(self.indptr, self.indices.numel())
+
+    def factors(self, sampled: torch.Tensor, loop: int, num_src: int) -> tuple[torch.Tensor, ...]:
+        """Eq. 1's factors (see :meth:`MessageBlock.build`) given each destination's ``sampled``
+        edges and ``loop`` (0/1): ``1 / sqrt(d~out(u))`` per source, ``1 / sqrt(d~in(v))`` per
+        destination (its loop's) and ``d(v) / k_v / sqrt(d~in(v))`` (its edges')."""
+        if self.src_degree is not None:  # the parent graph's degrees
+            src_fac = (self.src_degree.to(torch.float32) + loop).clamp(min=1).rsqrt()
+            dst_deg = self.dst_degree.to(torch.float32)
+            row_fac = (dst_deg + loop).clamp(min=1).rsqrt()
+            return src_fac, row_fac, row_fac * (dst_deg / sampled.clamp(min=1))
+        out_deg = torch.bincount(self.indices, minlength=num_src)  # the block's own, loops included
+        out_deg[:sampled.numel()] += loop
+        row_fac = (sampled + loop).clamp(min=1).to(torch.float32).rsqrt()
+        return out_deg.clamp(min=1).to(torch.float32).rsqrt(), row_fac, row_fac
 
     @classmethod
     def empty(cls, num_src: int, num_dst: int, degrees: bool, device=None) -> "Adjacency":
@@ -297,8 +332,10 @@ class MessageBlock:
     @classmethod
     def build(cls, adjacency: dict[ETYPE, Adjacency], num_src: dict[str, int], num_dst: dict[str, int],
               self_loops: bool, ntypes=None) -> "MessageBlock":
-        """A block of one :class:`Adjacency` per relation, every relation at once (a fixed
-        number of vectorised ops, whatever the number of relations). ``self_loops`` adds an
+        """A block of one :class:`Adjacency` per relation. Each relation's entries are
+        written in one pass per array: into its contiguous span, or, where its rows hold
+        loops, scattered past them (edge ``i`` of destination ``v`` goes ``v`` entries further;
+        this runs on the host, DGL's blocks or a whole graph). ``self_loops`` adds an
         entry ``v -> v`` (eid -1, weight 1) after each destination's edges in relations
         between nodes of one type (the ``A + I`` of the GCN formula) and the
         :func:`self_relations` the block lacks. ``ntypes`` fixes the stacking order of the
@@ -327,63 +364,37 @@ class MessageBlock:
         ntypes = tuple(ntypes or sorted(num_src))
         etypes = tuple(relation_order(adjacency))
         adj = [adjacency[e] for e in etypes]
-        src_off = starts(ntypes, num_src)
         rows = [num_dst[e[2]] for e in etypes]
         loops = [int(self_loops and e[0] == e[2]) for e in etypes]
-        c = _rows(tuple(rows), tuple(loops), torch.device(dev))
-        n_edges = sum(a.indices.numel() for a in adj)
-        n_src = [num_src[e[0]] for e in etypes]
-
-        # per row (small): edges kept, loops, where its edges go, its column base, its factors
-        sampled = torch.cat([a.indptr.diff() for a in adj]).to(torch.int64)
-        counts = sampled + c.loop
-        rowptr = offsets(counts)
-        shift = rowptr[:-1] - (offsets(sampled)[:-1])  # the loops placed before each row
-        if parent:  # degrees in the parent graph, per (relation, source) and per row
-            src_deg = torch.cat([a.src_degree for a in adj]).to(torch.float32)
-            src_fac = (src_deg + torch.repeat_interleave(torch.tensor(loops, device=dev), torch.tensor(
-                n_src, device=dev), output_size=src_deg.numel())).clamp(min=1).rsqrt()
-            dst_deg = torch.cat([a.dst_degree for a in adj]).to(torch.float32)
-            row_fac = (dst_deg + c.loop).clamp(min=1).rsqrt()
-            edge_scale = dst_deg / sampled.clamp(min=1)
-        else:  # the block's own degrees (sources: entries per relation and column, loops included)
-            src_fac = None
-            row_fac, edge_scale = counts.clamp(min=1).to(torch.float32).rsqrt(), None
-
-        # per edge: one gather of the per-row tables each (index_select: on the CPU 3x faster than x[i])
-        edge_row = torch.repeat_interleave(c.all, sampled, output_size=n_edges)
-
-        def per_edge(table: torch.Tensor) -> torch.Tensor:
-            return table.index_select(0, edge_row)
-
-        at = torch.arange(n_edges, device=dev) + per_edge(shift)
-        local = torch.cat([a.indices for a in adj]).to(torch.int64)
-        col_base = torch.tensor([src_off[e[0]] for e in etypes], dtype=torch.int64, device=dev)[c.rel]
-        fac_base = torch.tensor(running(n_src), dtype=torch.int64, device=dev)[c.rel]
-        loop_at = rowptr[c.looped + 1] - 1  # each loop after its row's edges
-        n = n_edges + loop_at.numel()
-
-        def place(edges: torch.Tensor, loop_values) -> torch.Tensor:
-            out = torch.empty(n, dtype=edges.dtype, device=dev).scatter_(0, at, edges)
-            if isinstance(loop_values, torch.Tensor):
-                return out.scatter_(0, loop_at, loop_values.to(edges.dtype))
-            return out.index_fill_(0, loop_at, loop_values)
-
-        loop_local = c.looped - c.start[c.looped]  # v, for the loop v -> v
-        col = place(local + per_edge(col_base), loop_local + col_base[c.looped])
-        if src_fac is None:
-            key = place(local + per_edge(fac_base), loop_local + fac_base[c.looped])
-            src_fac = torch.zeros(sum(n_src), device=dev).index_add_(0, key, torch.ones(n, device=dev)).clamp(min=1).rsqrt()
-            norm = src_fac.index_select(0, key) * place(per_edge(row_fac), row_fac[c.looped])
-        else:
-            edge_norm = src_fac.index_select(0, local + per_edge(fac_base)) * per_edge(row_fac * edge_scale)
-            norm = place(edge_norm, src_fac[loop_local + fac_base[c.looped]] * row_fac[c.looped])
-        eid = place(torch.cat([a.eid for a in adj]).to(torch.int64), -1)
-        weight = None
-        if any(a.weight is not None for a in adj):
-            weight = place(torch.cat([a.weight if a.weight is not None else torch.ones(a.indices.numel(), device=dev)
-                                      for a in adj]).to(torch.float32), 1.0)
-        return cls(ntypes, etypes, dict(num_src), dict(num_dst), rowptr, col, c.rel, eid, norm, weight)
+        sampled = torch.cat([a.indptr.diff() for a in adj]).to(torch.int64)  # per row: edges kept
+        rowptr = offsets(sampled + torch.cat([torch.full((m,), x, dtype=torch.int64, device=dev)
+                                              for m, x in zip(rows, loops)]))
+        sizes = [a.indices.numel() + x * m for a, m, x in zip(adj, rows, loops)]  # entries per relation
+        src_off, row_off, base, n = starts(ntypes, num_src), running(rows), running(sizes), sum(sizes)
+        col, eid = torch.empty(n, dtype=torch.int64, device=dev), torch.empty(n, dtype=torch.int64, device=dev)
+        norm = torch.empty(n, device=dev)
+        weight = torch.empty(n, device=dev) if any(a.weight is not None for a in adj) else None
+        for r, (e, a, m, x) in enumerate(zip(etypes, adj, rows, loops)):
+            src_fac, row_fac, row_scale = a.factors(sampled[row_off[r]: row_off[r] + m], x, num_src[e[0]])
+            edges = a.indices.numel()
+            if edges:  # edge i of the relation is entry base + i, plus one per looped row before its own
+                dst = a.rows()
+                at = (torch.arange(base[r], base[r] + edges, device=dev) + dst) if x else None
+                put = _Put(at, slice(base[r], base[r] + edges))
+                put(col, torch.add, a.indices, src_off[e[0]])
+                put(norm, torch.mul, src_fac.index_select(0, a.indices), row_scale.index_select(0, dst))
+                put(eid, torch.add, a.eid, 0)
+                if weight is not None:
+                    put(weight, torch.mul, a.weight if a.weight is not None else torch.ones(edges, device=dev), 1.0)
+            if x:  # each row's loop v -> v, after its edges
+                at = rowptr[row_off[r] + 1: row_off[r] + m + 1] - 1
+                col.index_put_((at,), torch.arange(m, device=dev) + src_off[e[0]])
+                norm.index_put_((at,), src_fac[:m] * row_fac)
+                eid.index_fill_(0, at, -1)
+                if weight is not None:
+                    weight.index_fill_(0, at, 1.0)
+        rel_row = torch.cat([torch.full((m,), r, dtype=torch.int64, device=dev) for r, m in enumerate(rows)])
+        return cls(ntypes, etypes, dict(num_src), dict(num_dst), rowptr, col, rel_row, eid, norm, weight)
 
 
 @dataclass(frozen=True)
@@ -438,32 +449,6 @@ def destination_order(ntypes: tuple[str, ...], etypes: tuple[ETYPE, ...], num_ds
     index = torch.int32 if max(num_entries, rowptr_rows.numel()) <= _INT32_MAX else torch.int64  # as Pattern's
     return DestinationOrder(perm.to(index), rowptr_rows, rowptr_dst, incidence,
                             entry_rows(rowptr_rows, num_entries).to(index), entry_rows(rowptr_dst, num_entries).to(index))
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """Per-row constants of a block layout: each row's relation, its loop (0/1), the first
-    row of its relation, the rows with a loop."""
-
-    all: torch.Tensor
-    rel: torch.Tensor
-    loop: torch.Tensor
-    start: torch.Tensor
-    looped: torch.Tensor
-
-
-@functools.lru_cache(maxsize=64)
-def _rows(rows: tuple[int, ...], loops: tuple[int, ...], device: torch.device) -> _Rows:
-    """The :class:`_Rows` of relations with ``rows[r]`` rows each, made once per layout (the
-    whole graph's, or a batch size's)."""
-    n = sum(rows)
-    start = running(rows)
-    rel = torch.repeat_interleave(torch.arange(len(rows), device=device), torch.tensor(rows, device=device),
-                                  output_size=n)
-    looped = [torch.arange(start[r], start[r] + rows[r]) for r in range(len(rows)) if loops[r]]
-    return _Rows(torch.arange(n, device=device), rel, torch.tensor(loops, device=device)[rel],
-                 torch.tensor(start, device=device)[rel],
-                 torch.cat(looped).to(device) if looped else torch.zeros(0, dtype=torch.int64, device=device))
 
 
 def running(sizes: list[int]) -> list[int]:
