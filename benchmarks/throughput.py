@@ -59,6 +59,7 @@ from genen_dgl.device_sampling import DeviceBatches  # noqa: E402
 from genen_dgl.dgl_compat import dgl  # noqa: E402
 from genen_dgl.errors import InputError  # noqa: E402
 from genen_dgl.evaluation import split_folds  # noqa: E402
+from genen_dgl.host_memory import keep_freed_memory  # noqa: E402
 from genen_dgl.nn.model import GenenGNN  # noqa: E402
 from genen_dgl.precision import PRECISIONS, autocast, set_matmul_precision  # noqa: E402
 from genen_dgl.trainer import adam, task_loss  # noqa: E402
@@ -86,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edge-weight", choices=["none", "fixed"], help="default: fixed for GCN, none for GAT")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="leave glibc's malloc as it is (the trainer keeps freed host memory: genen_dgl.host_memory)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="as the trainer's: fp32; tf32 (TF32 matmuls on CUDA, on the CPU the same as fp32); "
                         "bf16 (forward under bfloat16 autocast)")
@@ -438,9 +441,9 @@ def measure(args, w: Workload, fanouts) -> list[dict]:
 
 def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
     """Samplers alone: DGL's (blocks); DGL's and a read of what ``to_message_block`` reads
-    from each relation of each block through DGL's API (CSC adjacency, parent edge and node
+    from each relation of each block through DGL's API (COO edges, parent edge and node
     ids: the floor of any conversion through it); DGL's + to_message_block (what the trainer
-    uses); DeviceBatches (torch ops)."""
+    uses); to_message_block alone (timed after DGL's sampling); DeviceBatches (torch ops)."""
     nb = NeighborBatches(w.graph, w.train, fanouts, args.batch_size, w.weights)
     db = DeviceBatches(w.graph, w.train, fanouts, args.batch_size, w.weights, device=w.device)
     gen = torch.Generator(device=w.device).manual_seed(args.seed)
@@ -453,13 +456,19 @@ def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
         blocks = nb.sample_blocks(seeds)[2]
         for b in blocks:
             for e in b.canonical_etypes:
-                b.adj_tensors("csc", e), b.edges[e].data[dgl.EID], b.srcnodes[e[0]].data[dgl.NID], \
+                b.edges(etype=e), b.edges[e].data[dgl.EID], b.srcnodes[e[0]].data[dgl.NID], \
                     b.dstnodes[e[2]].data[dgl.NID]
         return sum(b.num_edges() for b in blocks)
 
     def dgl_convert(seeds):
         batch = nb.sample(seeds).to(w.device)  # on a GPU the trainer copies the blocks over
         return sum(int(b.real_edges()) for b in batch.blocks)
+
+    def convert_only(seeds):  # times itself: the sampling before it is not counted
+        sampled = nb.sample_blocks(seeds)
+        t0, c0 = time.perf_counter(), time.process_time()
+        batch = nb.convert(*sampled)
+        return sum(b.num_edges() for b in sampled[2]), time.perf_counter() - t0, time.process_time() - c0, batch
 
     def device(seeds):
         batch = db.sample(seeds, gen)
@@ -468,6 +477,7 @@ def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
     paths = {"DGL NeighborSampler (blocks)": dgl_only,
              "DGL NeighborSampler + reading the blocks' relations": dgl_read,
              "DGL NeighborSampler + to_message_block" + (" + copy" if w.device.type == "cuda" else ""): dgl_convert,
+             "to_message_block alone (per block set)": convert_only,
              "DeviceBatches (torch ops)": device}
     n = args.max_batches
     chunks = epoch_batches(w, args, args.warmup + n)
@@ -479,9 +489,12 @@ def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
             t0, c0 = time.perf_counter(), time.process_time()
             edges = f(seeds)
             st_sync.sync()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            if isinstance(edges, tuple):
+                edges, wall, cpu, _ = edges
             if i >= args.warmup:
-                res[name][0].append(time.perf_counter() - t0)
-                res[name][1].append(time.process_time() - c0)
+                res[name][0].append(wall)
+                res[name][1].append(cpu)
                 res[name][2].append(edges)
     rows = []
     for name, (wall, cpu, edges) in res.items():
@@ -516,6 +529,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     set_matmul_precision(args.precision)
+    if not args.system_malloc:
+        keep_freed_memory()
     torch.manual_seed(args.seed)
     machine = machine_info()
     w = Workload(args)

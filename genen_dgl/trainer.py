@@ -35,6 +35,7 @@ from genen_dgl.data.graph import PPI
 from genen_dgl.data.labels import Labels
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.evaluation import Fold, score_outputs, split_folds
+from genen_dgl.host_memory import keep_freed_memory
 from genen_dgl.nn.model import GenenGNN
 from genen_dgl.precision import autocast, set_matmul_precision
 
@@ -54,7 +55,9 @@ def seed_everything(*parts: int) -> int:
 def apply_runtime(config: TrainConfig) -> None:
     """The process-wide settings a run asks for: torch's CPU threads, TF32 matmuls on or
     off (``precision``), and with ``deterministic`` one thread (torch and DGL) and
-    deterministic kernels."""
+    deterministic kernels; and freed host memory kept for the next batch
+    (:func:`~genen_dgl.host_memory.keep_freed_memory`)."""
+    keep_freed_memory()
     set_matmul_precision(config.precision)
     threads = 1 if config.deterministic else config.threads
     if threads:

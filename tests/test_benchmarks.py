@@ -58,6 +58,7 @@ def test_sampling_only_rows(sample_spec, tmp_path):
     assert [r["impl"] for r in rows] == ["sampler: DGL NeighborSampler (blocks)",
                                          "sampler: DGL NeighborSampler + reading the blocks' relations",
                                          "sampler: DGL NeighborSampler + to_message_block",
+                                         "sampler: to_message_block alone (per block set)",
                                          "sampler: DeviceBatches (torch ops)"]
     assert all(r["bench"] == "sampling" and r["edges_per_batch"] > 0 for r in rows)
 
