@@ -25,28 +25,45 @@ from genen_dgl.nn.sparse import ETYPE, Adjacency, MessageBlock, offsets
 class Degrees:
     """Each relation's whole-graph out-degrees (over its source type) and in-degrees (over
     its destination type): what a sampled block's GCN normalisation reads. They are kept as
-    float tables, one per node type and side (out / in) with a column per relation, so that
-    a block's are read with one gather per node type and side (4 on the paper's graph,
-    not one per relation and side, 18)."""
+    float tables, one per node type and side (out / in) with a row per relation, so that a
+    block reads them with one gather per node type and side (4 on the paper's graph, not
+    one per relation and side, 18). Eq. 1's factors are computed once, on the whole graph."""
 
     def __init__(self, degrees: dict[ETYPE, tuple[torch.Tensor, torch.Tensor]]):
         columns: dict[tuple[str, int], list[torch.Tensor]] = {}
-        self.column: dict[tuple[ETYPE, int], int] = {}  # (relation, 0: out / 1: in) -> its column
+        same: dict[tuple[str, int], list[float]] = {}  # per row: a relation within one type (it may get loops)
+        self.column: dict[tuple[ETYPE, int], int] = {}  # (relation, 0: out / 1: in) -> its row in the tables
         for e, pair in degrees.items():
             for side, (t, d) in enumerate(zip((e[0], e[2]), pair)):
                 self.column[e, side] = len(columns.setdefault((t, side), []))
                 columns[t, side].append(d.to(torch.float32))
-        self.table = {key: torch.stack(c, 1) for key, c in columns.items()}  # (node type, side) -> (nodes, relations)
+                same.setdefault((t, side), []).append(float(e[0] == e[2]))
+        self.table = {key: torch.stack(c) for key, c in columns.items()}  # (node type, side) -> (relations, nodes)
+        self.same = {key: torch.tensor(v)[:, None] for key, v in same.items()}
+        self._factors: dict[bool, dict] = {}  # self_loops -> the tables of factors(), over the whole graph
 
-    def rows(self, g, side: int, rename: dict[str, str]) -> dict[str, torch.Tensor]:
-        """Per node type of ``g`` (a block: at its parent node ids) its table of ``side``."""
-        types, nodes = (g.srctypes, g.srcnodes) if side == 0 else (g.dsttypes, g.dstnodes)
-        return {t: self.table[rename.get(t, t), side].index_select(0, nodes[t].data[dgl.NID]) if g.is_block
-                else self.table[t, side] for t in types if (rename.get(t, t), side) in self.table}
+    def factors(self, g, self_loops: bool, rename: dict[str, str]) -> tuple[dict, dict, dict]:
+        """Per node type of ``g`` (a block: at its parent node ids), a row per relation:
+        ``1 / sqrt(d~out)`` of its sources, ``1 / sqrt(d~in)`` and ``d / sqrt(d~in)`` of its
+        destinations (``d~ = d + 1`` with a loop)."""
+        if self_loops not in self._factors:  # the whole graph's, once
+            inverse_root = {key: (d + self.same[key] * self_loops).clamp(min=1).rsqrt() for key, d in self.table.items()}
+            self._factors[self_loops] = {key: f if key[1] == 0 else torch.cat([f, self.table[key] * f])
+                                         for key, f in inverse_root.items()}
+        table = self._factors[self_loops]
 
-    def relation(self, etype: ETYPE, src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``etype``'s (out-degrees, in-degrees) from its source type's out-rows and destination type's in-rows."""
-        return src[:, self.column[etype, 0]], dst[:, self.column[etype, 1]]
+        def rows(side: int) -> dict[str, torch.Tensor]:
+            types, nodes = (g.srctypes, g.srcnodes) if side == 0 else (g.dsttypes, g.dstnodes)
+            return {t: table[rename.get(t, t), side].index_select(1, nodes[t].data[dgl.NID]) if g.is_block
+                    else table[t, side] for t in types if (rename.get(t, t), side) in table}
+
+        src, dst = rows(0), rows(1)
+        return src, {t: f.chunk(2)[0] for t, f in dst.items()}, {t: f.chunk(2)[1] for t, f in dst.items()}
+
+    def relation(self, etype: ETYPE, src: torch.Tensor, dst: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``etype``'s rows of :meth:`factors`' tables of its source and destination types."""
+        c_out, c_in = self.column[etype, 0], self.column[etype, 1]
+        return src[c_out], dst[c_in], scale[c_in]
 
 
 def graph_degrees(graph) -> Degrees:
@@ -93,11 +110,12 @@ def to_message_block(g, weights: dict[ETYPE, torch.Tensor], self_loops: bool = T
     names = names or {}
     rename = {e[i]: names.get(e, e)[i] for e in g.canonical_etypes for i in (0, 2)}
     adjacency = {names.get(e, e): relation_of(g, e, weights.get(e)) for e in g.canonical_etypes}
-    if degrees is not None:  # each node type's rows of the degree tables, in one gather
-        src, dst = degrees.rows(g, 0, rename), degrees.rows(g, 1, rename)
+    if degrees is not None:  # eq. 1's factors: one gather per node type and side, then whole tables
+        src, dst, scale = degrees.factors(g, self_loops, rename)
         for e in g.canonical_etypes:
             adj = adjacency[names.get(e, e)]
-            adj.src_degree, adj.dst_degree = degrees.relation(names.get(e, e), src[e[0]], dst[e[2]])
+            adj.src_factor, adj.dst_factor, adj.dst_scale = degrees.relation(names.get(e, e), src[e[0]], dst[e[2]],
+                                                                             scale[e[2]])
     num_src = {rename.get(t, t): g.num_src_nodes(t) for t in g.srctypes}
     num_dst = {rename.get(t, t): g.num_dst_nodes(t) for t in g.dsttypes}
     for e in etypes or []:

@@ -203,42 +203,45 @@ class _Put:
 class Adjacency:
     """One relation's edges as a DGL block or graph hands them over, grouped by destination:
     ``indptr`` (num_dst + 1), ``indices`` (type-local sources), ``eid`` (parent edge ids);
-    optionally each edge's fixed weight, and the *parent* graph's out-degree of each source
-    and in-degree of each destination (see :meth:`MessageBlock.build`)."""
+    optionally each edge's fixed weight, each edge's destination (where the caller has it:
+    DGL's COO), and eq. 1's factors from the *parent* graph's degrees (see
+    :meth:`MessageBlock.build`): ``1 / sqrt(d~out(u))`` per source, ``1 / sqrt(d~in(v))``
+    and ``d(v) / sqrt(d~in(v))`` per destination."""
 
     indptr: torch.Tensor
     indices: torch.Tensor
     eid: torch.Tensor
     weight: torch.Tensor | None = None
-    src_degree: torch.Tensor | None = None
-    dst_degree: torch.Tensor | None = None
-    dst: torch.Tensor | None = None  # each edge's destination, where the caller has it (DGL's COO)
+    dst: torch.Tensor | None = None
+    src_factor: torch.Tensor | None = None
+    dst_factor: torch.Tensor | None = None
+    dst_scale: torch.Tensor | None = None
 
     def rows(self) -> torch.Tensor:
         """Each edge's destination."""
         return self.dst if self.dst is not None else entry_rows(self.indptr, self.indices.numel())
 
     def factors(self, sampled: torch.Tensor, loop: int, num_src: int) -> tuple[torch.Tensor, ...]:
-        """Eq. 1's factors (see :meth:`MessageBlock.build`) given each destination's ``sampled``
-        edges and ``loop`` (0/1): ``1 / sqrt(d~out(u))`` per source, ``1 / sqrt(d~in(v))`` per
-        destination (its loop's) and ``d(v) / k_v / sqrt(d~in(v))`` (its edges')."""
-        if self.src_degree is not None:  # the parent graph's degrees
-            src_fac = (self.src_degree.to(torch.float32) + loop).clamp(min=1).rsqrt()
-            dst_deg = self.dst_degree.to(torch.float32)
-            row_fac = (dst_deg + loop).clamp(min=1).rsqrt()
-            return src_fac, row_fac, row_fac * (dst_deg / sampled.clamp(min=1))
+        """Eq. 1's factors given each destination's ``sampled`` edges ``k_v`` and ``loop``
+        (0/1): per source, per destination (its loop's) and per destination for its edges,
+        ``d(v) / k_v / sqrt(d~in(v))``; without parent factors, the block's own degrees'."""
+        if self.src_factor is not None:
+            return self.src_factor, self.dst_factor, self.dst_scale / sampled.clamp(min=1)
         out_deg = torch.bincount(self.indices, minlength=num_src)  # the block's own, loops included
         out_deg[:sampled.numel()] += loop
         row_fac = (sampled + loop).clamp(min=1).to(torch.float32).rsqrt()
         return out_deg.clamp(min=1).to(torch.float32).rsqrt(), row_fac, row_fac
 
     @classmethod
-    def empty(cls, num_src: int, num_dst: int, degrees: bool, device=None) -> "Adjacency":
-        """No edges (a self-relation, or a relation a sampled block lacks); zero degrees."""
+    def empty(cls, num_src: int, num_dst: int, parent: bool, device=None) -> "Adjacency":
+        """No edges (a self-relation, or a relation a sampled block lacks); with ``parent``,
+        the factors of zero degrees."""
         none = torch.zeros(0, dtype=torch.int64, device=device)
-        deg = (torch.zeros(num_src, dtype=torch.int64, device=device),
-               torch.zeros(num_dst, dtype=torch.int64, device=device)) if degrees else (None, None)
-        return cls(torch.zeros(num_dst + 1, dtype=torch.int64, device=device), none, none, None, *deg)
+        adj = cls(torch.zeros(num_dst + 1, dtype=torch.int64, device=device), none, none)
+        if parent:
+            adj.src_factor, adj.dst_factor = torch.ones(num_src, device=device), torch.ones(num_dst, device=device)
+            adj.dst_scale = torch.zeros(num_dst, device=device)
+        return adj
 
 
 @dataclass
@@ -357,7 +360,7 @@ class MessageBlock:
         own are used (DGL's ``GraphConv`` on a block: fanout-capped in-degrees, source
         out-degrees of 1-2), a different operator from the full-graph one."""
         dev = next(iter(adjacency.values())).indptr.device
-        parent = any(a.src_degree is not None for a in adjacency.values())
+        parent = any(a.src_factor is not None for a in adjacency.values())
         if self_loops:
             adjacency = {**adjacency, **{e: Adjacency.empty(num_src[e[0]], num_dst[e[2]], parent, dev)
                                          for e in self_relations(list(adjacency))}}
@@ -388,11 +391,11 @@ class MessageBlock:
                     put(weight, torch.mul, a.weight if a.weight is not None else torch.ones(edges, device=dev), 1.0)
             if x:  # each row's loop v -> v, after its edges
                 at = rowptr[row_off[r] + 1: row_off[r] + m + 1] - 1
-                col.index_put_((at,), torch.arange(m, device=dev) + src_off[e[0]])
-                norm.index_put_((at,), src_fac[:m] * row_fac)
-                eid.index_fill_(0, at, -1)
+                col.scatter_(0, at, torch.arange(src_off[e[0]], src_off[e[0]] + m, device=dev))
+                norm.scatter_(0, at, src_fac[:m] * row_fac)
+                eid.scatter_(0, at, -1)
                 if weight is not None:
-                    weight.index_fill_(0, at, 1.0)
+                    weight.scatter_(0, at, 1.0)
         rel_row = torch.cat([torch.full((m,), r, dtype=torch.int64, device=dev) for r, m in enumerate(rows)])
         return cls(ntypes, etypes, dict(num_src), dict(num_dst), rowptr, col, rel_row, eid, norm, weight)
 
