@@ -12,7 +12,7 @@ what differs is where steps and predictions come from:
   and cut into one equal share per rank, padded by wrapping around, so every rank runs the
   same number of steps; DGL's distributed neighbour sampling (``DistNodeDataLoader`` +
   ``NeighborSampler``) draws the blocks, :func:`genen_dgl.dataloading.to_message_block`
-  converts them with whole-graph degrees (partition node data); features, labels and edge
+  converts them with whole-graph degrees (partition node data, fetched once); features, labels and edge
   weights are pulled from the servers; ``--batch-size`` is the global batch; gradients are
   averaged by ``DistributedDataParallel`` (gloo).
 * :class:`DistPredictor`: validation and test infer over every neighbour (``--eval-fanouts``,
