@@ -443,7 +443,9 @@ def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
     """Samplers alone: DGL's (blocks); DGL's and a read of what ``to_message_block`` reads
     from each relation of each block through DGL's API (COO edges, parent edge and node
     ids: the floor of any conversion through it); DGL's + to_message_block (what the trainer
-    uses); to_message_block alone (timed after DGL's sampling); DeviceBatches (torch ops)."""
+    uses); to_message_block alone (timed after DGL's sampling); the floor of any conversion
+    (DGL's reads, then each entry's column and parent edge id copied once and a coefficient
+    written, nothing computed); DeviceBatches (torch ops)."""
     nb = NeighborBatches(w.graph, w.train, fanouts, args.batch_size, w.weights)
     db = DeviceBatches(w.graph, w.train, fanouts, args.batch_size, w.weights, device=w.device)
     gen = torch.Generator(device=w.device).manual_seed(args.seed)
@@ -470,6 +472,15 @@ def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
         batch = nb.convert(*sampled)
         return sum(b.num_edges() for b in sampled[2]), time.perf_counter() - t0, time.process_time() - c0, batch
 
+    def copy_floor(seeds):  # times itself, like convert_only: what any conversion must do at least
+        sampled = nb.sample_blocks(seeds)
+        t0, c0 = time.perf_counter(), time.process_time()
+        for b in sampled[2]:  # read each relation, write each entry's column, parent edge id, coefficient
+            edges = [(b.edges(etype=e)[0], b.edges[e].data[dgl.EID]) for e in b.canonical_etypes]
+            col, eid = torch.cat([u for u, _ in edges]), torch.cat([i for _, i in edges])
+            torch.ones(col.numel())
+        return sum(b.num_edges() for b in sampled[2]), time.perf_counter() - t0, time.process_time() - c0, eid
+
     def device(seeds):
         batch = db.sample(seeds, gen)
         return sum(int(b.real_edges()) for b in batch.blocks)
@@ -478,6 +489,7 @@ def measure_sampling(args, w: Workload, fanouts) -> list[dict]:
              "DGL NeighborSampler + reading the blocks' relations": dgl_read,
              "DGL NeighborSampler + to_message_block" + (" + copy" if w.device.type == "cuda" else ""): dgl_convert,
              "to_message_block alone (per block set)": convert_only,
+             "floor: reading the blocks + one copy per entry array": copy_floor,
              "DeviceBatches (torch ops)": device}
     n = args.max_batches
     chunks = epoch_batches(w, args, args.warmup + n)

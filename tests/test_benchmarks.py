@@ -59,6 +59,7 @@ def test_sampling_only_rows(sample_spec, tmp_path):
                                          "sampler: DGL NeighborSampler + reading the blocks' relations",
                                          "sampler: DGL NeighborSampler + to_message_block",
                                          "sampler: to_message_block alone (per block set)",
+                                         "sampler: floor: reading the blocks + one copy per entry array",
                                          "sampler: DeviceBatches (torch ops)"]
     assert all(r["bench"] == "sampling" and r["edges_per_batch"] > 0 for r in rows)
 
