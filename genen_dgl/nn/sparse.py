@@ -393,9 +393,9 @@ class MessageBlock:
                 at = rowptr[row_off[r] + 1: row_off[r] + m + 1] - 1
                 col.scatter_(0, at, torch.arange(src_off[e[0]], src_off[e[0]] + m, device=dev))
                 norm.scatter_(0, at, src_fac[:m] * row_fac)
-                eid.scatter_(0, at, -1)
+                eid.index_fill_(0, at, -1)
                 if weight is not None:
-                    weight.scatter_(0, at, 1.0)
+                    weight.index_fill_(0, at, 1.0)
         rel_row = torch.cat([torch.full((m,), r, dtype=torch.int64, device=dev) for r, m in enumerate(rows)])
         return cls(ntypes, etypes, dict(num_src), dict(num_dst), rowptr, col, rel_row, eid, norm, weight)
 
