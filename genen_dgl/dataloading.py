@@ -19,7 +19,7 @@ import torch
 from genen_dgl.batches import Batch, SeedBatches
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.errors import InputError
-from genen_dgl.nn.sparse import ETYPE, Adjacency, MessageBlock, offsets
+from genen_dgl.nn.sparse import ETYPE, Adjacency, MessageBlock
 
 
 class Degrees:
@@ -81,13 +81,14 @@ def relation_of(g, etype: ETYPE, weight: torch.Tensor | None) -> Adjacency:
         indices, rows = g.edges(etype=etype)
         eids = g.edges[etype].data[dgl.EID]
         if (rows[1:] >= rows[:-1]).all():
-            indptr = offsets(torch.bincount(rows, minlength=g.num_dst_nodes(etype[2])))
+            counts = torch.bincount(rows, minlength=g.num_dst_nodes(etype[2]))
         else:
             indptr, indices, local = g.adj_tensors("csc", etype)
-            eids, rows = take(eids, local), None
+            counts, eids, rows = indptr.diff(), take(eids, local), None
     else:
         indptr, indices, eids = g.adj_tensors("csc", etype)
-    return Adjacency(indptr, indices, eids, None if weight is None else take(weight, eids), dst=rows)
+        counts = indptr.diff()
+    return Adjacency(counts, indices, eids, None if weight is None else take(weight, eids), dst=rows)
 
 
 def take(values, index: torch.Tensor):

@@ -202,13 +202,13 @@ class _Put:
 @dataclass
 class Adjacency:
     """One relation's edges as a DGL block or graph hands them over, grouped by destination:
-    ``indptr`` (num_dst + 1), ``indices`` (type-local sources), ``eid`` (parent edge ids);
+    ``counts`` (edges per destination), ``indices`` (type-local sources), ``eid`` (parent edge ids);
     optionally each edge's fixed weight, each edge's destination (where the caller has it:
     DGL's COO), and eq. 1's factors from the *parent* graph's degrees (see
     :meth:`MessageBlock.build`): ``1 / sqrt(d~out(u))`` per source, ``1 / sqrt(d~in(v))``
     and ``d(v) / sqrt(d~in(v))`` per destination."""
 
-    indptr: torch.Tensor
+    counts: torch.Tensor
     indices: torch.Tensor
     eid: torch.Tensor
     weight: torch.Tensor | None = None
@@ -219,7 +219,7 @@ class Adjacency:
 
     def rows(self) -> torch.Tensor:
         """Each edge's destination."""
-        return self.dst if self.dst is not None else entry_rows(self.indptr, self.indices.numel())
+        return self.dst if self.dst is not None else entry_rows(offsets(self.counts), self.indices.numel())
 
     def factors(self, sampled: torch.Tensor, loop: int, num_src: int) -> tuple[torch.Tensor, ...]:
         """Eq. 1's factors given each destination's ``sampled`` edges ``k_v`` and ``loop``
@@ -237,7 +237,7 @@ class Adjacency:
         """No edges (a self-relation, or a relation a sampled block lacks); with ``parent``,
         the factors of zero degrees."""
         none = torch.zeros(0, dtype=torch.int64, device=device)
-        adj = cls(torch.zeros(num_dst + 1, dtype=torch.int64, device=device), none, none)
+        adj = cls(torch.zeros(num_dst, dtype=torch.int64, device=device), none, none)
         if parent:
             adj.src_factor, adj.dst_factor = torch.ones(num_src, device=device), torch.ones(num_dst, device=device)
             adj.dst_scale = torch.zeros(num_dst, device=device)
@@ -359,7 +359,7 @@ class MessageBlock:
         :math:`\\tilde D^{-1/2} \\tilde A \\tilde D^{-1/2}`. Without parent degrees the block's
         own are used (DGL's ``GraphConv`` on a block: fanout-capped in-degrees, source
         out-degrees of 1-2), a different operator from the full-graph one."""
-        dev = next(iter(adjacency.values())).indptr.device
+        dev = next(iter(adjacency.values())).counts.device
         parent = any(a.src_factor is not None for a in adjacency.values())
         if self_loops:
             adjacency = {**adjacency, **{e: Adjacency.empty(num_src[e[0]], num_dst[e[2]], parent, dev)
@@ -369,7 +369,7 @@ class MessageBlock:
         adj = [adjacency[e] for e in etypes]
         rows = [num_dst[e[2]] for e in etypes]
         loops = [int(self_loops and e[0] == e[2]) for e in etypes]
-        sampled = torch.cat([a.indptr.diff() for a in adj]).to(torch.int64)  # per row: edges kept
+        sampled = torch.cat([a.counts for a in adj]).to(torch.int64)  # per row: edges kept
         rowptr = offsets(sampled + torch.cat([torch.full((m,), x, dtype=torch.int64, device=dev)
                                               for m, x in zip(rows, loops)]))
         sizes = [a.indices.numel() + x * m for a, m, x in zip(adj, rows, loops)]  # entries per relation
