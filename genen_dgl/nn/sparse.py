@@ -186,17 +186,26 @@ def spmm(pattern: Pattern, values: torch.Tensor, x: torch.Tensor) -> torch.Tenso
 @dataclass(frozen=True)
 class _Put:
     """Writes one relation's edge values into a block's entry arrays: at entries ``at``
-    (a scatter) where rows hold loops, else into the relation's contiguous ``span``, the
-    result computed in place (``op(a, b, out=...)``: no temporary, one pass)."""
+    (a scatter) where rows hold loops, else into the relation's contiguous ``span``."""
 
     at: torch.Tensor | None
     span: slice
 
-    def __call__(self, out: torch.Tensor, op, a: torch.Tensor, b) -> None:
+    def computed(self, out: torch.Tensor, op, a: torch.Tensor, b) -> None:
+        """``op(a, b)``, into ``span`` in place (``op(a, b, out=...)``: no temporary, one pass)."""
         if self.at is None:
             op(a, b, out=out[self.span])
         else:
             out.scatter_(0, self.at, cast(op(a, b), out.dtype))
+
+    def __call__(self, out: torch.Tensor, values: torch.Tensor | float) -> None:
+        """``values``: a tensor, or one value for every edge."""
+        if self.at is None:
+            out[self.span] = values
+        elif isinstance(values, torch.Tensor):
+            out.scatter_(0, self.at, cast(values, out.dtype))
+        else:
+            out.index_fill_(0, self.at, values)
 
 
 @dataclass
@@ -384,11 +393,11 @@ class MessageBlock:
                 dst = a.rows()
                 at = (torch.arange(base[r], base[r] + edges, device=dev) + dst) if x else None
                 put = _Put(at, slice(base[r], base[r] + edges))
-                put(col, torch.add, a.indices, src_off[e[0]])
-                put(norm, torch.mul, src_fac.index_select(0, a.indices), row_scale.index_select(0, dst))
-                put(eid, torch.add, a.eid, 0)
+                put.computed(col, torch.add, a.indices, src_off[e[0]])
+                put.computed(norm, torch.mul, src_fac.index_select(0, a.indices), row_scale.index_select(0, dst))
+                put(eid, a.eid)
                 if weight is not None:
-                    put(weight, torch.mul, a.weight if a.weight is not None else torch.ones(edges, device=dev), 1.0)
+                    put(weight, a.weight if a.weight is not None else 1.0)
             if x:  # each row's loop v -> v, after its edges
                 at = rowptr[row_off[r] + 1: row_off[r] + m + 1] - 1
                 col.scatter_(0, at, torch.arange(src_off[e[0]], src_off[e[0]] + m, device=dev))
