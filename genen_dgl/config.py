@@ -54,6 +54,12 @@ class TrainConfig:
     keep_checkpoints: str = "best"  # best | last | none, once a split has finished
     deterministic: bool = False  # bit-identical reruns: sampling in the main thread, deterministic kernels
     cuda_graph: bool = False  # --sampler device on a GPU: each whole step replayed as a CUDA graph
+    node_embeddings: str = "none"  # none | go | gene | go,gene: learnable per-node inputs (genen_dgl.nn.node_embedding)
+    node_embedding_dim: int | None = None  # default: the input feature width
+    annotation_residual: bool = False  # logits += a linear layer on the gene's own GO multi-hot
+    correct_smooth: str = "none"  # none | ppi | go | go_ppi: C&S on each fold's outputs (genen_dgl.correct_smooth)
+    cs_alpha1: float = 0.8  # C&S: correct step's alpha
+    cs_alpha2: float = 0.8  # C&S: smooth step's alpha
 
     def resolved(self) -> "TrainConfig":
         """Check every value against :data:`OPTIONS`, fill the model-dependent defaults,
@@ -78,6 +84,9 @@ class TrainConfig:
         if c.cuda_graph and c.sampler != "device":
             raise InputError(f"cuda_graph: replays steps of the device sampler; expected sampler = device, "
                              f"got {c.sampler!r}")
+        if c.cuda_graph and c.node_embeddings != "none":
+            raise InputError("node_embeddings: DGL's sparse optimiser steps outside a captured CUDA graph; "
+                             "expected no cuda_graph with node embeddings")
         if c.model == "gat" and c.hidden % c.heads:
             raise InputError(f"hidden = {c.hidden}: expected a multiple of heads ({c.heads}) for GAT")
         return c
@@ -211,6 +220,17 @@ OPTIONS: dict[str, Option] = {
                             "one torch thread, deterministic kernels (slower)", bool),
     "cuda_graph": Option("with --sampler device on a GPU: capture each training step (sample, forward, backward, "
                          "Adam) once per batch size as a CUDA graph and replay it (genen_dgl.cuda_graph)", bool),
+    "node_embeddings": Option("learnable per-node input vectors, concatenated to the text features, for the GO "
+                              "terms, the genes or both (dgl.nn.NodeEmbedding, sparse Adam: only the rows a batch "
+                              "reads are updated)", choices=("none", "go", "gene", "go,gene")),
+    "node_embedding_dim": Option("width of the node embeddings", int, min=1, default="the input feature width"),
+    "annotation_residual": Option("add a linear layer on each gene's own GO annotations (multi-hot) to the output "
+                                  "logits: the GO-annotation baseline inside the GNN", bool),
+    "correct_smooth": Option("Correct & Smooth on each fold's outputs over the gene graph (ppi: PPI edges; go: "
+                             "genes sharing GO terms; go_ppi: both), training labels only; metrics.json reports "
+                             "the model with and without it", choices=("none", "ppi", "go", "go_ppi")),
+    "cs_alpha1": Option("Correct & Smooth: alpha of the correct step", float, min=0, below=1),
+    "cs_alpha2": Option("Correct & Smooth: alpha of the smooth step", float, min=0, below=1),
 }
 CHOICES = {name: o.choices for name, o in OPTIONS.items() if o.choices}
 HELP = {name: o.help for name, o in OPTIONS.items()}

@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from genen_dgl import correct_smooth
 from genen_dgl.baselines import baselines_for
 from genen_dgl.batches import Batch, SeedBatches, Step, StepSource
 from genen_dgl.config import TrainConfig
@@ -146,7 +147,21 @@ class LocalData:
         self.weights = fixed_weights(g, config.edge_weight)
         self.block = to_message_block(g, self.weights).to(self.device)
         self.fanouts = parse_fanouts(config.fanouts, config.fanout_rel, g)  # unknown relations fail here
+        self.smoothing = self._smoothing()
         self._masked: tuple = (None, None)
+
+    def _smoothing(self) -> correct_smooth.Operator | None:
+        """The Correct & Smooth operator the config asks for, checked against the task and graph."""
+        which = self.config.correct_smooth
+        if which == "none":
+            return None
+        if self.labels.kind == "regression":
+            raise InputError(f"correct_smooth = {which!r}: for classification tasks; task {self.config.task!r} is "
+                             f"a regression")
+        try:
+            return correct_smooth.operator(self.data.graph, which)
+        except ValueError as err:
+            raise InputError(f"{err} (graph variant {self.config.graph!r})") from None
 
     @cached_property
     def targets(self) -> torch.Tensor:
@@ -201,4 +216,11 @@ def run(config: TrainConfig, run_dir: Path, resume: bool = False, data: LocalDat
     meta = run_meta(dataclasses.replace(config, task=data.spec.task(config.task).name), time.perf_counter() - start,
                     data.device)
     baselines = baselines_for(data.full_graph, config, data.labels, data.nodes, data.splits)
-    return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines)
+    smoothed = None
+    if data.smoothing is not None:
+        alpha = (config.cs_alpha1, config.cs_alpha2)
+        smoothed = {"graph": config.correct_smooth, "alpha": list(alpha), **correct_smooth.apply_per_fold(
+            data.smoothing, [out for out, _ in cv.outputs], data.splits, data.nodes, data.labels.values,
+            data.labels.kind, alpha)}
+    return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines,
+                         smoothed)

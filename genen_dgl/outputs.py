@@ -42,9 +42,11 @@ def run_meta(config: TrainConfig, seconds: float, device, **extra) -> dict:
 
 
 def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, gene_ids: list[str],
-                  splits: list[Split], cv: CrossValidation, baselines: dict) -> dict:
+                  splits: list[Split], cv: CrossValidation, baselines: dict, smoothed: dict | None = None) -> dict:
     """metrics.json (``meta`` first: task, graph, model, ...; then the splits' metrics, the
-    baselines' and the paired tests), predictions, scores and embeddings; returns the report."""
+    baselines' and the paired tests; with ``smoothed``, Correct & Smooth's per-fold metrics
+    (:func:`genen_dgl.correct_smooth.apply_per_fold`), summarised and tested against the
+    model and each baseline), predictions, scores and embeddings; returns the report."""
     key = "pearson" if labels.kind == "regression" else "auc"
     summary = summarize(cv.results)
     test_share = len(splits[0].fold.test) / len(nodes)
@@ -55,6 +57,7 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
         **({"positive_class": labels.classes[1]} if labels.kind == "binary" else {}),
         "labelled_genes": int(len(nodes)), "folds": cv.results, "summary": summary,
         "baselines": baselines, "comparisons": {"metric": key, **comparisons},
+        **({"correct_smooth": _smoothed_report(smoothed, cv.results, baselines, key, test_share)} if smoothed else {}),
         "embeddings": ({"file": "embeddings.npy", "model": f"refit on all labelled genes for {cv.refit[0]} epochs",
                         "layer": "last hidden layer, before its activation (width --hidden)"}
                        if cv.refit else None),
@@ -72,8 +75,22 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
         with atomic_path(run_dir / "embeddings.genes.txt") as tmp:
             tmp.write_text("\n".join(gene_ids) + "\n")
     log.info("summary %s | %s", _fmt(summary),
-             " | ".join(f"{name} {_fmt(b['summary'])}" for name, b in baselines.items()))
+             " | ".join(f"{name} {_fmt(b['summary'])}" for name, b in [*baselines.items()] +
+                        ([("correct_smooth", report["correct_smooth"])] if smoothed else [])))
     return report
+
+
+def _smoothed_report(smoothed: dict, results: list[dict], baselines: dict, key: str, test_share: float) -> dict:
+    """C&S's folds and summary (test), its validation summary beside the model's (the
+    share that chooses between them), and paired tests against the model and each baseline."""
+    scores = [f[key] for f in smoothed["folds"]]
+    tests = {"model": paired_test(scores, [r[key] for r in results], test_share),
+             **{name: paired_test(scores, [f[key] for f in b["folds"]], test_share) for name, b in baselines.items()}}
+    return {"graph": smoothed["graph"], "alpha": smoothed["alpha"], "folds": smoothed["folds"],
+            "summary": summarize(smoothed["folds"]),
+            "val_summary": summarize(smoothed["val"]) if smoothed["val"] else {},
+            "val_summary_model": summarize(smoothed["val_model"]) if smoothed["val_model"] else {},
+            "comparisons": {"metric": key, **tests}}
 
 
 def _write_predictions(run_dir: Path, labels: Labels, nodes: np.ndarray, genes: np.ndarray, splits: list[Split],

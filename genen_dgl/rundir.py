@@ -148,5 +148,7 @@ def summary_line(report: dict, what: str, run_dir: Path) -> str:
         return f"{summary[key + '_mean']:.3f} ± {summary[key + '_std']:.3f}"
 
     bases = ", ".join(f"{NAMES[name]} {value(b['summary'])}" for name, b in report["baselines"].items())
-    return (f"{report['task']} ({report['kind']}), {what}: {key} {value(report['summary'])} "
+    cs = report.get("correct_smooth")
+    smoothed = f", with C&S ({cs['graph']}) {value(cs['summary'])}" if cs else ""
+    return (f"{report['task']} ({report['kind']}), {what}: {key} {value(report['summary'])}{smoothed} "
             f"({bases}); outputs in {run_dir}")
