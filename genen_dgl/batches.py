@@ -45,12 +45,15 @@ class Batch:
 @dataclass
 class Step:
     """One optimisation step's data: the model's inputs and what its output is scored on.
-    ``rows`` picks the output rows the targets belong to (None: all of them)."""
+    ``rows`` picks the output rows the targets belong to (None: all of them); ``nodes`` and
+    ``seeds`` are the input and output nodes' ids (None: every node, in order)."""
 
     inputs: dict[str, torch.Tensor]
     blocks: list[MessageBlock]
     targets: torch.Tensor
     rows: torch.Tensor | None = None
+    nodes: dict[str, torch.Tensor] | None = None
+    seeds: torch.Tensor | None = None
 
 
 class StepSource(ABC):

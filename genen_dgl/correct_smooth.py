@@ -26,8 +26,7 @@ from typing import Callable
 import numpy as np
 from scipy import sparse
 
-from genen_dgl.baselines import ANNOTATED
-from genen_dgl.data.graph import PPI
+from genen_dgl.data.graph import ANNOTATED, PPI
 from genen_dgl.evaluation import metrics
 
 GRAPHS = ("none", "ppi", "go", "go_ppi")

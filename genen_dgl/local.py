@@ -54,7 +54,7 @@ class SampledSteps(StepSource):
     def step(self, batch: Batch) -> Step:
         batch = batch.to(self.device)
         return Step({t: self.inputs[t][n] for t, n in batch.input_nodes.items()}, batch.blocks,
-                    self.targets[batch.seeds])
+                    self.targets[batch.seeds], nodes=batch.input_nodes, seeds=batch.seeds)
 
     def epoch(self, seed: int) -> Iterator[Step]:
         return map(self.step, self.sampler.epoch(seed))
@@ -181,7 +181,8 @@ class LocalData:
         return self._masked[1]
 
     def model(self) -> GenenGNN:
-        return new_model(self.config, self.data.graph, self.feats["gene"].shape[1], self.labels.width).to(self.device)
+        return new_model(self.config, self.data.graph, self.feats["gene"].shape[1], self.labels.width,
+                         self.device).to(self.device)
 
     def sampler(self, genes: np.ndarray) -> SeedBatches:
         """The configured sampler over the gene nodes ``genes``."""

@@ -31,12 +31,15 @@ from tqdm.auto import tqdm
 from genen_dgl.atomic import atomic_path
 from genen_dgl.batches import Predictor, Step, StepSource
 from genen_dgl.config import TrainConfig
-from genen_dgl.data.graph import PPI
+from genen_dgl.data.graph import ANNOTATED, PPI
 from genen_dgl.data.labels import Labels
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.evaluation import Fold, score_outputs, split_folds
 from genen_dgl.host_memory import keep_freed_memory
+from genen_dgl.errors import InputError
+from genen_dgl.nn.annotation_residual import AnnotationResidual
 from genen_dgl.nn.model import GenenGNN
+from genen_dgl.nn.node_embedding import NodeEmbeddings
 from genen_dgl.precision import autocast, set_matmul_precision
 
 log = logging.getLogger(__name__)
@@ -82,12 +85,28 @@ def mask_features(feats: dict[str, torch.Tensor], rate: float, which: str, seed:
     return out
 
 
-def new_model(config: TrainConfig, graph, in_dim: int, out_dim: int) -> GenenGNN:
+def new_model(config: TrainConfig, graph, in_dim: int, out_dim: int, device: torch.device | str = "cpu") -> GenenGNN:
     """The configured GCN or GAT over ``graph``'s relations (learned PPI weights: one
-    parameter per PPI edge of the graph)."""
+    parameter per PPI edge of the graph), with the node embeddings (their tables made on
+    ``device``, where the features are) and the annotation residual it asks for."""
     learned = {PPI: graph.num_edges(PPI)} if config.edge_weight == "learned" and PPI in graph.canonical_etypes else None
+    embeddings = residual = None
+    if config.node_embeddings != "none":
+        types = config.node_embeddings.split(",")
+        missing = [t for t in types if t not in graph.ntypes]
+        if missing:
+            raise InputError(f"node_embeddings = {config.node_embeddings!r}: the {config.graph} graph has no "
+                             f"{missing[0]} nodes")
+        embeddings = NodeEmbeddings({t: graph.num_nodes(t) for t in types}, config.node_embedding_dim or in_dim,
+                                    graph.ntypes, device)
+    if config.annotation_residual:
+        if ANNOTATED not in graph.canonical_etypes:
+            raise InputError(f"annotation_residual: the {config.graph} graph has no GO annotations; expected graph "
+                             f"go or go_ppi")
+        genes, terms = graph.edges(etype=ANNOTATED)
+        residual = AnnotationResidual(genes, terms, graph.num_nodes("gene"), graph.num_nodes("go"), out_dim)
     return GenenGNN(config.model, in_dim, config.hidden, out_dim, config.layers, graph.canonical_etypes,
-                    config.heads, config.dropout, learned)
+                    config.heads, config.dropout, learned, embeddings=embeddings, residual=residual)
 
 
 def adam(params, lr: float, weight_decay: float = 0.0, capturable: bool = False) -> torch.optim.Adam:
@@ -186,6 +205,8 @@ class FoldTrainer:
         seed_everything(split.seed, self.k, 1 << 20)  # the initial weights depend on seed and fold only
         self.model = data.model()
         self.opt = adam(self.model.parameters(), c.lr, c.weight_decay, capturable=c.cuda_graph)
+        tables = getattr(self.model, "embeddings", None)  # the node embeddings' own sparse optimiser
+        self.sparse_opt = tables.optimizer(c.lr) if tables is not None else None
         self.steps = data.steps(split)
         self.predictor = data.predictor(split)
         self.epoch, self.best_loss, self.best_epoch, self.history = 0, np.inf, -1, []
@@ -193,12 +214,15 @@ class FoldTrainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def save(self) -> None:
-        """``last.pt`` (model, optimizer, best state: enough to resume) and ``history.json``."""
+        """``last.pt`` (model, optimizers, best state: enough to resume) and ``history.json``;
+        the node embedding tables are in the model's state, their optimiser's in ``sparse_opt``."""
         if not self.data.writes:
             return
         state = {"epoch": self.epoch, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
                  "best_state": self.best_state, "best_loss": self.best_loss, "best_epoch": self.best_epoch,
                  "history": self.history}
+        if self.sparse_opt is not None:
+            state["sparse_opt"] = self.sparse_opt.state_dict()
         with atomic_path(self.dir / "last.pt") as tmp:
             torch.save(state, tmp)
         with atomic_path(self.dir / "history.json") as tmp:
@@ -219,6 +243,8 @@ class FoldTrainer:
         state = torch.load(path, map_location=self._device, weights_only=False)
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
+        if self.sparse_opt is not None:
+            self.sparse_opt.load_state_dict(state["sparse_opt"])
         for group in self.opt.param_groups:  # loading restores the saving run's; --cuda-graph may differ
             group["capturable"] = self.data.config.cuda_graph
         self.epoch, self.best_state = state["epoch"], state["best_state"]
@@ -242,11 +268,15 @@ class FoldTrainer:
         """One optimisation step: forward (at the configured precision), loss, backward,
         Adam; the loss, detached (a device scalar)."""
         with autocast(self.data.config.precision, self._device):
-            out = self.model(step.blocks, step.inputs)
+            out = self.model(step.blocks, step.inputs, nodes=step.nodes, seeds=step.seeds)
         loss = task_loss(self.data.labels.kind, out if step.rows is None else out[step.rows], step.targets)
         self.opt.zero_grad()
+        if self.sparse_opt is not None:
+            self.sparse_opt.zero_grad()
         loss.backward()
         self.opt.step()
+        if self.sparse_opt is not None:
+            self.sparse_opt.step()
         return loss.detach()
 
     def train_epoch(self) -> float:

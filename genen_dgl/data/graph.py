@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 VARIANTS = ("ppi", "go", "go_ppi")
 PPI = ("gene", "interacts", "gene")
+ANNOTATED = ("gene", "annotated", "go")
 
 
 @dataclass

@@ -259,6 +259,9 @@ def configure(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace, Partiti
         raise InputError(f"--graph {args.graph}: the partitions hold the {variant!r} graph", info.root)
     if config.sampler != "neighbor":
         raise InputError(f"--sampler {config.sampler}: distributed training samples neighbours only")
+    for name in ("node_embeddings", "annotation_residual", "correct_smooth"):
+        if getattr(config, name) not in ("none", False):
+            raise InputError(f"--{name.replace('_', '-')}: not in distributed training yet (one machine only)")
     config = dataclasses.replace(config, graph=variant, data=info.meta["dataset"],
                                  task=info.task_name(config.task)).resolved()
     if args.eval_fanouts is not None and len(args.eval_fanouts) != config.layers:

@@ -5,6 +5,10 @@ dropout. The output layer is a convolution too (the paper found it ~1% better th
 linear head); GAT averages its heads there. ``forward(..., return_hidden=True)`` also
 returns the refined gene embeddings: the last hidden layer's pre-activation.
 Every layer reads and writes the node types stacked in one tensor (``MessageBlock``'s order).
+Optional: learnable node embeddings concatenated to the inputs
+(:class:`~genen_dgl.nn.node_embedding.NodeEmbeddings`) and a linear residual on each gene's
+GO annotations added to the logits
+(:class:`~genen_dgl.nn.annotation_residual.AnnotationResidual`).
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from genen_dgl.nn.annotation_residual import AnnotationResidual
 from genen_dgl.nn.gat_conv import HeteroGATConv
 from genen_dgl.nn.gcn_conv import HeteroGCNConv
+from genen_dgl.nn.node_embedding import NodeEmbeddings
 from genen_dgl.nn.sparse import ETYPE, MessageBlock, self_relations
 from genen_dgl.nn.stacked import matrix
 
@@ -24,10 +30,14 @@ class GenenGNN(nn.Module):
         self, model: str, in_dim: int, hidden: int, out_dim: int, num_layers: int,
         etypes: list[ETYPE], heads: int = 4, dropout: float = 0.5,
         learned_weights: dict[ETYPE, int] | None = None, target: str = "gene",
+        embeddings: NodeEmbeddings | None = None, residual: AnnotationResidual | None = None,
     ):
         """``learned_weights`` maps relations to their parent-graph edge counts: each edge
-        gets a trainable weight :math:`\\sigma(\\theta_e)`, :math:`\\theta_e \\sim N(0, 1)`."""
+        gets a trainable weight :math:`\\sigma(\\theta_e)`, :math:`\\theta_e \\sim N(0, 1)`.
+        ``in_dim`` is the text features' width (``embeddings`` widen the first layer's input)."""
         super().__init__()
+        self.embeddings, self.residual = embeddings, residual
+        in_dim += embeddings.dim if embeddings is not None else 0
         if model not in ("gcn", "gat"):
             raise ValueError(f"model {model!r}: expected gcn or gat")
         self.model, self.target, self.dropout, self.num_layers = model, target, dropout, num_layers
@@ -57,11 +67,18 @@ class GenenGNN(nn.Module):
         return values
 
     def forward(self, blocks: list[MessageBlock], x: dict[str, torch.Tensor] | torch.Tensor,
-                return_hidden: bool = False):
+                return_hidden: bool = False, nodes: dict[str, torch.Tensor] | None = None,
+                seeds: torch.Tensor | None = None):
         """Logits of the target nodes of the last block and, if asked, their refined
         embeddings: the last hidden layer's output before its activation (after a ReLU most
         units of a GCN embedding are exactly zero for a given gene set). ``x``: input
-        features per node type, or already stacked in the first block's order."""
+        features per node type, or already stacked in the first block's order. ``nodes``
+        (the input nodes' ids per type) and ``seeds`` (the target nodes' ids) are what the
+        node embeddings and the annotation residual read; None: every node, in order."""
+        if self.embeddings is not None:
+            if isinstance(x, torch.Tensor):
+                raise ValueError("node embeddings need the input features per node type, not stacked")
+            x = self.embeddings(x, nodes)
         h = x if isinstance(x, torch.Tensor) else torch.cat([x[t] for t in blocks[0].ntypes])
         pre = h  # the last block's stacked inputs, before their activation
         for i, block in enumerate(blocks):
@@ -74,6 +91,8 @@ class GenenGNN(nn.Module):
         at, n = last.dst_off[self.target], last.num_dst[self.target]
         out = h if at == 0 and n == h.shape[0] else h[at: at + n]
         out = out.mean(1) if out.dim() == 3 else out
+        if self.residual is not None:
+            out = out + self.residual(seeds if seeds is not None else torch.arange(n, device=out.device)).to(out.dtype)
         if not return_hidden:
             return out
         return out, matrix(pre)[last.dst_columns(self.target)]
