@@ -21,7 +21,7 @@ probabilities; a row of zeros becomes uniform). Classification only.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from scipy import sparse
@@ -108,15 +108,22 @@ def correct_and_smooth(s: Operator, z: np.ndarray, train: np.ndarray, y: np.ndar
     return np.where(total > 0, g / np.where(total > 0, total, 1), 1.0 / z.shape[1])
 
 
+def per_fold(s: Operator, outputs: list[np.ndarray], splits, nodes: np.ndarray, y: np.ndarray,
+             alpha: tuple[float, float]) -> Iterator[np.ndarray]:
+    """Per split, C&S on that split's model outputs of every gene with its training genes'
+    labels (``y`` holds every labelled gene's; only ``y[split.fold.train]`` is read)."""
+    for split, z in zip(splits, outputs):
+        train = split.fold.train
+        yield correct_and_smooth(s, z, nodes[train], y[train], *alpha)
+
+
 def apply_per_fold(s: Operator, outputs: list[np.ndarray], splits, nodes: np.ndarray, y: np.ndarray, kind: str,
                    alpha: tuple[float, float]) -> dict:
-    """C&S inside each split, on that split's model outputs of every gene and its training
-    labels only: per split, its test metrics (``folds``), and its validation metrics with
-    and without C&S (``val``, ``val_model``: what chooses between them)."""
+    """:func:`per_fold`'s metrics: per split, on the test genes (``folds``) and on the
+    validation genes with and without C&S (``val``, ``val_model``: what chooses between them)."""
     out: dict[str, list] = {"folds": [], "val": [], "val_model": []}
-    for split, z in zip(splits, outputs):
+    for split, z, smoothed in zip(splits, outputs, per_fold(s, outputs, splits, nodes, y, alpha)):
         f = split.fold
-        smoothed = correct_and_smooth(s, z, nodes[f.train], y[f.train], *alpha)
         at = {"seed": split.seed, "fold": split.k}
         out["folds"].append({**at, **metrics(kind, y[f.test], smoothed[nodes[f.test]])})
         if len(f.val):

@@ -49,8 +49,11 @@ class NodeEmbeddings(nn.Module):
         out = {}
         for t in self.ntypes:
             if t in self.tables:
-                ids = nodes[t] if nodes is not None else torch.arange(x[t].shape[0], device=x[t].device)
-                e = self.tables[t](ids, x[t].device)
+                if nodes is None:
+                    e = self.tables[t](torch.arange(x[t].shape[0], device=x[t].device), x[t].device)
+                else:  # each row once: DGL's optimiser averages a repeated row's gradients, autograd sums them
+                    ids, repeat = torch.unique(nodes[t], return_inverse=True)
+                    e = self.tables[t](ids, x[t].device)[repeat]
             else:
                 e = x[t].new_zeros(x[t].shape[0], self.dim)
             out[t] = torch.cat([x[t], e.to(x[t].dtype)], 1)
