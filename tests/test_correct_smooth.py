@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from scipy import sparse
 from genen_dgl.correct_smooth import correct_and_smooth, operator, per_fold, propagate
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.evaluation import split_folds
+from genen_dgl.train import main
 from genen_dgl.trainer import Split
 
 
@@ -93,3 +96,16 @@ def test_graph_operators_equal_their_dense_form():
     np.testing.assert_allclose(operator(g, "go_ppi")(x), (dense(a_go) + dense(a_ppi)) / 2, atol=1e-12)
     with pytest.raises(ValueError, match="no interacts edges"):
         operator(dgl.heterograph({("gene", "annotated", "go"): (torch.tensor(genes), torch.tensor(terms))}), "ppi")
+
+
+def test_a_run_reports_the_model_with_and_without_it(sample_spec, tmp_path, capsys):
+    args = ["--data", str(sample_spec), "--folds", "2", "--epochs", "2", "--hidden", "16", "--sampler", "full"]
+    assert main([*args, "--out", str(tmp_path / "run"), "--correct-smooth", "go_ppi"]) == 0
+    report = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    cs = report["correct_smooth"]
+    assert cs["graph"] == "go_ppi" and len(cs["folds"]) == len(report["folds"]) == 2
+    assert cs["val_summary"]["auc_n"] == cs["val_summary_model"]["auc_n"] == 2
+    assert set(cs["comparisons"]) == {"metric", "model", *report["baselines"]}
+    assert "with C&S (go_ppi)" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "reg"), "--correct-smooth", "ppi", "--task", "conservation"]) == 2
+    assert "classification" in capsys.readouterr().err

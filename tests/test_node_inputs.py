@@ -9,6 +9,7 @@ import torch
 
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.graph import ANNOTATED
+from genen_dgl.errors import InputError
 from genen_dgl.local import LocalData
 from genen_dgl.trainer import FoldTrainer
 
@@ -92,8 +93,6 @@ def test_the_residual_with_the_gnn_zeroed_is_the_linear_model(sample_spec):
 
 
 def test_refused_where_it_cannot_work(sample_spec):
-    from genen_dgl.errors import InputError
-
     with pytest.raises(InputError, match="no go nodes"):
         local(sample_spec, node_embeddings="go", graph="ppi").model()
     with pytest.raises(InputError, match="no GO annotations"):
