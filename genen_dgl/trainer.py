@@ -34,9 +34,9 @@ from genen_dgl.config import TrainConfig
 from genen_dgl.data.graph import ANNOTATED, PPI
 from genen_dgl.data.labels import Labels
 from genen_dgl.dgl_compat import dgl
+from genen_dgl.errors import InputError
 from genen_dgl.evaluation import Fold, score_outputs, split_folds
 from genen_dgl.host_memory import keep_freed_memory
-from genen_dgl.errors import InputError
 from genen_dgl.nn.annotation_residual import AnnotationResidual
 from genen_dgl.nn.model import GenenGNN
 from genen_dgl.nn.node_embedding import NodeEmbeddings
