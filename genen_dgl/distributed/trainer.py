@@ -41,10 +41,10 @@ import torch
 import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel
 
-from genen_dgl.baselines import baselines_for
+from genen_dgl.baselines import baselines_for, not_run
 from genen_dgl.batches import Step, StepSource
 from genen_dgl.config import TrainConfig, build_parser, given, parse_ints
-from genen_dgl.data.graph import load_full_graph
+from genen_dgl.data.graph import load_full_graph, relation_warnings
 from genen_dgl.data.spec import load_spec
 from genen_dgl.dataloading import Degrees, fixed_weights, parse_fanouts, to_message_block
 from genen_dgl.device import pick_device
@@ -297,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
                 "partitions": str(info.root), "rank_batch_size": data.rank_batch,
                 "eval_fanouts": args.eval_fanouts or "all neighbours"})
             # the baselines read the dataset's graph the partitions were cut from
-            full = load_full_graph(load_spec(config.data))[0]
+            spec = load_spec(config.data)
+            full = load_full_graph(spec)[0]
+            meta.update(warnings=relation_warnings(spec), baselines_not_run=not_run(full))
             baselines = baselines_for(full, config, data.labels, data.nodes, data.splits)
             report = write_outputs(run_dir.path, meta, data.labels, data.nodes, info.gene_ids(), data.splits, cv,
                                    baselines)
