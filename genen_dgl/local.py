@@ -36,7 +36,8 @@ from genen_dgl.nn.model import GenenGNN
 from genen_dgl.nn.sparse import MessageBlock
 from genen_dgl.outputs import run_meta, write_outputs
 from genen_dgl.precision import autocast
-from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model, scores
+from genen_dgl.trainer import (Split, apply_runtime, check_memory, cross_validate, cut_splits, mask_features, new_model,
+                               scores)
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ class LocalData:
             raise InputError(f"cuda_graph: CUDA graphs need a GPU; the model runs on {self.device}")
         g = self.data.graph
         self.num_genes = g.num_nodes("gene")
+        check_memory(config, g, g.nodes["gene"].data["feat"].shape[1], self.labels.width, self.device)
         self.feats = {t: g.nodes[t].data["feat"].to(self.device) for t in g.ntypes}
         self.weights = fixed_weights(g, config.edge_weight)
         self.block = to_message_block(g, self.weights).to(self.device)

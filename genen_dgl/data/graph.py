@@ -82,7 +82,7 @@ class GeneGraph:
             raise InputError(f"task {t.name!r}: none of its {len(nodes)} genes is in the graph", t.file)
         if (~keep).any():
             log.info("task %s: %d of %d labelled genes are not graph nodes, skipped", t.name, (~keep).sum(), len(keep))
-        labels = Labels(labels.genes[keep], labels.values[keep], labels.kind, labels.classes)
+        labels = Labels(labels.genes[keep], labels.values[keep], labels.kind, labels.classes, labels.source)
         return nodes[keep], labels
 
     def summary_words(self) -> np.ndarray:

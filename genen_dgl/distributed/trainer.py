@@ -56,7 +56,8 @@ from genen_dgl.outputs import run_meta, write_outputs
 from genen_dgl.partition import PartitionInfo, degree_fields
 from genen_dgl.precision import autocast
 from genen_dgl.rundir import RunDir, default_run_dir, summary_line
-from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model, scores
+from genen_dgl.trainer import (Split, apply_runtime, check_splits, cross_validate, cut_splits, mask_features, new_model,
+                               scores)
 
 log = logging.getLogger("genen_dgl.distributed.trainer")
 
@@ -263,6 +264,7 @@ def configure(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace, Partiti
                                  task=info.task_name(config.task)).resolved()
     if args.eval_fanouts is not None and len(args.eval_fanouts) != config.layers:
         raise InputError(f"--eval-fanouts {args.eval_fanouts}: expected one per layer ({config.layers})")
+    check_splits(info.labels(config.task)[1], config)
     run_dir = RunDir(config.out or default_run_dir(config, info.meta["dataset_name"], config.task))
     if args.resume:
         config = run_dir.resume({k: v for k, v in requested.items() if k not in ("graph", "data")})
