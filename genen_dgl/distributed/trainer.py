@@ -56,8 +56,8 @@ from genen_dgl.outputs import run_meta, write_outputs
 from genen_dgl.partition import PartitionInfo, degree_fields
 from genen_dgl.precision import autocast
 from genen_dgl.rundir import RunDir, default_run_dir, summary_line
-from genen_dgl.trainer import (Split, apply_runtime, check_splits, cross_validate, cut_splits, mask_features, new_model,
-                               scores)
+from genen_dgl.trainer import (Split, apply_runtime, check_memory, check_splits, cross_validate, cut_splits,
+                               mask_features, new_model, scores)
 
 log = logging.getLogger("genen_dgl.distributed.trainer")
 
@@ -264,7 +264,11 @@ def configure(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace, Partiti
                                  task=info.task_name(config.task)).resolved()
     if args.eval_fanouts is not None and len(args.eval_fanouts) != config.layers:
         raise InputError(f"--eval-fanouts {args.eval_fanouts}: expected one per layer ({config.layers})")
-    check_splits(info.labels(config.task)[1], config)
+    labels = info.labels(config.task)[1]
+    check_splits(labels, config)
+    skeleton = dgl.heterograph({tuple(e): (torch.zeros(0, dtype=torch.int64),) * 2 for e in info.canonical_etypes},
+                               num_nodes_dict=info.meta["num_nodes"])  # what the model's size depends on
+    check_memory(config, skeleton, info.meta["feat_dim"], labels.width, pick_device(config.device))
     run_dir = RunDir(config.out or default_run_dir(config, info.meta["dataset_name"], config.task))
     if args.resume:
         config = run_dir.resume({k: v for k, v in requested.items() if k not in ("graph", "data")})
