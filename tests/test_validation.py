@@ -15,7 +15,10 @@ import yaml
 
 from genen_dgl.config import build_parser, from_args
 from genen_dgl.data.sample import main as sample_main
+from genen_dgl.distributed.trainer import configure
+from genen_dgl.errors import InputError
 from genen_dgl.experiments.__main__ import main as experiments_main
+from genen_dgl.partition import main as partition_main
 from genen_dgl.train import main as train_main
 
 TINY = ["--folds", "2", "--epochs", "2", "--hidden", "16", "--sampler", "full", "--threads", "1", "--no-refit"]
@@ -89,7 +92,8 @@ def test_a_baseline_that_cannot_run_is_named_with_the_reason(dataset, tmp_path, 
     assert "PPI-smoothed LR not run: no PPI edges (the dataset has no ppi.links)" in line, line
     assert "GO-annotation LR 0." in line and "warning" not in line, line
     report = json.loads((tmp_path / "run/metrics.json").read_text())
-    assert set(report["baselines"]) == {"text", "go_annotations"} and set(report["baselines_not_run"]) == {"ppi_smoothed"}
+    assert set(report["baselines"]) == {"text", "go_annotations"}
+    assert set(report["baselines_not_run"]) == {"ppi_smoothed"}
 
 
 CONFIGS = {  # a config file's value -> what the one line says
@@ -185,6 +189,21 @@ def test_bad_labels_are_one_line_before_any_run_directory(case, label_dataset, t
     err = one_error(capsys)
     for pattern in patterns:
         assert re.search(pattern, err), f"{pattern!r} not in {err!r}"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--folds", "100000"], r"labels/membrane\.npz: \d+ genes in 2 classes .* folds = 100000 needs at least 100000"),
+    (["--hidden", "2000000"], r"hidden = 2000000: a 3-layer GCN on [\d,]+ nodes .* needs at least [\d.]+ TiB"),
+])
+def test_distributed_runs_check_labels_and_size_before_any_run_directory(args, message, sample_spec, tmp_path,
+                                                                        monkeypatch):
+    """A trainer checks them in ``configure``, before it connects and rank 0 creates the run directory."""
+    assert partition_main(["--data", str(sample_spec), "--num-parts", "1", "--method", "random",
+                           "--out", str(tmp_path / "parts")]) == 0
+    monkeypatch.setenv("DGL_CONF_PATH", str(tmp_path / "parts" / "genen.json"))
+    with pytest.raises(InputError, match=message):
+        configure(["--out", str(tmp_path / "run"), *args])
     assert not (tmp_path / "run").exists()
 
 
