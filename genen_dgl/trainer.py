@@ -93,10 +93,11 @@ def new_model(config: TrainConfig, graph, in_dim: int, out_dim: int) -> GenenGNN
 
 
 def check_memory(config: TrainConfig, graph, in_dim: int, out_dim: int, device: torch.device) -> None:
-    """An InputError unless the configured model fits in the memory ``device`` has free: at
-    least its parameters four times (weights, gradients, Adam's two moments) and one
-    full-graph pass (every node's input and output of its widest layer), float32. The
-    model is built on the meta device, so nothing is allocated to count it."""
+    """An InputError unless the configured model fits in the memory ``device`` has free.
+    A lower bound in float32: :math:`4\,\mathrm{B} \times (4P + 2N\max(d_{in}, hidden, d_{out}))`,
+    its ``P`` parameters four times (weights, gradients, Adam's two moments) and one
+    full-graph pass over ``N`` nodes (input and output of the widest layer). The model is
+    built on the meta device, so counting it allocates nothing."""
     with torch.device("meta"):
         params = sum(p.numel() for p in new_model(config, graph, in_dim, out_dim).parameters())
     nodes = sum(graph.num_nodes(t) for t in graph.ntypes)
