@@ -93,7 +93,7 @@ def new_model(config: TrainConfig, graph, in_dim: int, out_dim: int) -> GenenGNN
 
 
 def check_memory(config: TrainConfig, graph, in_dim: int, out_dim: int, device: torch.device) -> None:
-    """An InputError unless the configured model fits in the memory ``device`` has free.
+    r"""An InputError unless the configured model fits in the memory ``device`` has free.
     A lower bound in float32: :math:`4\,\mathrm{B} \times (4P + 2N\max(d_{in}, hidden, d_{out}))`,
     its ``P`` parameters four times (weights, gradients, Adam's two moments) and one
     full-graph pass over ``N`` nodes (input and output of the widest layer). The model is

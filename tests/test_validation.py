@@ -61,6 +61,15 @@ def test_gene_ids_that_meet_nothing_are_refused_naming_both_files(dataset, tmp_p
     assert not list((dataset / ".cache").glob("graph-*")), "a refused graph was cached"
 
 
+def test_label_genes_that_are_no_gene_node_are_refused_naming_both_files(dataset, tmp_path, capsys):
+    rewrite(dataset / "labels/membrane.csv", lambda line: re.sub(r"^GN", "XG", line))
+    assert train(dataset / "dataset.yaml", tmp_path / "run", "--task", "membrane") == 2
+    err = one_error(capsys)
+    assert "labels/membrane.csv: task 'membrane': none of its" in err and "features/genes.csv" in err, err
+    assert re.search(r"\(XG\d+, XG\d+, XG\d+\)", err) and re.search(r"\(GN\d+, GN\d+, GN\d+\)", err), err
+    assert not (tmp_path / "run").exists()
+
+
 def test_go_ids_unknown_to_the_obo_are_refused_naming_both_files(dataset, tmp_path, capsys):
     rewrite(dataset / GAF, lambda line: line.replace("\tGO:0000", "\tGO:9990"))
     assert train(dataset / "dataset.yaml", tmp_path / "run") == 2

@@ -79,7 +79,9 @@ class GeneGraph:
         nodes = np.array([index.get(g, -1) for g in labels.genes], dtype=np.int64)
         keep = nodes >= 0
         if not keep.any():
-            raise InputError(f"task {t.name!r}: none of its {len(nodes)} genes is in the graph", t.file)
+            raise InputError(f"task {t.name!r}: none of its {len(nodes)} genes ({_examples(labels.genes)}) is a gene "
+                             f"node of {_gene_source(self.spec)} ({_examples(self.gene_ids)}); use the same gene ids",
+                             t.file)
         if (~keep).any():
             log.info("task %s: %d of %d labelled genes are not graph nodes, skipped", t.name, (~keep).sum(), len(keep))
         labels = Labels(labels.genes[keep], labels.values[keep], labels.kind, labels.classes, labels.source)
