@@ -290,7 +290,9 @@ def cut_variant(graph, variant: str):
 
 
 def load_graph(spec: DatasetSpec | str | Path, variant: str = "go_ppi", rebuild: bool = False) -> GeneGraph:
-    """Load (building and caching as needed) one graph variant of a dataset."""
+    """Load (building and caching as needed) one graph variant of a dataset; a relation
+    that kept under :data:`MIN_KEPT` of its file's rows is logged as a warning."""
     spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
     graph, gene_ids, go_ids = load_full_graph(spec, rebuild)
+    relation_warnings(spec)
     return GeneGraph(cut_variant(graph, variant), gene_ids, go_ids if variant != "ppi" else [], variant, spec)
