@@ -13,6 +13,7 @@ on all labelled genes; :mod:`genen_dgl.outputs` writes the run directory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -24,6 +25,7 @@ from statistics import median
 from typing import Protocol
 
 import numpy as np
+import psutil
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -35,7 +37,7 @@ from genen_dgl.data.graph import ANNOTATED, PPI
 from genen_dgl.data.labels import Labels
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.errors import InputError
-from genen_dgl.evaluation import Fold, score_outputs, split_folds
+from genen_dgl.evaluation import Fold, score_outputs, split_folds, split_problem
 from genen_dgl.host_memory import keep_freed_memory
 from genen_dgl.nn.annotation_residual import AnnotationResidual
 from genen_dgl.nn.model import GenenGNN
@@ -85,18 +87,24 @@ def mask_features(feats: dict[str, torch.Tensor], rate: float, which: str, seed:
     return out
 
 
+def embedded_types(config: TrainConfig, graph) -> list[str]:
+    """The node types ``--node-embeddings`` gives a table; an InputError for one ``graph`` lacks."""
+    types = [] if config.node_embeddings == "none" else config.node_embeddings.split(",")
+    missing = [t for t in types if t not in graph.ntypes]
+    if missing:
+        raise InputError(f"node_embeddings = {config.node_embeddings!r}: the {config.graph} graph has no "
+                         f"{missing[0]} nodes")
+    return types
+
+
 def new_model(config: TrainConfig, graph, in_dim: int, out_dim: int, device: torch.device | str = "cpu") -> GenenGNN:
     """The configured GCN or GAT over ``graph``'s relations (learned PPI weights: one
     parameter per PPI edge of the graph), with the node embeddings (their tables made on
     ``device``, where the features are) and the annotation residual it asks for."""
     learned = {PPI: graph.num_edges(PPI)} if config.edge_weight == "learned" and PPI in graph.canonical_etypes else None
     embeddings = residual = None
-    if config.node_embeddings != "none":
-        types = config.node_embeddings.split(",")
-        missing = [t for t in types if t not in graph.ntypes]
-        if missing:
-            raise InputError(f"node_embeddings = {config.node_embeddings!r}: the {config.graph} graph has no "
-                             f"{missing[0]} nodes")
+    types = embedded_types(config, graph)
+    if types:
         embeddings = NodeEmbeddings({t: graph.num_nodes(t) for t in types}, config.node_embedding_dim or in_dim,
                                     graph.ntypes, device)
     if config.annotation_residual:
@@ -107,6 +115,36 @@ def new_model(config: TrainConfig, graph, in_dim: int, out_dim: int, device: tor
         residual = AnnotationResidual(genes, terms, graph.num_nodes("gene"), graph.num_nodes("go"), out_dim)
     return GenenGNN(config.model, in_dim, config.hidden, out_dim, config.layers, graph.canonical_etypes,
                     config.heads, config.dropout, learned, embeddings=embeddings, residual=residual)
+
+
+def check_memory(config: TrainConfig, graph, in_dim: int, out_dim: int, device: torch.device) -> None:
+    r"""An InputError unless the configured model fits in the memory ``device`` has free.
+    A lower bound in float32: :math:`4\,\mathrm{B} \times (4P + 3T + 2N\max(d_{in}, hidden, d_{out}))`,
+    its ``P`` parameters four times (weights, gradients, Adam's two moments) and one
+    full-graph pass over ``N`` nodes (input and output of the widest layer), plus the node
+    embedding tables three times (rows, sparse Adam's two moments). The model is built on
+    the meta device without its tables (they widen its input), so counting it allocates nothing."""
+    embedded = embedded_types(config, graph)
+    width = config.node_embedding_dim or in_dim if embedded else 0
+    with torch.device("meta"):
+        params = sum(p.numel() for p in new_model(dataclasses.replace(config, node_embeddings="none"), graph,
+                                                  in_dim + width, out_dim).parameters())
+    tables = 3 * width * sum(graph.num_nodes(t) for t in embedded)
+    nodes = sum(graph.num_nodes(t) for t in graph.ntypes)
+    need = 4 * (4 * params + tables + 2 * nodes * max(in_dim + width, config.hidden, out_dim))
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else psutil.virtual_memory().available
+    if need > free:
+        raise InputError(f"hidden = {config.hidden}: a {config.layers}-layer {config.model.upper()} on {nodes:,} nodes "
+                         f"with {in_dim} input features needs at least {_size(need)} ({params:,} parameters with "
+                         f"gradients and Adam state, and one full-graph pass); {_size(free)} is free on {device.type}: "
+                         "lower hidden or layers")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
 
 
 def adam(params, lr: float, weight_decay: float = 0.0, capturable: bool = False) -> torch.optim.Adam:
@@ -143,8 +181,17 @@ class Split:
     name: str  # its folder in the run directory
 
 
+def check_splits(labels: Labels, config: TrainConfig) -> None:
+    """An InputError naming the task's file unless its labels can be cut into the
+    configured folds and validation share (:func:`~genen_dgl.evaluation.split_problem`)."""
+    problem = split_problem(labels.values, labels.kind, labels.classes, config.folds, config.val_share)
+    if problem:
+        raise InputError(problem, labels.source)
+
+
 def cut_splits(labels: Labels, config: TrainConfig) -> list[Split]:
     """The K folds for each of ``config.seeds`` seeds; the first seed's folds are ``fold{k}``."""
+    check_splits(labels, config)
     out = []
     for seed in range(config.seed, config.seed + config.seeds):
         folds = split_folds(labels.values, labels.kind, config.folds, seed, config.val_share)

@@ -94,7 +94,7 @@ def test_the_residual_with_the_gnn_zeroed_is_the_linear_model(sample_spec):
 
 def test_refused_where_it_cannot_work(sample_spec):
     with pytest.raises(InputError, match="no go nodes"):
-        local(sample_spec, node_embeddings="go", graph="ppi").model()
+        local(sample_spec, node_embeddings="go", graph="ppi")
     with pytest.raises(InputError, match="no GO annotations"):
         local(sample_spec, annotation_residual=True, graph="ppi").model()
     with pytest.raises(InputError, match="cuda_graph"):
