@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 
+from genen_dgl.atomic import claim_dir
 from genen_dgl.errors import cli
 from genen_dgl.experiments import bias, embeddings, leakage, masking, table
 from genen_dgl.experiments.common import add_common, base_config
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = COMMANDS[args.command][0]
-    args.out.mkdir(parents=True, exist_ok=True)
+    claim_dir(args.out, "genen_dgl.experiments")  # an existing folder only if it is empty or the experiments'
     handler = logging.FileHandler(args.out / f"{args.command}.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
