@@ -99,8 +99,7 @@ def _one_line(err: BaseException) -> InputError:
         return err
     where = _file_in_traceback(err.__traceback__)
     if isinstance(err, UnicodeDecodeError):
-        return InputError(f"not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
-                          "save it as UTF-8", where)
+        return InputError(f"not UTF-8 text (a byte {err.object[err.start]:#04x}); save it as UTF-8", where)
     if isinstance(err, (gzip.BadGzipFile, EOFError, zlib.error)):
         return InputError(f"not a complete gzip file ({err}); download or compress it again", where)
     if isinstance(err, OSError) and not err.filename:

@@ -267,7 +267,7 @@ class FoldTrainer:
 
     def _damaged(self, path: Path, err: BaseException) -> InputError:
         why = "holds objects other than tensors and plain values (refused; nothing in it was run)" \
-            if isinstance(err, pickle.UnpicklingError) else f"damaged or not ours ({type(err).__name__})"
+            if isinstance(err, pickle.UnpicklingError) else f"damaged ({type(err).__name__})"
         return InputError(f"{why}; delete the folder {self.dir} and resume the run (that split trains again)",
                           path)
 
