@@ -303,6 +303,8 @@ class PartitionInfo:
     def load(cls, path: str | Path) -> "PartitionInfo":
         """``path``: the partition folder, its ``genen-partition.json`` or DGL's ``NAME.json``."""
         path = Path(path)
+        if not path.exists():
+            raise InputError("not found; expected a partition folder (python -m genen_dgl.partition --out)", path)
         root = path if path.is_dir() else path.parent
         file = root / META
         if not file.exists():

@@ -260,9 +260,9 @@ class FoldTrainer:
         how to recover (the split trains again)."""
         try:
             yield
-        except OSError:
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
             raise  # missing or unreadable: the cli wrapper names the file
-        except Exception as err:
+        except Exception as err:  # torch: RuntimeError, OSError (a truncated file), UnpicklingError; json: ValueError
             raise self._damaged(path, err) from None
 
     def _damaged(self, path: Path, err: BaseException) -> InputError:
