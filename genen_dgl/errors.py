@@ -79,11 +79,11 @@ def cli(main: Callable[[list[str] | None], int | None]):
         logging.getLogger("genen_dgl").setLevel(logging.DEBUG if debug else logging.INFO)
         try:
             return main([a for a in args if a != "--debug"]) or 0
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:  # trainer.Interrupted says where
             if debug:
                 raise
-            print("interrupted (Ctrl-C); nothing half-written was left: run the command again "
-                  "(a training run: add --resume)", file=sys.stderr)
+            print(f"{str(err) or 'interrupted'} (Ctrl-C); nothing half-written was left: run the command again "
+                  "(a training run: with --resume)", file=sys.stderr)
             return INTERRUPTED
         except (InputError, OSError, UnicodeDecodeError, EOFError, zlib.error) as err:
             if debug:

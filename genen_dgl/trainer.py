@@ -148,7 +148,7 @@ def refit_split(config: TrainConfig, labelled: int, index: int) -> Split:
     return Split(config.seed, index, Fold(everyone, everyone[:0], everyone[:0]), REFIT)
 
 
-class Interrupted(Exception):
+class Interrupted(KeyboardInterrupt):
     """Ctrl-C during training: where it stopped (the checkpoints on disk are whole)."""
 
     def __init__(self, split: str, epoch: int):
