@@ -116,7 +116,10 @@ def atomic_dir(path: str | Path, owner: str) -> Iterator[Path]:
             except BaseException:
                 os.replace(old, path)
                 raise
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_symlink():  # the link goes, the folder it pointed to stays
+                old.unlink()
+            else:
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
     except BaseException:

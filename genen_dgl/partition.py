@@ -346,9 +346,21 @@ class PartitionInfo:
             return z["nodes"], Labels(z["genes"].astype(object), z["values"], str(z["kind"]),
                                       [str(c) for c in z["classes"]])
 
+    def mapping(self) -> dict[str, dict]:
+        """``node`` / ``edge``: original id of each shuffled (partition) id, per type; read
+        with ``weights_only`` (a file holding anything but tensors is refused, not run)."""
+        path = self.root / self.meta["mapping"]
+        try:
+            return torch.load(path, weights_only=True)
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise
+        except Exception as err:  # pickle.UnpicklingError, or a damaged file
+            raise InputError(f"not a tensors-only mapping ({type(err).__name__}; nothing in it was run); "
+                             "partition again", path) from None
+
     def node_mapping(self) -> dict[str, torch.Tensor]:
         """Original id of each shuffled (partition) node id, per node type."""
-        return torch.load(self.root / self.meta["mapping"], weights_only=True)["node"]
+        return self.mapping()["node"]
 
     def gene_ids(self) -> list[str]:
         return (self.root / self.meta["gene_ids"]).read_text().split("\n")[:-1]
@@ -363,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="dataset spec (dataset.yaml); default: the embedded sample")
     parser.add_argument("--graph", default="go_ppi", choices=VARIANTS, help="graph variant")
     parser.add_argument("--num-parts", type=int, required=True, help="partitions (= machines / servers)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (earlier partitions there are replaced; any other folder is refused)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder (an earlier partition there is replaced; any other folder is refused)")
     parser.add_argument("--method", default="metis", choices=METHODS, help="node assignment")
     parser.add_argument("--name", default="genen", help="graph name (DistGraph name; names shared memory)")
     parser.add_argument("--task", action="append", help="task whose labels to store (repeatable; default all)")

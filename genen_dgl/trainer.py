@@ -202,9 +202,9 @@ class FoldTrainer:
         lists and dicts only, read back with ``weights_only``) and ``history.json``."""
         if not self.data.writes:
             return
-        state = {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                 "best_state": self.best_state, "best_loss": float(self.best_loss), "best_epoch": self.best_epoch,
-                 "history": self.history}
+        state = {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "model": self.model.state_dict(),
+                 "opt": self.opt.state_dict(), "best_state": self.best_state, "best_loss": float(self.best_loss),
+                 "best_epoch": self.best_epoch, "history": self.history}
         with atomic_path(self.dir / "last.pt") as tmp:
             torch.save(state, tmp)
         with atomic_path(self.dir / "history.json") as tmp:
@@ -225,7 +225,8 @@ class FoldTrainer:
         state = self.read(path)
         with self.damaged(path):
             if state.get("format") != CHECKPOINT_FORMAT:
-                raise ValueError(f"format {state.get('format')}, expected {CHECKPOINT_FORMAT}")
+                raise ValueError(f"checkpoint format {state.get('format')}, expected {CHECKPOINT_FORMAT}: "
+                                 "written by another genen-dgl version")
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["opt"])
             self.epoch, self.best_state = state["epoch"], state["best_state"]
@@ -262,14 +263,13 @@ class FoldTrainer:
             yield
         except (FileNotFoundError, PermissionError, IsADirectoryError):
             raise  # missing or unreadable: the cli wrapper names the file
-        except Exception as err:  # torch: RuntimeError, OSError (a truncated file), UnpicklingError; json: ValueError
-            raise self._damaged(path, err) from None
-
-    def _damaged(self, path: Path, err: BaseException) -> InputError:
-        why = "holds objects other than tensors and plain values (refused; nothing in it was run)" \
-            if isinstance(err, pickle.UnpicklingError) else f"damaged ({type(err).__name__})"
-        return InputError(f"{why}; delete the folder {self.dir} and resume the run (that split trains again)",
-                          path)
+        except Exception as err:  # torch: RuntimeError, OSError (truncated), UnpicklingError; json: ValueError
+            if isinstance(err, pickle.UnpicklingError):
+                why = "holds objects other than tensors and plain values (refused; nothing in it was run)"
+            else:
+                why = f"damaged ({(str(err).splitlines() or [type(err).__name__])[0][:120]})"
+            raise InputError(f"{why}; delete the folder {self.dir} and resume the run (that split trains again)",
+                             path) from None
 
     @property
     def _device(self) -> torch.device:

@@ -19,9 +19,9 @@ from genen_dgl.config import TrainConfig
 from genen_dgl.data.build import main as build_main
 from genen_dgl.data.sample import main as sample_main
 from genen_dgl.data.spec import load_spec
-from genen_dgl.errors import InputError
+from genen_dgl.errors import InputError, cli
 from genen_dgl.experiments.__main__ import main as experiments_main
-from genen_dgl.partition import main as partition_main
+from genen_dgl.partition import PartitionInfo, main as partition_main
 from genen_dgl.rundir import RunDir
 from genen_dgl.train import main as train_main
 
@@ -132,6 +132,19 @@ def test_resume_refuses_a_checkpoint_with_code_in_it(finished_run, tmp_path, cap
     assert not ran.exists(), "the payload ran"
 
 
+def test_a_partition_mapping_with_code_in_it_is_refused(sample_spec, tmp_path):
+    parts = tmp_path / "parts"
+    assert partition_main(["--data", str(sample_spec), "--num-parts", "1", "--method", "random",
+                           "--out", str(parts)]) == 0
+    info = PartitionInfo.load(parts)
+    assert set(info.node_mapping()) == {"gene", "go"}  # what partition writes loads as tensors
+    ran = tmp_path / "ran"
+    torch.save({"node": Payload(ran)}, parts / info.meta["mapping"])
+    with pytest.raises(InputError, match="nothing in it was run"):
+        info.node_mapping()
+    assert not ran.exists(), "the payload ran"
+
+
 # ---------------------------------------------------------------- OS and file faults: one line
 
 def truncate_gz(root: Path) -> Path:
@@ -213,6 +226,17 @@ def test_read_only_out_says_not_writable(sample_spec, tmp_path, capsys):
         one_error(capsys, str(locked), "not writable")
     finally:
         locked.chmod(0o755)
+
+
+def test_permission_denied_names_the_folder_that_is_not_writable(tmp_path, capsys):
+    """What an unwritable --out or dataset folder raises (root cannot be refused, so the
+    fault is raised here as the OS raises it: on a file about to be created in the folder)."""
+    @cli
+    def write(argv):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "locked" / ".config.yaml.x1.tmp"))
+    (tmp_path / "locked").mkdir()
+    assert write([]) == 2
+    one_error(capsys, f"error: {tmp_path / 'locked'}: not writable")
 
 
 def test_missing_config_file_is_named(tmp_path, capsys):
