@@ -202,6 +202,7 @@ def test_killing_a_trainer_stops_the_whole_run(parts, tmp_path):
         pids[m.group(1)] = int(m.group(2))
     assert "trainer 1" in pids and lines.wait_for(r"\[trainer 1\].*rank 1 of 2"), lines.tail()
     victim, seen = pids["trainer 1"], lines.seen
+    assert set(pids.values()) <= set(leftovers("genen", parts.resolve())[0])  # the check sees this run's processes
     time.sleep(2)  # into the training loop
     os.kill(victim, signal.SIGKILL)
     killed = time.monotonic()
