@@ -344,7 +344,7 @@ class PartitionInfo:
         info = self.meta["tasks"][self.task_name(task)]
         with np.load(self.root / info["labels"]) as z:
             return z["nodes"], Labels(z["genes"].astype(object), z["values"], str(z["kind"]),
-                                      [str(c) for c in z["classes"]])
+                                      [str(c) for c in z["classes"]], self.root / info["labels"])
 
     def mapping(self) -> dict[str, dict]:
         """``node`` / ``edge``: original id of each shuffled (partition) id, per type; read

@@ -37,14 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = COMMANDS[args.command][0]
-    claim_dir(args.out, "genen_dgl.experiments")  # an existing folder only if it is empty or the experiments'
+    base = None if getattr(args, "run", None) else base_config(args)  # embeddings --run needs no dataset
+    claim_dir(args.out, "genen_dgl.experiments")  # after every option is checked; empty or the experiments' only
     handler = logging.FileHandler(args.out / f"{args.command}.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     try:
         logging.getLogger(__name__).info("%s: %s", args.command, " ".join(sys.argv[1:] if argv is None else argv))
-        base = None if getattr(args, "run", None) else base_config(args)  # embeddings --run needs no dataset
         return module.main(args, base)
     finally:
         root.removeHandler(handler)
