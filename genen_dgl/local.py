@@ -25,7 +25,7 @@ from genen_dgl.baselines import baselines_for
 from genen_dgl.batches import Batch, SeedBatches, Step, StepSource
 from genen_dgl.config import TrainConfig
 from genen_dgl.cuda_graph import GraphedStep
-from genen_dgl.data.graph import GeneGraph, cut_variant, load_full_graph
+from genen_dgl.data.graph import GeneGraph, cut_variant, gene_groups, hide_annotations, load_full_graph
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import load_spec
 from genen_dgl.dataloading import NeighborBatches, fixed_weights, parse_fanouts, to_message_block
@@ -147,6 +147,7 @@ class LocalData:
         self.block = to_message_block(g, self.weights).to(self.device)
         self.fanouts = parse_fanouts(config.fanouts, config.fanout_rel, g)  # unknown relations fail here
         self._masked: tuple = (None, None)
+        self._fold: tuple = (None, None)
 
     @cached_property
     def targets(self) -> torch.Tensor:
@@ -168,24 +169,39 @@ class LocalData:
     def model(self) -> GenenGNN:
         return new_model(self.config, self.data.graph, self.feats["gene"].shape[1], self.labels.width).to(self.device)
 
-    def sampler(self, genes: np.ndarray) -> SeedBatches:
-        """The configured sampler over the gene nodes ``genes``."""
+    def fold_graph(self, split: Split) -> tuple:
+        """The graph a split trains, validates and predicts on, with its edge weights and
+        full-graph block: the run's graph, or with ``hide_test_annotations`` that graph
+        without the split's test genes' gene–GO edges (built for one split at a time)."""
+        if not self.config.hide_test_annotations or not len(split.fold.test):  # the refit hides nothing
+            return self.data.graph, self.weights, self.block
+        if self._fold[0] != split.name:
+            self._fold = (None, None)  # the previous split's graph is freed first
+            g = hide_annotations(self.data.graph, self.nodes[split.fold.test])
+            w = fixed_weights(g, self.config.edge_weight)
+            self._fold = (split.name, (g, w, to_message_block(g, w).to(self.device)))
+        return self._fold[1]
+
+    def sampler(self, genes: np.ndarray, graph, weights) -> SeedBatches:
+        """The configured sampler over the gene nodes ``genes`` of ``graph``."""
         c = self.config
         if c.sampler == "neighbor":
-            return NeighborBatches(self.data.graph, genes, self.fanouts, c.batch_size, self.weights,
+            return NeighborBatches(graph, genes, self.fanouts, c.batch_size, weights,
                                    prefetch=0 if c.deterministic else 2)
-        return DeviceBatches(self.data.graph, genes, self.fanouts, c.batch_size, self.weights, device=self.device)
+        return DeviceBatches(graph, genes, self.fanouts, c.batch_size, weights, device=self.device)
 
     def steps(self, split: Split):
         genes = self.nodes[split.fold.train]
         x = self.inputs(split.seed)
+        graph, weights, block = self.fold_graph(split)
         if self.config.sampler == "full":
-            return FullGraphSteps(self.block, self.config.layers, x, self.targets, genes)
+            return FullGraphSteps(block, self.config.layers, x, self.targets, genes)
         steps = ReplayedSteps if self.config.cuda_graph else SampledSteps
-        return steps(self.sampler(genes), x, self.targets, self.device)
+        return steps(self.sampler(genes, graph, weights), x, self.targets, self.device)
 
     def predictor(self, split: Split) -> FullGraphPredictor:
-        return FullGraphPredictor(self.block, self.inputs(split.seed), self.labels.kind, self.config.precision)
+        return FullGraphPredictor(self.fold_graph(split)[2], self.inputs(split.seed), self.labels.kind,
+                                  self.config.precision)
 
     def reduce(self, values: torch.Tensor) -> torch.Tensor:
         return values
@@ -201,4 +217,5 @@ def run(config: TrainConfig, run_dir: Path, resume: bool = False, data: LocalDat
     meta = run_meta(dataclasses.replace(config, task=data.spec.task(config.task).name), time.perf_counter() - start,
                     data.device)
     baselines = baselines_for(data.full_graph, config, data.labels, data.nodes, data.splits)
-    return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines)
+    groups = gene_groups(data.spec, data.full_graph, data.data.gene_ids, data.nodes)
+    return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines, groups)

@@ -44,7 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from genen_dgl.baselines import baselines_for
 from genen_dgl.batches import Step, StepSource
 from genen_dgl.config import TrainConfig, build_parser, given, parse_ints
-from genen_dgl.data.graph import load_full_graph
+from genen_dgl.data.graph import gene_groups, load_full_graph
 from genen_dgl.data.spec import load_spec
 from genen_dgl.dataloading import Degrees, fixed_weights, parse_fanouts, to_message_block
 from genen_dgl.device import pick_device
@@ -118,6 +118,9 @@ class DistData:
     labelled genes' original ids; the servers index by partition ("shuffled") ids."""
 
     def __init__(self, config: TrainConfig, info: PartitionInfo, eval_fanouts: list[int] | None):
+        if config.hide_test_annotations:
+            raise InputError("hide_test_annotations: not available on a DistGraph (its partitions keep every "
+                             "gene-GO edge); train on one machine (python -m genen_dgl.train)")
         self.config, self.info = config, info
         self.graph = g = dgl.distributed.DistGraph(info.graph_name)
         self.rank, self.world = tdist.get_rank(), tdist.get_world_size()
@@ -297,10 +300,12 @@ def main(argv: list[str] | None = None) -> int:
                 "partitions": str(info.root), "rank_batch_size": data.rank_batch,
                 "eval_fanouts": args.eval_fanouts or "all neighbours"})
             # the baselines read the dataset's graph the partitions were cut from
-            full = load_full_graph(load_spec(config.data))[0]
+            spec = load_spec(config.data)
+            full = load_full_graph(spec)[0]
             baselines = baselines_for(full, config, data.labels, data.nodes, data.splits)
+            groups = gene_groups(spec, full, info.gene_ids(), data.nodes)
             report = write_outputs(run_dir.path, meta, data.labels, data.nodes, info.gene_ids(), data.splits, cv,
-                                   baselines)
+                                   baselines, groups)
     disconnect()
     if report is not None:
         print(summary_line(report, f"{config.graph}/{config.model}, {config.folds}-fold on {data.world} trainers",
