@@ -176,15 +176,19 @@ def test_table(sample_spec, tmp_path):
     assert len(gnn) == 3 * 2 * 3
     assert not gnn.duplicated(["task", "model", "variant"]).any()
     baseline = frame[~frame["model"].isin(["gcn", "gat"])]
-    assert list(baseline["task"]) == [t for t in tasks for _ in range(3)]
-    assert list(baseline["model"]) == ["text", "ppi_smoothed", "go_annotations"] * 3
-    assert gnn[["p_vs_text", "p_vs_ppi_smoothed", "p_vs_go_annotations"]].notna().all().all()
+    names = ["text", "ppi_smoothed", "go_annotations", "lp_ppi", "lp_go"]
+    assert list(baseline["task"]) == [t for t in tasks for _ in range(len(names))]
+    assert list(baseline["model"]) == names * 3
+    assert gnn[[f"p_vs_{n}" for n in names]].notna().all().all()
+    assert gnn["val_mean"].notna().all() and (frame["regime"] == "standard").all()
     assert (frame["metric"] == np.where(frame["task"] == "conservation", "pearson", "auc")).all()
     assert frame.loc[frame["task"] != "conservation", ["mean", "std", "f1_mean", "f1_std"]].notna().all().all()
     assert frame.loc[frame["task"] == "conservation", "f1_mean"].isna().all()
     md = (tmp_path / "table.md").read_text()
     assert md.count("| Model | membrane | localization | conservation (Pearson) |") == 2
-    assert md.count("| GAT · go_ppi |") == 2 and md.count("| text LR |") == 2 and md.count("| GO-annotation LR |") == 2
+    # AUC and F1; the tests table, a row per task; the strata by annotations and by text source, a row per task
+    assert md.count("| GAT · go_ppi |") == 2 + 3 + 2 * 3
+    assert md.count("| text LR |") == 2 + 3 + 2 * 3 and md.count("| PPI label propagation |") == 2 + 3 + 2 * 3
     assert_png(tmp_path / "table.png")
 
 

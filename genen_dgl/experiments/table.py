@@ -48,7 +48,8 @@ REGIMES = ("standard", "novel")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--tasks", help="tasks, comma-separated (default: every task of the dataset, smallest first)")
+    parser.add_argument("--tasks", help="tasks, comma-separated (default: every task of the dataset; the tasks with "
+                                        "fewest labelled genes are trained first)")
     parser.add_argument("--models", help="models, comma-separated (default gcn,gat)")
     parser.add_argument("--variants", help="graph variants, comma-separated (default ppi,go,go_ppi)")
     parser.add_argument("--regime", default="standard",
@@ -195,14 +196,12 @@ def run_cells(base: TrainConfig, out: Path, cells: list[Cell], jobs: int) -> lis
     return [results[c] for c in cells]
 
 
-def ordered_tasks(spec, tasks: list[str] | None) -> list[str]:
-    """``tasks`` as given, else every task of the dataset, fewest labelled genes first (the
-    small tasks' cells finish early in a long table)."""
-    if tasks:
-        return tasks
+def smallest_first(spec, cells: list[Cell]) -> list[Cell]:
+    """``cells`` in the order to train them: tasks with fewest labelled genes first (a long
+    table gives every task, in every regime, its numbers early), otherwise as given."""
     sizes = {name: len(read_labels(t.file, t.gene_column, t.label_column, t.type, t.duplicates).genes)
-             for name, t in spec.tasks.items()}
-    return sorted(sizes, key=lambda name: sizes[name])
+             for name, t in spec.tasks.items() if name in {c.task for c in cells}}
+    return sorted(cells, key=lambda c: sizes[c.task])
 
 
 def collect(base: TrainConfig, out: Path, tasks: list[str], models: list[str], variants: list[str],
@@ -210,7 +209,9 @@ def collect(base: TrainConfig, out: Path, tasks: list[str], models: list[str], v
     """One row per task x regime x model x variant, each regime's baselines per task, and
     the paper's rows (standard regime); and the strata of each of them."""
     cells = [Cell(t, r, m, v) for t in tasks for r in regimes for m in models for v in variants]
-    done = run_cells(base, out, cells, jobs)
+    order = smallest_first(load_spec(base.data), cells)
+    done = dict(zip(order, run_cells(base, out, order, jobs)))
+    done = [done[c] for c in cells]
     rows, strata, seen = [], [], set()
     for cell, d in zip(cells, done):
         if (cell.task, cell.regime) not in seen:  # the same folds and inputs in every run of a task and regime
@@ -323,7 +324,7 @@ def plot(frame: pd.DataFrame, path: Path) -> Path:
 
 def main(args, base: TrainConfig) -> int:
     spec = load_spec(base.data)
-    tasks = ordered_tasks(spec, split_list(args.tasks, tuple(spec.tasks), "task"))
+    tasks = split_list(args.tasks, tuple(spec.tasks), "task") or list(spec.tasks)
     models = split_list(args.models, MODELS, "model") or list(MODELS)
     variants = split_list(args.variants, VARIANTS, "graph variant") or list(VARIANTS)
     regimes = split_list(args.regime, REGIMES, "regime")
