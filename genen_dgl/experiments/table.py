@@ -197,11 +197,13 @@ def run_cells(base: TrainConfig, out: Path, cells: list[Cell], jobs: int) -> lis
 
 
 def smallest_first(spec, cells: list[Cell]) -> list[Cell]:
-    """``cells`` in the order to train them: tasks with fewest labelled genes first (a long
-    table gives every task, in every regime, its numbers early), otherwise as given."""
+    """``cells`` in the order to train them: the first configuration (model x variant) on
+    every task and regime, tasks with fewest labelled genes first, then the next
+    configuration, and so on: a long table has numbers for every task and regime early."""
     sizes = {name: len(read_labels(t.file, t.gene_column, t.label_column, t.type, t.duplicates).genes)
              for name, t in spec.tasks.items() if name in {c.task for c in cells}}
-    return sorted(cells, key=lambda c: sizes[c.task])
+    configs = list(dict.fromkeys((c.model, c.variant) for c in cells))
+    return sorted(cells, key=lambda c: (configs.index((c.model, c.variant)), sizes[c.task]))
 
 
 def collect(base: TrainConfig, out: Path, tasks: list[str], models: list[str], variants: list[str],
