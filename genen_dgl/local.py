@@ -172,12 +172,15 @@ class LocalData:
     def fold_graph(self, split: Split) -> tuple:
         """The graph a split trains, validates and predicts on, with its edge weights and
         full-graph block: the run's graph, or with ``hide_test_annotations`` that graph
-        without the split's test genes' gene–GO edges (built for one split at a time)."""
-        if not self.config.hide_test_annotations or not len(split.fold.test):  # the refit hides nothing
+        without the gene–GO edges of the split's held-out genes, test and validation (built
+        for one split at a time). Validation genes are hidden too, so that early stopping and
+        the validation metric a configuration is chosen on see genes as the test genes are."""
+        held_out = np.concatenate([split.fold.val, split.fold.test])
+        if not self.config.hide_test_annotations or not len(held_out):  # the refit hides nothing
             return self.data.graph, self.weights, self.block
         if self._fold[0] != split.name:
             self._fold = (None, None)  # the previous split's graph is freed first
-            g = hide_annotations(self.data.graph, self.nodes[split.fold.test])
+            g = hide_annotations(self.data.graph, self.nodes[held_out])
             w = fixed_weights(g, self.config.edge_weight)
             self._fold = (split.name, (g, w, to_message_block(g, w).to(self.device)))
         return self._fold[1]
