@@ -221,6 +221,9 @@ def test_table_resumes_without_recomputing_finished_cells(sample_spec, tmp_path,
     monkeypatch.setattr(table, "train", interrupted_after_one)
     with pytest.raises(KeyboardInterrupt):
         main(args)
+    assert main(args + ["--finished-only"]) == 0  # the table so far: the one finished cell, nothing trained
+    assert list(pd.read_csv(tmp_path / "table.csv").query("model == 'gcn'")["regime"]) == ["standard"]
+    assert len(calls) == 2
     first = tmp_path / "cells" / "membrane-gcn-go.json"
     assert first.exists() and not (tmp_path / "cells" / "membrane-gcn-go-novel.json").exists()
     written = first.stat().st_mtime_ns

@@ -57,6 +57,8 @@ def add_arguments(parser) -> None:
                              "GO edges: --hide-test-annotations), or both, comma-separated (default standard)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="cells trained at once, each in its own process (default 1: in this process)")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="write the table from the cells already finished in OUT, training nothing")
 
 
 # The Genen paper's Table 1 (5-fold AUC, mean ± std) and Table A.1 (F1) for the tasks the
@@ -132,15 +134,24 @@ def strata_rows(cell: Cell, report: dict, model: str, variant: str, key: str) ->
             for by, part in report["strata"].items() for stratum, v in part[key].items()]
 
 
-def run_cell(base: TrainConfig, out: Path, cell: Cell) -> dict:
-    """Train one cell (a finished run reused, an interrupted one resumed) and write its rows
-    to ``OUT/cells/NAME.json`` at once; a cell already written for the same config is read back."""
-    config = cell.config(base)
+def finished_cell(base: TrainConfig, out: Path, cell: Cell) -> dict | None:
+    """A cell's rows as ``OUT/cells/NAME.json`` holds them for the same config, else None."""
     path = out / "cells" / f"{cell.name}.json"
     if path.exists():
         done = json.loads(path.read_text())
-        if done["config"] == dataclasses.asdict(config):
+        if done["config"] == dataclasses.asdict(cell.config(base)):
             return done
+    return None
+
+
+def run_cell(base: TrainConfig, out: Path, cell: Cell) -> dict:
+    """Train one cell (a finished run reused, an interrupted one resumed) and write its rows
+    to ``OUT/cells/NAME.json`` at once; a cell already written for the same config is read back."""
+    done = finished_cell(base, out, cell)
+    if done is not None:
+        return done
+    config = cell.config(base)
+    path = out / "cells" / f"{cell.name}.json"
     start = time.perf_counter()
     run_dir = out / "runs" / cell.name
     report = train(config, run_dir)
@@ -207,13 +218,22 @@ def smallest_first(spec, cells: list[Cell]) -> list[Cell]:
 
 
 def collect(base: TrainConfig, out: Path, tasks: list[str], models: list[str], variants: list[str],
-            regimes: list[str] = ("standard",), jobs: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+            regimes: list[str] = ("standard",), jobs: int = 1,
+            finished_only: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per task x regime x model x variant, each regime's baselines per task, and
-    the paper's rows (standard regime); and the strata of each of them."""
+    the paper's rows (standard regime); and the strata of each of them. ``finished_only``:
+    the cells already on disk, nothing trained (a look at a table still running)."""
     cells = [Cell(t, r, m, v) for t in tasks for r in regimes for m in models for v in variants]
-    order = smallest_first(load_spec(base.data), cells)
-    done = dict(zip(order, run_cells(base, out, order, jobs)))
-    done = [done[c] for c in cells]
+    if finished_only:
+        found = {c: finished_cell(base, out, c) for c in cells}
+        cells = [c for c in cells if found[c] is not None]
+        if not cells:
+            raise InputError("no finished cell of this table yet", out / "cells")
+        log.info("%d of %d cells finished", len(cells), len(found))
+    else:
+        order = smallest_first(load_spec(base.data), cells)
+        found = dict(zip(order, run_cells(base, out, order, jobs)))
+    done = [found[c] for c in cells]
     rows, strata, seen = [], [], set()
     for cell, d in zip(cells, done):
         if (cell.task, cell.regime) not in seen:  # the same folds and inputs in every run of a task and regime
@@ -225,8 +245,8 @@ def collect(base: TrainConfig, out: Path, tasks: list[str], models: list[str], v
     kinds = {r["task"]: r["kind"] for r in rows}
     if "standard" in regimes:
         rows += [r for t in tasks if t in kinds for r in paper_rows(t, kinds[t], base.folds)]
-    log.info("table: %d cells, %.0f s of training wall-clock in all (this invocation's runs)", len(cells),
-             sum(d["seconds"] for d in done))
+    log.info("table: %d cells, %.0f s of wall-clock in all (each cell's own cost, summed; --jobs overlaps them)",
+             len(cells), sum(d["seconds"] for d in done))
     return pd.DataFrame(rows), pd.DataFrame(strata)
 
 
@@ -332,7 +352,7 @@ def main(args, base: TrainConfig) -> int:
     regimes = split_list(args.regime, REGIMES, "regime")
     if args.jobs < 1:
         raise InputError(f"--jobs {args.jobs}: expected an integer >= 1")
-    frame, strata = collect(base, args.out, tasks, models, variants, regimes, args.jobs)
+    frame, strata = collect(base, args.out, tasks, models, variants, regimes, args.jobs, args.finished_only)
     write_csv(frame, args.out / "table.csv")
     write_csv(strata, args.out / "strata.csv")
     text = markdown(frame, strata)
