@@ -239,3 +239,13 @@ def test_table_resumes_without_recomputing_finished_cells(sample_spec, tmp_path,
     lp = frame[frame["model"] == "lp_go"].set_index("regime")["mean"]
     assert lp["novel"] == pytest.approx(0.5) and lp["standard"] > 0.6
     assert (tmp_path / "strata.csv").exists()
+
+
+def test_table_jobs_run_cells_in_processes_that_log(sample_spec, tmp_path):
+    args = ["table", "--data", str(sample_spec), "--out", str(tmp_path), "--epochs", "1", "--folds", "2",
+            "--sampler", "full", "--hidden", "16", "--threads", "1", "--models", "gcn", "--variants", "go",
+            "--tasks", "membrane", "--regime", "standard,novel", "--jobs", "2"]
+    assert main(args) == 0
+    for name in ("membrane-gcn-go", "membrane-gcn-go-novel"):
+        assert "fold1: best epoch" in (tmp_path / "runs" / name / "train.log").read_text()
+        assert json.loads((tmp_path / "cells" / f"{name}.json").read_text())["seconds"] > 0

@@ -171,6 +171,16 @@ def run_cell(base: TrainConfig, out: Path, cell: Cell) -> dict:
     return done
 
 
+def worker_logging(level: int) -> None:
+    """A worker process logs as this one: the package's records at ``level`` (into each
+    run's train.log), warnings and errors also on stderr."""
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("genen_dgl").setLevel(level)
+
+
 def run_cells(base: TrainConfig, out: Path, cells: list[Cell], jobs: int) -> list[dict]:
     """Every cell, in order (``jobs`` > 1: that many at once, each in a fresh process);
     each finished cell is on disk as soon as it finishes, so an interrupted table resumes.
@@ -189,7 +199,9 @@ def run_cells(base: TrainConfig, out: Path, cells: list[Cell], jobs: int) -> lis
             finished(i, cell, run_cell(base, out, cell))
     else:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter per run: no forked torch/DGL threads
-        with ProcessPoolExecutor(jobs, mp_context=context, max_tasks_per_child=1) as pool:
+        level = logging.getLogger("genen_dgl").getEffectiveLevel()
+        with ProcessPoolExecutor(jobs, mp_context=context, max_tasks_per_child=1, initializer=worker_logging,
+                                 initargs=(level,)) as pool:
             futures = {pool.submit(run_cell, base, out, cell): (i, cell) for i, cell in enumerate(cells)}
             try:
                 for future in as_completed(futures):
