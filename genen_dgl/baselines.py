@@ -27,7 +27,8 @@ row of :math:`F` (classes: its softmax; regression: plus the mean). Over two gra
     gene–GO–gene: :math:`A = B B^\\top`, :math:`B` the gene × GO-term incidence of the
     annotations (never formed: :math:`S F = D^{-1/2} B (B^\\top D^{-1/2} F)`).
 
-A view the dataset cannot provide (no PPI edges, no annotations) is skipped. With
+A view the dataset cannot provide (no PPI edges, no annotations) is not run, and
+:func:`not_run` says why (the run's summary line names it). With
 ``hide_test_annotations`` the GO-derived baselines (``go_annotations``, ``lp_go``) see each
 fold's test genes without annotations: an all-zero multi-hot row, no row of :math:`B`.
 """
@@ -65,26 +66,37 @@ def normalized_adjacency(src: np.ndarray, dst: np.ndarray, n: int) -> sparse.csr
     return sparse.diags(d) @ a @ sparse.diags(d)
 
 
+def not_run(graph) -> dict[str, str]:
+    """The baselines the full ``go_ppi`` ``graph`` cannot feed, each with the reason."""
+    def has(etype) -> bool:
+        return etype in graph.canonical_etypes and graph.num_edges(etype) > 0
+    out = {}
+    if not has(PPI):
+        out["ppi_smoothed"] = out["lp_ppi"] = "no PPI edges (the dataset has no ppi.links)"
+    if not has(ANNOTATED):
+        out["go_annotations"] = out["lp_go"] = "no GO annotations (the dataset has no go.annotations)"
+    return out
+
+
 def views(graph, x: np.ndarray, nodes: np.ndarray) -> dict[str, np.ndarray | sparse.csr_matrix]:
     """Each baseline's input for the labelled genes ``nodes`` (gene node ids) of the full
     ``go_ppi`` ``graph``; ``x`` are the input features of every gene (masked as the GNN's)."""
     out = {"text": x[nodes]}
     n = graph.num_nodes("gene")
-    if PPI in graph.canonical_etypes and graph.num_edges(PPI):
+    missing = not_run(graph)
+    if "ppi_smoothed" not in missing:
         src, dst = (t.numpy() for t in graph.edges(etype=PPI))
         adj = normalized_adjacency(src, dst, n)
         one = adj @ x
         out["ppi_smoothed"] = np.hstack([x, one, adj @ one])[nodes]
-    hot = incidence(graph)
-    if hot is not None:
+    if "go_annotations" not in missing:
+        hot = incidence(graph)
         out["go_annotations"] = hot[nodes]
     return out
 
 
-def incidence(graph) -> sparse.csr_matrix | None:
-    """The gene × GO-term annotation matrix :math:`B` (0/1), None without annotations."""
-    if ANNOTATED not in graph.canonical_etypes or not graph.num_edges(ANNOTATED):
-        return None
+def incidence(graph) -> sparse.csr_matrix:
+    """The gene × GO-term annotation matrix :math:`B` (0/1)."""
     gene, term = (t.numpy() for t in graph.edges(etype=ANNOTATED))
     return sparse.csr_matrix((np.ones(len(gene), np.float32), (gene, term)),
                              shape=(graph.num_nodes("gene"), graph.num_nodes("go")))
@@ -141,14 +153,15 @@ class Propagation:
 def propagations(graph) -> dict[str, Propagation]:
     """The label propagations ``graph`` (the full ``go_ppi`` graph) can provide."""
     out = {}
-    if PPI in graph.canonical_etypes and graph.num_edges(PPI):
+    missing = not_run(graph)
+    if "lp_ppi" not in missing:
         src, dst = (t.numpy() for t in graph.edges(etype=PPI))
         n = graph.num_nodes("gene")
         a = sparse.csr_matrix((np.ones(len(src)), (dst, src)), shape=(n, n))
         a.data[:] = 1.0  # duplicate edges count once
         out["lp_ppi"] = Propagation(adjacency=a)
-    b = incidence(graph)
-    if b is not None:
+    if "lp_go" not in missing:
+        b = incidence(graph)
         out["lp_go"] = Propagation(incidence=b.astype(np.float64))
     return out
 
