@@ -14,8 +14,23 @@ one view of each gene:
     the gene's own GO annotations as a multi-hot vector (after the leakage filter), no
     text and no graph: when a label is all but stated by an annotation, this says so.
 
+Beside them, label propagation (Zhou et al. 2004; GeneMANIA's family), no features and no
+fitting: :math:`F \\leftarrow \\alpha S F + (1 - \\alpha) Y`, :math:`S = D^{-1/2} A D^{-1/2}`,
+:math:`\\alpha = 0.9`, 50 iterations from :math:`F = Y`, where :math:`Y` holds the
+training genes' one-hot labels, centred (minus their mean, so an unlabelled gene's 0 is
+neutral; regression: the centred value) and 0 elsewhere; the score of a test gene is its
+row of :math:`F` (classes: its softmax; regression: plus the mean). Over two graphs:
+
+``lp_ppi``
+    :math:`A` the unweighted PPI adjacency;
+``lp_go``
+    gene–GO–gene: :math:`A = B B^\\top`, :math:`B` the gene × GO-term incidence of the
+    annotations (never formed: :math:`S F = D^{-1/2} B (B^\\top D^{-1/2} F)`).
+
 A view the dataset cannot provide (no PPI edges, no annotations) is not run, and
-:func:`not_run` says why (the run's summary line names it).
+:func:`not_run` says why (the run's summary line names it). With
+``hide_test_annotations`` the GO-derived baselines (``go_annotations``, ``lp_go``) see each
+fold's test genes without annotations: an all-zero multi-hot row, no row of :math:`B`.
 """
 
 from __future__ import annotations
@@ -29,15 +44,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from genen_dgl.config import TrainConfig
-from genen_dgl.data.graph import PPI
+from genen_dgl.data.graph import ANNOTATED, PPI
 from genen_dgl.data.labels import Labels
 from genen_dgl.evaluation import Fold, metrics, summarize
 from genen_dgl.trainer import Split, mask_features
 
 log = logging.getLogger(__name__)
 
-ANNOTATED = ("gene", "annotated", "go")
-NAMES = {"text": "text LR", "ppi_smoothed": "PPI-smoothed LR", "go_annotations": "GO-annotation LR"}
+NAMES = {"text": "text LR", "ppi_smoothed": "PPI-smoothed LR", "go_annotations": "GO-annotation LR",
+         "lp_ppi": "PPI label propagation", "lp_go": "gene-GO-gene label propagation"}
+GO_DERIVED = ("go_annotations", "lp_go")  # what hide_test_annotations hides the test genes' rows from
+ALPHA, ITERATIONS = 0.9, 50
 
 
 def normalized_adjacency(src: np.ndarray, dst: np.ndarray, n: int) -> sparse.csr_matrix:
@@ -55,9 +72,9 @@ def not_run(graph) -> dict[str, str]:
         return etype in graph.canonical_etypes and graph.num_edges(etype) > 0
     out = {}
     if not has(PPI):
-        out["ppi_smoothed"] = "no PPI edges (the dataset has no ppi.links)"
+        out["ppi_smoothed"] = out["lp_ppi"] = "no PPI edges (the dataset has no ppi.links)"
     if not has(ANNOTATED):
-        out["go_annotations"] = "no GO annotations (the dataset has no go.annotations)"
+        out["go_annotations"] = out["lp_go"] = "no GO annotations (the dataset has no go.annotations)"
     return out
 
 
@@ -73,9 +90,79 @@ def views(graph, x: np.ndarray, nodes: np.ndarray) -> dict[str, np.ndarray | spa
         one = adj @ x
         out["ppi_smoothed"] = np.hstack([x, one, adj @ one])[nodes]
     if "go_annotations" not in missing:
-        gene, term = (t.numpy() for t in graph.edges(etype=ANNOTATED))
-        hot = sparse.csr_matrix((np.ones(len(gene), np.float32), (gene, term)), shape=(n, graph.num_nodes("go")))
+        hot = incidence(graph)
         out["go_annotations"] = hot[nodes]
+    return out
+
+
+def incidence(graph) -> sparse.csr_matrix:
+    """The gene × GO-term annotation matrix :math:`B` (0/1)."""
+    gene, term = (t.numpy() for t in graph.edges(etype=ANNOTATED))
+    return sparse.csr_matrix((np.ones(len(gene), np.float32), (gene, term)),
+                             shape=(graph.num_nodes("gene"), graph.num_nodes("go")))
+
+
+def without_rows(x: sparse.csr_matrix, rows: np.ndarray) -> sparse.csr_matrix:
+    """``x`` with ``rows`` zeroed (genes nobody has annotated)."""
+    keep = np.ones(x.shape[0], np.float32)
+    keep[rows] = 0
+    return (sparse.diags(keep) @ x).tocsr()
+
+
+class Propagation:
+    """Label propagation over :math:`A` (``adjacency``) or :math:`A = B B^\\top` (``incidence``)."""
+
+    def __init__(self, adjacency: sparse.csr_matrix | None = None, incidence: sparse.csr_matrix | None = None):
+        self.a, self.b = adjacency, incidence
+
+    def hiding(self, genes: np.ndarray) -> "Propagation":
+        """The same over gene–GO–gene with ``genes``' annotations removed (PPI: unchanged)."""
+        return self if self.b is None else Propagation(incidence=without_rows(self.b, genes))
+
+    def _a(self, f: np.ndarray) -> np.ndarray:
+        return self.a @ f if self.b is None else self.b @ (self.b.T @ f)
+
+    def propagate(self, y0: np.ndarray) -> np.ndarray:
+        """:math:`F \\leftarrow \\alpha S F + (1 - \\alpha) Y` from :math:`F = Y`, ITERATIONS times
+        (a gene without edges keeps :math:`(1 - \\alpha) Y`)."""
+        d = self._a(np.ones((y0.shape[0], 1), np.float64)).ravel()
+        scale = np.zeros_like(d)
+        scale[d > 0] = d[d > 0] ** -0.5
+        scale = scale[:, None]
+        f = y0
+        for _ in range(ITERATIONS):
+            f = ALPHA * scale * self._a(scale * f) + (1 - ALPHA) * y0
+        return f
+
+    def predict(self, nodes: np.ndarray, y: np.ndarray, kind: str, fold: Fold, width: int) -> np.ndarray:
+        """Outputs on ``fold.test`` from the labels of ``fold.train`` only (``nodes``: the
+        labelled genes' node ids), as :func:`fit_predict`'s."""
+        n = (self.a if self.b is None else self.b).shape[0]
+        train, test = nodes[fold.train], nodes[fold.test]
+        target = y[fold.train].astype(np.float64)[:, None] if kind == "regression" else np.eye(width)[y[fold.train]]
+        centre = target.mean(0)
+        y0 = np.zeros((n, target.shape[1]))
+        y0[train] = target - centre
+        f = self.propagate(y0)[test]
+        if kind == "regression":
+            return f + centre
+        e = np.exp(f - f.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+
+def propagations(graph) -> dict[str, Propagation]:
+    """The label propagations ``graph`` (the full ``go_ppi`` graph) can provide."""
+    out = {}
+    missing = not_run(graph)
+    if "lp_ppi" not in missing:
+        src, dst = (t.numpy() for t in graph.edges(etype=PPI))
+        n = graph.num_nodes("gene")
+        a = sparse.csr_matrix((np.ones(len(src)), (dst, src)), shape=(n, n))
+        a.data[:] = 1.0  # duplicate edges count once
+        out["lp_ppi"] = Propagation(adjacency=a)
+    if "lp_go" not in missing:
+        b = incidence(graph)
+        out["lp_go"] = Propagation(incidence=b.astype(np.float64))
     return out
 
 
@@ -107,29 +194,51 @@ def baseline_inputs(graph, config: TrainConfig, nodes: np.ndarray, splits: list[
     return per_seed
 
 
-def out_of_fold(inputs: dict[int, dict], y: np.ndarray, kind: str, width: int,
-                splits: list[Split]) -> dict[str, dict[int, np.ndarray]]:
+def out_of_fold(inputs: dict[int, dict], y: np.ndarray, kind: str, width: int, splits: list[Split],
+                hide: bool = False) -> dict[str, dict[int, np.ndarray]]:
     """Each view's out-of-fold outputs per seed, ``(genes, width)``: every labelled gene's
-    row from the split of that seed that held it out."""
+    row from the split of that seed that held it out (``hide``: the GO-derived views
+    without the split's test genes' annotations)."""
     out: dict[str, dict[int, np.ndarray]] = {}
     for name in next(iter(inputs.values())):
         out[name] = {}
         for s in splits:
             rows = out[name].setdefault(s.seed, np.zeros((len(y), width)))
-            rows[s.fold.test] = fit_predict(inputs[s.seed][name], y, kind, s.fold, width, s.seed)
+            x = inputs[s.seed][name]
+            if hide and name in GO_DERIVED:
+                x = without_rows(x, s.fold.test)
+            rows[s.fold.test] = fit_predict(x, y, kind, s.fold, width, s.seed)
     return out
 
 
-def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray, splits: list[Split]) -> dict:
-    """Every baseline's metrics on every split of a run, as the GNN's."""
-    outputs = out_of_fold(baseline_inputs(graph, config, nodes, splits), labels.values, labels.kind, labels.width,
-                          splits)
+def propagated(graph, nodes: np.ndarray, y: np.ndarray, kind: str, width: int, splits: list[Split],
+               hide: bool = False) -> dict[str, dict[int, np.ndarray]]:
+    """Each label propagation's out-of-fold outputs per seed, as :func:`out_of_fold`'s."""
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for name, lp in propagations(graph).items():
+        out[name] = {}
+        for s in splits:
+            rows = out[name].setdefault(s.seed, np.zeros((len(y), width)))
+            used = lp.hiding(nodes[s.fold.test]) if hide and name in GO_DERIVED else lp
+            rows[s.fold.test] = used.predict(nodes, y, kind, s.fold, width)
+    return out
+
+
+def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray,
+                  splits: list[Split]) -> tuple[dict, dict[str, dict[int, np.ndarray]]]:
+    """Every baseline's metrics on every split of a run, as the GNN's, and its
+    out-of-fold outputs per seed (for :func:`genen_dgl.evaluation.strata`)."""
+    hide = config.hide_test_annotations
+    y, kind, width = labels.values, labels.kind, labels.width
+    outputs = {**out_of_fold(baseline_inputs(graph, config, nodes, splits), y, kind, width, splits, hide),
+               **propagated(graph, nodes, y, kind, width, splits, hide)}
     out = {}
     for name, per_seed in outputs.items():
-        folds = [{"seed": s.seed, "fold": s.k, **metrics(labels.kind, labels.values[s.fold.test],
-                                                         per_seed[s.seed][s.fold.test])} for s in splits]
-        model = "ridge" if labels.kind == "regression" else "logistic_regression"
+        folds = [{"seed": s.seed, "fold": s.k, **metrics(kind, y[s.fold.test], per_seed[s.seed][s.fold.test])}
+                 for s in splits]
+        model = "label_propagation" if name.startswith("lp_") else "ridge" if kind == "regression" \
+            else "logistic_regression"
         out[name] = {"model": model, "input": name, "folds": folds, "summary": summarize(folds)}
         log.info("baseline %s: %s", name, ", ".join(f"{k[:-5]}={v:.3f}" for k, v in out[name]["summary"].items()
                                                     if k.endswith("_mean")))
-    return out
+    return out, outputs

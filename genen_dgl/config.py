@@ -49,6 +49,7 @@ class TrainConfig:
     out: str | None = None
     mask_rate: float = 0.0
     mask_nodes: str = "all"  # all | gene | go
+    hide_test_annotations: bool = False  # novel-gene regime: each fold's held-out genes lose their GO edges
     threads: int | None = None
     refit: bool = True  # after CV, one model on all labelled genes for embeddings.npy
     keep_checkpoints: str = "best"  # best | last | none, once a split has finished
@@ -214,6 +215,11 @@ OPTIONS: dict[str, Option] = {
     "out": Option("run directory", default="runs/DATASET-GRAPH-MODEL-TASK-SAMPLER"),
     "mask_rate": Option("share of nodes whose input features are zeroed (robustness study)", float, min=0, below=1),
     "mask_nodes": Option("which nodes masking draws from", choices=("all", "gene", "go")),
+    "hide_test_annotations": Option("novel-gene regime: in each fold, the test genes (and the validation genes "
+                                    "early stopping reads) lose their gene-GO edges (both directions) in the graph "
+                                    "that fold trains and predicts on, and the test genes their row in the "
+                                    "GO-derived baselines, as genes nobody has annotated; their text and PPI edges "
+                                    "stay", bool),
     "threads": Option("torch CPU threads", int, min=1, default="torch's choice"),
     "refit": Option("after cross-validation, train one model on all labelled genes (for the folds' median best "
                     "epoch count) and export its refined embeddings of every gene", bool),

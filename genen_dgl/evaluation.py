@@ -153,3 +153,41 @@ def paired_test(model: list[float], other: list[float], test_share: float) -> di
         t = d.mean() / np.sqrt(var)
         out["corrected_t_p"] = float(2 * student_t.sf(abs(t), len(d) - 1))
     return out
+
+
+ANNOTATION_STRATA = (("0", 0, 0), ("1-5", 1, 5), ("6-20", 6, 20), (">20", 21, np.inf))
+TEXT_SOURCES = ("summary", "protein_name", "none")
+
+
+def annotation_stratum(counts: np.ndarray) -> np.ndarray:
+    """Each gene's stratum by its number of GO annotations: ``0``, ``1-5``, ``6-20``, ``>20``."""
+    out = np.empty(len(counts), dtype=object)
+    for name, low, high in ANNOTATION_STRATA:
+        out[(counts >= low) & (counts <= high)] = name
+    return out
+
+
+def strata(kind: str, y: np.ndarray, per_seed: dict[int, np.ndarray], groups: np.ndarray,
+           names: tuple[str, ...]) -> dict:
+    """The headline metric within each stratum ``names`` (``groups``: each labelled gene's),
+    on the out-of-fold outputs pooled over the folds of each seed, then mean and sample std
+    over seeds; ``genes`` counts the stratum (they add up to the labelled genes). A stratum
+    with under two genes, or one its metric cannot be defined on, is NaN with the reason."""
+    key = "pearson" if kind == "regression" else "auc"
+    out = {}
+    for name in names:
+        rows = np.flatnonzero(groups == name)
+        entry: dict = {"genes": int(len(rows))}
+        if len(rows) < 2:
+            entry.update({key: float("nan"), f"{key}_std": float("nan"), "undefined": "fewer than 2 genes"})
+        else:
+            scores = [metrics(kind, y[rows], o[rows]) for o in per_seed.values()]
+            values = np.array([s[key] for s in scores], float)
+            ok = values[np.isfinite(values)]
+            entry[key] = float(ok.mean()) if len(ok) else float("nan")
+            entry[f"{key}_std"] = float(ok.std(ddof=1)) if len(ok) > 1 else float("nan")
+            why = {s["undefined"][key] for s in scores if key in s.get("undefined", {})}
+            if why:
+                entry["undefined"] = "; ".join(sorted(why))
+        out[name] = entry
+    return out

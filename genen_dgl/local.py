@@ -26,7 +26,8 @@ from genen_dgl.baselines import baselines_for, not_run
 from genen_dgl.batches import Batch, SeedBatches, Step, StepSource
 from genen_dgl.config import TrainConfig
 from genen_dgl.cuda_graph import GraphedStep
-from genen_dgl.data.graph import GeneGraph, cut_variant, load_full_graph, relation_warnings
+from genen_dgl.data.graph import (GeneGraph, cut_variant, gene_groups, hide_annotations, load_full_graph,
+                                  relation_warnings)
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import load_spec
 from genen_dgl.dataloading import NeighborBatches, fixed_weights, parse_fanouts, to_message_block
@@ -152,6 +153,7 @@ class LocalData:
         self.fanouts = parse_fanouts(config.fanouts, config.fanout_rel, g)  # unknown relations fail here
         self.smoothing = self._smoothing()
         self._masked: tuple = (None, None)
+        self._fold: tuple = (None, None)
 
     def _smoothing(self) -> correct_smooth.Operator | None:
         """The Correct & Smooth operator the config asks for, checked against the task and graph."""
@@ -161,6 +163,9 @@ class LocalData:
         if self.labels.kind == "regression":
             raise InputError(f"correct_smooth = {which!r}: for classification tasks; task {self.config.task!r} is "
                              f"a regression")
+        if which != "ppi" and self.config.hide_test_annotations:
+            raise InputError(f"correct_smooth = {which!r} propagates over GO annotations, which "
+                             "hide_test_annotations hides from held-out genes; use correct_smooth: ppi")
         try:
             return correct_smooth.operator(self.data.graph, which)
         except ValueError as err:
@@ -183,28 +188,48 @@ class LocalData:
             self._masked = (seed, mask_features(self.feats, c.mask_rate, c.mask_nodes, seed))
         return self._masked[1]
 
-    def model(self) -> GenenGNN:
-        return new_model(self.config, self.data.graph, self.feats["gene"].shape[1], self.labels.width,
+    def model(self, split: Split) -> GenenGNN:
+        """A new model over the split's graph (the annotation residual reads that graph's
+        annotations: none for held-out genes under ``hide_test_annotations``)."""
+        return new_model(self.config, self.fold_graph(split)[0], self.feats["gene"].shape[1], self.labels.width,
                          self.device).to(self.device)
 
-    def sampler(self, genes: np.ndarray) -> SeedBatches:
-        """The configured sampler over the gene nodes ``genes``."""
+    def fold_graph(self, split: Split) -> tuple:
+        """The graph a split trains, validates and predicts on, with its edge weights and
+        full-graph block: the run's graph, or with ``hide_test_annotations`` that graph
+        without the gene–GO edges of the split's held-out genes, test and validation (built
+        for one split at a time). Validation genes are hidden too, so that early stopping and
+        the validation metric a configuration is chosen on see genes as the test genes are."""
+        held_out = np.concatenate([split.fold.val, split.fold.test])
+        if not self.config.hide_test_annotations or not len(held_out):  # the refit hides nothing
+            return self.data.graph, self.weights, self.block
+        if self._fold[0] != split.name:
+            self._fold = (None, None)  # the previous split's graph is freed first
+            g = hide_annotations(self.data.graph, self.nodes[held_out])
+            w = fixed_weights(g, self.config.edge_weight)
+            self._fold = (split.name, (g, w, to_message_block(g, w).to(self.device)))
+        return self._fold[1]
+
+    def sampler(self, genes: np.ndarray, graph, weights) -> SeedBatches:
+        """The configured sampler over the gene nodes ``genes`` of ``graph``."""
         c = self.config
         if c.sampler == "neighbor":
-            return NeighborBatches(self.data.graph, genes, self.fanouts, c.batch_size, self.weights,
+            return NeighborBatches(graph, genes, self.fanouts, c.batch_size, weights,
                                    prefetch=0 if c.deterministic else 2)
-        return DeviceBatches(self.data.graph, genes, self.fanouts, c.batch_size, self.weights, device=self.device)
+        return DeviceBatches(graph, genes, self.fanouts, c.batch_size, weights, device=self.device)
 
     def steps(self, split: Split):
         genes = self.nodes[split.fold.train]
         x = self.inputs(split.seed)
+        graph, weights, block = self.fold_graph(split)
         if self.config.sampler == "full":
-            return FullGraphSteps(self.block, self.config.layers, x, self.targets, genes)
+            return FullGraphSteps(block, self.config.layers, x, self.targets, genes)
         steps = ReplayedSteps if self.config.cuda_graph else SampledSteps
-        return steps(self.sampler(genes), x, self.targets, self.device)
+        return steps(self.sampler(genes, graph, weights), x, self.targets, self.device)
 
     def predictor(self, split: Split) -> FullGraphPredictor:
-        return FullGraphPredictor(self.block, self.inputs(split.seed), self.labels.kind, self.config.precision)
+        return FullGraphPredictor(self.fold_graph(split)[2], self.inputs(split.seed), self.labels.kind,
+                                  self.config.precision)
 
     def reduce(self, values: torch.Tensor) -> torch.Tensor:
         return values
@@ -226,5 +251,6 @@ def run(config: TrainConfig, run_dir: Path, resume: bool = False, data: LocalDat
         smoothed = {"graph": config.correct_smooth, "alpha": list(alpha), **correct_smooth.apply_per_fold(
             data.smoothing, [out for out, _ in cv.outputs], data.splits, data.nodes, data.labels.values,
             data.labels.kind, alpha)}
+    groups = gene_groups(data.spec, data.full_graph, data.data.gene_ids, data.nodes)
     return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines,
-                         smoothed)
+                         groups, smoothed)

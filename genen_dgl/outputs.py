@@ -28,7 +28,7 @@ import pandas as pd
 from genen_dgl.atomic import atomic_path
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.labels import Labels
-from genen_dgl.evaluation import paired_test, summarize
+from genen_dgl.evaluation import ANNOTATION_STRATA, TEXT_SOURCES, annotation_stratum, paired_test, strata, summarize
 from genen_dgl.trainer import CrossValidation, Split
 
 log = logging.getLogger(__name__)
@@ -37,16 +37,48 @@ log = logging.getLogger(__name__)
 def run_meta(config: TrainConfig, seconds: float, device, **extra) -> dict:
     """What a report says about its run before its numbers (config.task is the resolved task)."""
     return {"task": config.task, "graph": config.graph, "model": config.model, "sampler": config.sampler,
-            "edge_weight": config.edge_weight, "seeds": config.seeds, "seconds": round(seconds, 2),
+            "edge_weight": config.edge_weight, "seeds": config.seeds,
+            "hide_test_annotations": config.hide_test_annotations, "seconds": round(seconds, 2),
             "device": str(device), **extra}
 
 
+def out_of_fold(splits: list[Split], nodes: np.ndarray, outputs: list[tuple[np.ndarray, np.ndarray]]
+                ) -> dict[int, np.ndarray]:
+    """The GNN's out-of-fold outputs per seed, one row per labelled gene."""
+    per_seed: dict[int, np.ndarray] = {}
+    for split, (out, _) in zip(splits, outputs):
+        rows = per_seed.setdefault(split.seed, np.zeros((len(nodes), out.shape[1]), out.dtype))
+        rows[split.fold.test] = out[nodes[split.fold.test]]
+    return per_seed
+
+
+def stratified(labels: Labels, per_model: dict[str, dict[int, np.ndarray]], annotations: np.ndarray,
+               sources: np.ndarray) -> dict:
+    """metrics.json's ``strata``: each model's metric per annotation count and per text
+    source of the labelled genes (:func:`genen_dgl.evaluation.strata`)."""
+    out = {}
+    for by, groups, names, what in (
+            ("annotations", annotation_stratum(annotations), tuple(n for n, _, _ in ANNOTATION_STRATA),
+             "GO terms annotated to the gene in the full graph (before any hiding)"),
+            ("text_source", sources, TEXT_SOURCES, "where the gene's input text comes from")):
+        per = {m: strata(labels.kind, labels.values, o, groups, names) for m, o in per_model.items()}
+        out[by] = {"what": what, "genes": {n: next(iter(per.values()))[n]["genes"] for n in names},
+                   **{m: {n: {k: v for k, v in e.items() if k != "genes"} for n, e in p.items()}
+                      for m, p in per.items()}}
+    return out
+
+
 def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, gene_ids: list[str],
-                  splits: list[Split], cv: CrossValidation, baselines: dict, smoothed: dict | None = None) -> dict:
+                  splits: list[Split], cv: CrossValidation, baselines: tuple[dict, dict],
+                  groups: tuple[np.ndarray, np.ndarray], smoothed: dict | None = None) -> dict:
     """metrics.json (``meta`` first: task, graph, model, ...; then the splits' metrics, the
-    baselines' and the paired tests; with ``smoothed``, Correct & Smooth's per-fold metrics
-    (:func:`genen_dgl.correct_smooth.apply_per_fold`), summarised and tested against the
-    model and each baseline), predictions, scores and embeddings; returns the report."""
+    baselines' and the paired tests, and the strata; with ``smoothed``, Correct & Smooth's
+    per-fold metrics (:func:`genen_dgl.correct_smooth.apply_per_fold`), summarised and tested
+    against the model and each baseline), predictions, scores and embeddings; returns the
+    report. ``baselines``: their report and out-of-fold outputs
+    (:func:`genen_dgl.baselines.baselines_for`); ``groups``: the labelled genes' annotation
+    counts and text sources."""
+    baselines, baseline_outputs = baselines
     key = "pearson" if labels.kind == "regression" else "auc"
     summary = summarize(cv.results)
     test_share = len(splits[0].fold.test) / len(nodes)
@@ -61,6 +93,7 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
         "embeddings": ({"file": "embeddings.npy", "model": f"refit on all labelled genes for {cv.refit[0]} epochs",
                         "layer": "last hidden layer, before its activation (width --hidden)"}
                        if cv.refit else None),
+        "strata": stratified(labels, {"gnn": out_of_fold(splits, nodes, cv.outputs), **baseline_outputs}, *groups),
     }
     with atomic_path(run_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1))

@@ -231,8 +231,8 @@ class TrainingData(Protocol):
     num_genes: int
     writes: bool  # whether this process writes checkpoints (one per run)
 
-    def model(self) -> torch.nn.Module:
-        """A new model (its initial weights follow the torch seed)."""
+    def model(self, split: Split) -> torch.nn.Module:
+        """A new model for ``split`` (its initial weights follow the torch seed)."""
 
     def steps(self, split: Split) -> StepSource:
         """Training steps over the split's training genes."""
@@ -254,7 +254,7 @@ class FoldTrainer:
         c = data.config
         self.fold = split.fold
         seed_everything(split.seed, self.k, 1 << 20)  # the initial weights depend on seed and fold only
-        self.model = data.model()
+        self.model = data.model(split)
         self.opt = adam(self.model.parameters(), c.lr, c.weight_decay, capturable=c.cuda_graph)
         tables = getattr(self.model, "embeddings", None)  # the node embeddings' own sparse optimiser
         self.sparse_opt = tables.optimizer(c.lr) if tables is not None else None

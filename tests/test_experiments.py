@@ -68,8 +68,8 @@ def test_masking(sample_spec, tmp_path):
     assert run("masking", sample_spec, tmp_path, "--rates", "0,0.9", "--nodes", "all,go") == 0
     frame = pd.read_csv(tmp_path / "masking.csv")
     assert {"rate", "variant", "nodes", "fold", "auc", "f1"} <= set(frame.columns)
-    # all: 3 variants; go: go and go_ppi (ppi has no GO nodes); 3 baselines per (nodes, rate); 2 folds
-    assert len(frame) == (3 * 2 + 2 * 2 + 3 * 2 * 2) * 2
+    # all: 3 variants; go: go and go_ppi (ppi has no GO nodes); 5 baselines per (nodes, rate); 2 folds
+    assert len(frame) == (3 * 2 + 2 * 2 + 5 * 2 * 2) * 2
     for (variant, nodes), part in frame.groupby(["variant", "nodes"]):
         assert sorted(part["rate"].unique()) == [0.0, 0.9], (variant, nodes)
         assert sorted(part["fold"]) == [0, 0, 1, 1]
@@ -110,7 +110,7 @@ def test_bias_split_and_scores(bias_out, labelled, sample_spec):
     splits = cut_splits(labels, TrainConfig(folds=2))
     full = load_full_graph(load_spec(sample_spec))[0]
     inputs = views(full, full.nodes["gene"].data["feat"].numpy(), nodes)
-    assert set(inputs) == set(report["baselines"])
+    assert set(inputs) | {"lp_ppi", "lp_go"} == set(report["baselines"])  # label propagation: tests/test_regimes.py
     for name, x in inputs.items():
         for split, expected in zip(splits, report["baselines"][name]["folds"]):
             out = fit_predict(x, labels.values, labels.kind, split.fold, 2, split.seed)
@@ -153,7 +153,7 @@ def test_leakage(sample_spec, tmp_path, capsys):
     assert {p for p in data_dir.rglob("*") if ".cache" not in p.parts} == files_before
     frame = pd.read_csv(tmp_path / "leakage.csv")
     assert {"filter", "go_nodes", "model", "fold", "auc", "f1"} <= set(frame.columns)
-    assert len(frame) == 2 * 4 * 2  # filter on/off x GNN and 3 baselines x folds
+    assert len(frame) == 2 * 6 * 2  # filter on/off x GNN and 5 baselines x folds
     go = frame.groupby("filter")["go_nodes"].first()
     assert go["off"] > go["on"]  # the filter really removes GO terms
     edges = frame.groupby("filter")["gene_go_edges"].first()
@@ -176,15 +176,19 @@ def test_table(sample_spec, tmp_path):
     assert len(gnn) == 3 * 2 * 3
     assert not gnn.duplicated(["task", "model", "variant"]).any()
     baseline = frame[~frame["model"].isin(["gcn", "gat"])]
-    assert list(baseline["task"]) == [t for t in tasks for _ in range(3)]
-    assert list(baseline["model"]) == ["text", "ppi_smoothed", "go_annotations"] * 3
-    assert gnn[["p_vs_text", "p_vs_ppi_smoothed", "p_vs_go_annotations"]].notna().all().all()
+    names = ["text", "ppi_smoothed", "go_annotations", "lp_ppi", "lp_go"]
+    assert list(baseline["task"]) == [t for t in tasks for _ in range(len(names))]
+    assert list(baseline["model"]) == names * 3
+    assert gnn[[f"p_vs_{n}" for n in names]].notna().all().all()
+    assert gnn["val_mean"].notna().all() and (frame["regime"] == "standard").all()
     assert (frame["metric"] == np.where(frame["task"] == "conservation", "pearson", "auc")).all()
     assert frame.loc[frame["task"] != "conservation", ["mean", "std", "f1_mean", "f1_std"]].notna().all().all()
     assert frame.loc[frame["task"] == "conservation", "f1_mean"].isna().all()
     md = (tmp_path / "table.md").read_text()
     assert md.count("| Model | membrane | localization | conservation (Pearson) |") == 2
-    assert md.count("| GAT · go_ppi |") == 2 and md.count("| text LR |") == 2 and md.count("| GO-annotation LR |") == 2
+    # AUC and F1; the tests table, a row per task; the strata by annotations and by text source, a row per task
+    assert md.count("| GAT · go_ppi |") == 2 + 3 + 2 * 3
+    assert md.count("| text LR |") == 2 + 3 + 2 * 3 and md.count("| PPI label propagation |") == 2 + 3 + 2 * 3
     assert_png(tmp_path / "table.png")
 
 

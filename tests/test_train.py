@@ -35,7 +35,7 @@ def test_outputs_and_config(sample_spec, tmp_path):
     saved = yaml.safe_load((tmp_path / "run/config.yaml").read_text())
     assert saved["model"] == "gat" and saved["hidden"] == 32 and saved["epochs"] == 2 and saved["layers"] == 2
     assert m["kind"] == "multiclass" and len(m["folds"]) == 3
-    assert set(m["baselines"]) == {"text", "ppi_smoothed", "go_annotations"}
+    assert set(m["baselines"]) == {"text", "ppi_smoothed", "go_annotations", "lp_ppi", "lp_go"}
     for key in ("auc_mean", "auc_std", "f1_mean", "f1_std", "accuracy_mean"):
         assert np.isfinite(m["summary"][key])
         assert all(np.isfinite(b["summary"][key]) for b in m["baselines"].values())
@@ -56,7 +56,9 @@ def test_outputs_and_config(sample_spec, tmp_path):
 def test_regression_and_full_graph(sample_spec, tmp_path):
     m = train(sample_spec, tmp_path / "run", *SMALL, "--task", "conservation", "--sampler", "full", "--graph", "ppi")
     assert m["kind"] == "regression" and set(m["summary"]) >= {"pearson_mean", "mse_mean"}
-    assert all(b["model"] == "ridge" for b in m["baselines"].values())
+    assert {n: b["model"] for n, b in m["baselines"].items()} == {
+        "text": "ridge", "ppi_smoothed": "ridge", "go_annotations": "ridge", "lp_ppi": "label_propagation",
+        "lp_go": "label_propagation"}
 
 
 def test_learned_edge_weights_are_trained(sample_spec, tmp_path):

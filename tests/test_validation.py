@@ -101,8 +101,9 @@ def test_a_baseline_that_cannot_run_is_named_with_the_reason(dataset, tmp_path, 
     assert "PPI-smoothed LR not run: no PPI edges (the dataset has no ppi.links)" in line, line
     assert "GO-annotation LR 0." in line and "warning" not in line, line
     report = json.loads((tmp_path / "run/metrics.json").read_text())
-    assert set(report["baselines"]) == {"text", "go_annotations"}
-    assert set(report["baselines_not_run"]) == {"ppi_smoothed"}
+    assert "PPI label propagation not run: no PPI edges" in line, line
+    assert set(report["baselines"]) == {"text", "go_annotations", "lp_go"}
+    assert set(report["baselines_not_run"]) == {"ppi_smoothed", "lp_ppi"}
 
 
 CONFIGS = {  # a config file's value -> what the one line says

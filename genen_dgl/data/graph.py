@@ -38,7 +38,7 @@ import torch
 from genen_dgl.atomic import atomic_path
 from genen_dgl.data.annotations import read_annotations
 from genen_dgl.data.features import check_width, read_features
-from genen_dgl.data.genes import gene_node_ids, read_spec_summaries
+from genen_dgl.data.genes import gene_node_ids, read_spec_summaries, text_sources
 from genen_dgl.data.labels import Labels, read_labels
 from genen_dgl.data.ontology import read_ontology
 from genen_dgl.data.spec import DatasetSpec, load_spec
@@ -52,6 +52,7 @@ SCHEMA_VERSION = 2  # 2: the metadata records each relation's kept rows
 VARIANTS = ("ppi", "go", "go_ppi")
 PPI = ("gene", "interacts", "gene")
 ANNOTATED = ("gene", "annotated", "go")
+ANNOTATES = ("go", "annotates", "gene")
 MIN_KEPT = 0.10  # a relation keeping a smaller share of its file's rows is warned about
 
 
@@ -294,6 +295,32 @@ def cut_variant(graph, variant: str):
     if not any("go" in (s, d) for s, _, d in rest):
         raise InputError("variant 'go' needs GO edges; the dataset has no go.obo/annotations")
     return dgl.edge_type_subgraph(graph, rest)
+
+
+def hide_annotations(graph, genes: np.ndarray):
+    """``graph`` without the gene–GO edges (both directions) of the gene nodes ``genes``:
+    they look like genes nobody has annotated (the novel-gene regime); every other edge,
+    and all node data, stay."""
+    out = graph
+    for etype, side in ((ANNOTATED, 0), (ANNOTATES, 1)):
+        if etype in out.canonical_etypes and len(genes):
+            ends = out.edges(etype=etype)[side]
+            drop = torch.nonzero(torch.isin(ends, torch.as_tensor(genes, dtype=ends.dtype))).reshape(-1)
+            out = dgl.remove_edges(out, drop.to(out.idtype), etype=etype, store_ids=False)
+    return out
+
+
+def annotation_counts(graph) -> np.ndarray:
+    """Number of GO terms annotated to each gene node (0 without annotation edges)."""
+    if ANNOTATED not in graph.canonical_etypes:
+        return np.zeros(graph.num_nodes("gene"), np.int64)
+    return graph.out_degrees(etype=ANNOTATED).numpy().astype(np.int64)
+
+
+def gene_groups(spec: DatasetSpec, full_graph, gene_ids: list[str], nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The annotation count (in the full graph) and text source of the genes ``nodes``:
+    what the strata of metrics.json group by."""
+    return annotation_counts(full_graph)[nodes], text_sources(spec, gene_ids)[nodes]
 
 
 def load_graph(spec: DatasetSpec | str | Path, variant: str = "go_ppi", rebuild: bool = False) -> GeneGraph:

@@ -44,7 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from genen_dgl.baselines import baselines_for, not_run
 from genen_dgl.batches import Step, StepSource
 from genen_dgl.config import TrainConfig, build_parser, given, parse_ints
-from genen_dgl.data.graph import load_full_graph, relation_warnings
+from genen_dgl.data.graph import gene_groups, load_full_graph, relation_warnings
 from genen_dgl.data.spec import load_spec
 from genen_dgl.dataloading import Degrees, fixed_weights, parse_fanouts, to_message_block
 from genen_dgl.device import pick_device
@@ -119,6 +119,9 @@ class DistData:
     labelled genes' original ids; the servers index by partition ("shuffled") ids."""
 
     def __init__(self, config: TrainConfig, info: PartitionInfo, eval_fanouts: list[int] | None):
+        if config.hide_test_annotations:
+            raise InputError("hide_test_annotations: not available on a DistGraph (its partitions keep every "
+                             "gene-GO edge); train on one machine (python -m genen_dgl.train)")
         self.config, self.info = config, info
         self.graph = g = dgl.distributed.DistGraph(info.graph_name)
         self.rank, self.world = tdist.get_rank(), tdist.get_world_size()
@@ -165,7 +168,7 @@ class DistData:
         masked = mask_features(ones, c.mask_rate, c.mask_nodes, seed)
         return {t: masked[t][self.mapping[t], 0] > 0 for t in masked}
 
-    def model(self) -> DistributedDataParallel:
+    def model(self, split: Split) -> DistributedDataParallel:
         net = new_model(self.config, self.graph, self.feats[TARGET].shape[1], self.labels.width).to(self.device)
         return DistributedDataParallel(net, find_unused_parameters=True)
 
@@ -309,8 +312,9 @@ def main(argv: list[str] | None = None) -> int:
             full = load_full_graph(spec)[0]
             meta.update(warnings=relation_warnings(spec), baselines_not_run=not_run(full))
             baselines = baselines_for(full, config, data.labels, data.nodes, data.splits)
+            groups = gene_groups(spec, full, info.gene_ids(), data.nodes)
             report = write_outputs(run_dir.path, meta, data.labels, data.nodes, info.gene_ids(), data.splits, cv,
-                                   baselines)
+                                   baselines, groups)
     disconnect()
     if report is not None:
         print(summary_line(report, f"{config.graph}/{config.model}, {config.folds}-fold on {data.world} trainers",

@@ -78,7 +78,7 @@ def plot(frame: pd.DataFrame, metric: str, path: Path, title: str) -> Path:
     fig, axes = plotting.figure(len(nodes))
     styles = {v: {"color": f"C{i}"} for i, v in enumerate(VARIANTS)}
     for i, name in enumerate(NAMES.values()):
-        styles[name] = {"color": str(0.3 + 0.2 * i), "linestyle": ("--", ":", "-.")[i]}
+        styles[name] = {"color": str(0.2 + 0.15 * i), "linestyle": ("--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1)))[i]}
     for ax, n in zip(axes, nodes):
         stats = mean_std(frame[frame["nodes"] == n].assign(pct=lambda f: f["rate"] * 100), ["variant", "pct"], metric)
         plotting.error_lines(ax, stats, "pct", "variant", styles)
