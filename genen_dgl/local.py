@@ -201,4 +201,5 @@ def run(config: TrainConfig, run_dir: Path, resume: bool = False, data: LocalDat
     meta = run_meta(dataclasses.replace(config, task=data.spec.task(config.task).name), time.perf_counter() - start,
                     data.device)
     baselines = baselines_for(data.full_graph, config, data.labels, data.nodes, data.splits)
-    return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines)
+    return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines,
+                         data.data.gene_info(data.full_graph))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from genen_dgl.data.annotations import read_gene_names
@@ -20,6 +21,8 @@ from genen_dgl.data.spec import DatasetSpec
 from genen_dgl.data.string_links import read_string_links
 
 log = logging.getLogger(__name__)
+
+TEXT_SOURCES = ("summary", "protein_name", "none")
 
 
 def read_spec_summaries(spec: DatasetSpec) -> pd.Series:
@@ -54,6 +57,18 @@ def gene_node_ids(spec: DatasetSpec) -> list[str] | None:
 def gene_texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, dict[str, int]]:
     """Text of each node gene (``""`` where it has none), in node order, and how many
     texts came from each source (``summary``, ``protein_name``, ``none``)."""
+    text, source = _texts(spec, nodes)
+    counts = {k: int((source == k).sum()) for k in TEXT_SOURCES if k != "protein_name" or spec.text_fallback == k}
+    log.info("gene texts (fallback %s): %s", spec.text_fallback, ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return text, counts
+
+
+def text_sources(spec: DatasetSpec, nodes: list[str]) -> pd.Series:
+    """Where each node gene's text comes from: ``summary``, ``protein_name`` or ``none``."""
+    return _texts(spec, nodes)[1]
+
+
+def _texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, pd.Series]:
     text = pd.Series("", index=pd.Index(nodes), dtype=object)
     if spec.summaries.get("file"):
         summaries = read_spec_summaries(spec)
@@ -63,13 +78,10 @@ def gene_texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, dict[str
                      ", ".join(spec.gene_nodes))
         summaries = summaries[summaries.index.isin(text.index)]
         text[summaries.index] = summaries.to_numpy()
-    has_summary = text != ""
-    counts = {"summary": int(has_summary.sum())}
+    source = pd.Series(np.where(text != "", "summary", "none"), index=text.index, dtype=object)
     if spec.text_fallback == "protein_name":
         names = read_gene_names(spec.go["annotations"], spec.go.get("gene_column", "Gene name"))
-        fill = names.reindex(text.index[~has_summary]).fillna("")
+        fill = names.reindex(text.index[source == "none"]).fillna("")
         text[fill.index] = fill.to_numpy()
-        counts["protein_name"] = int((fill != "").sum())
-    counts["none"] = int((text == "").sum())
-    log.info("gene texts (fallback %s): %s", spec.text_fallback, ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return text, counts
+        source[fill.index[fill != ""]] = "protein_name"
+    return text, source

@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from genen_dgl.atomic import atomic_path
 from genen_dgl.data.annotations import read_annotations
 from genen_dgl.data.features import check_width, read_features
-from genen_dgl.data.genes import gene_node_ids, read_spec_summaries
+from genen_dgl.data.genes import gene_node_ids, read_spec_summaries, text_sources
 from genen_dgl.data.labels import Labels, read_labels
 from genen_dgl.data.ontology import read_ontology
 from genen_dgl.data.spec import DatasetSpec, load_spec
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 VARIANTS = ("ppi", "go", "go_ppi")
 PPI = ("gene", "interacts", "gene")
+ANNOTATED = ("gene", "annotated", "go")
 
 
 @dataclass
@@ -78,6 +80,16 @@ class GeneGraph:
             log.info("task %s: %d of %d labelled genes are not graph nodes, skipped", t.name, (~keep).sum(), len(keep))
         labels = Labels(labels.genes[keep], labels.values[keep], labels.kind, labels.classes)
         return nodes[keep], labels
+
+    def gene_info(self, full_graph) -> pd.DataFrame:
+        """Per gene node: ``go_annotations``, its GO terms in ``full_graph`` (the dataset's
+        ``go_ppi`` graph: after the leakage filter, not propagated up the ontology), and
+        ``text_source`` (summary, protein_name or none: what its text feature encodes)."""
+        n = full_graph.num_nodes("gene")
+        annotated = ANNOTATED in full_graph.canonical_etypes
+        counts = np.bincount(full_graph.edges(etype=ANNOTATED)[0].numpy(), minlength=n) if annotated else np.zeros(n)
+        return pd.DataFrame({"go_annotations": counts.astype(np.int64),
+                             "text_source": text_sources(self.spec, self.gene_ids).to_numpy()})
 
     def summary_words(self) -> np.ndarray:
         """Word count of each gene's summary (0 where it has none): the paper's proxy for
