@@ -24,6 +24,7 @@ import logging
 import numpy as np
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -67,11 +68,15 @@ def views(graph, x: np.ndarray, nodes: np.ndarray) -> dict[str, np.ndarray | spa
 
 def fit_predict(x, y: np.ndarray, kind: str, fold: Fold, width: int, seed: int) -> np.ndarray:
     """Outputs on ``fold.test`` (class probabilities, or predictions as one column) of the
-    model fitted on ``fold.train``."""
+    model fitted on ``fold.train``; multilabel: one logistic regression per class
+    (one-vs-rest), each class's probability."""
     scaler = "passthrough" if sparse.issparse(x) else StandardScaler()  # multi-hot stays 0/1
     if kind == "regression":
         model = make_pipeline(scaler, Ridge(alpha=1.0)).fit(x[fold.train], y[fold.train])
         return model.predict(x[fold.test])[:, None]
+    if kind == "multilabel":
+        model = make_pipeline(scaler, OneVsRestClassifier(LogisticRegression(max_iter=2000, random_state=seed)))
+        return model.fit(x[fold.train], y[fold.train]).predict_proba(x[fold.test])
     model = make_pipeline(scaler, LogisticRegression(max_iter=2000, random_state=seed))
     model.fit(x[fold.train], y[fold.train])
     proba = np.zeros((len(fold.test), width))
@@ -113,7 +118,8 @@ def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray,
     out = {}
     for name, per_seed in outputs.items():
         folds = [{"seed": s.seed, "fold": s.k, **metrics(labels.kind, labels.values[s.fold.test],
-                                                         per_seed[s.seed][s.fold.test])} for s in splits]
+                                                         per_seed[s.seed][s.fold.test], labels.classes)}
+                 for s in splits]
         model = "ridge" if labels.kind == "regression" else "logistic_regression"
         out[name] = {"model": model, "input": name, "folds": folds, "summary": summarize(folds)}
         log.info("baseline %s: %s", name, ", ".join(f"{k[:-5]}={v:.3f}" for k, v in out[name]["summary"].items()

@@ -151,7 +151,7 @@ class LocalData:
     @cached_property
     def targets(self) -> torch.Tensor:
         """Label of every gene by node id, on the device (unlabelled genes hold 0, never read)."""
-        y = np.zeros(self.num_genes, dtype=self.labels.values.dtype)
+        y = np.zeros((self.num_genes, *self.labels.values.shape[1:]), dtype=self.labels.values.dtype)
         y[self.nodes] = self.labels.values
         return torch.as_tensor(y).to(self.device)
 

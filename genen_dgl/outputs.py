@@ -95,10 +95,9 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
     log.info("summary %s | %s", _fmt(summary),
              " | ".join(f"{name} {_fmt(b['summary'])}" for name, b in baselines.items()))
     if calibration:
-        log.info("calibration (out-of-fold): brier %.4f -> %.4f, ECE %.4f -> %.4f%s", calibration["before"]["brier"],
-                 calibration.get("after", calibration["before"])["brier"], calibration["before"]["ece"],
-                 calibration.get("after", calibration["before"])["ece"],
-                 "" if "after" in calibration else " (no calibrator for this task type)")
+        log.info("calibration of the out-of-fold scores: %s", ", ".join(
+            f"{k} Brier {calibration[k]['brier']:.4f}, ECE {calibration[k]['ece']:.4f}"
+            for k in ("before", "after") if k in calibration))
     if popularity:
         log.info("popularity: Spearman %.3f between %d unlabelled genes' scores and their GO annotation counts; "
                  "%d of them look like the labelled genes", popularity["spearman_unlabelled"],
@@ -163,6 +162,11 @@ def score_table(labels: Labels, nodes: np.ndarray, genes: np.ndarray, splits: li
         calibration = {"bins": BINS, "genes": int(len(nodes)), "before": quality(oof, labels.values),
                        "measured": "out-of-fold softmax probabilities; ECE on the top class"}
         curves = {"out-of-fold top class": reliability(oof, labels.values)}
+    elif labels.kind == "multilabel":
+        pairs = (oof.ravel(), labels.values.ravel())
+        calibration = {"bins": BINS, "genes": int(len(nodes)), "before": quality(*pairs),
+                       "measured": "out-of-fold sigmoid of each class, every gene-class pair pooled"}
+        curves = {"out-of-fold, gene-class pairs": reliability(*pairs)}
     rank = frame["y_pred"] if labels.kind == "regression" else (
         frame[f"p_{labels.classes[1]}"] if labels.kind == "binary" else frame.filter(like="p_").max(axis=1))
     frame = frame.assign(score=rank).sort_values("score", ascending=False, kind="stable")
@@ -171,10 +175,16 @@ def score_table(labels: Labels, nodes: np.ndarray, genes: np.ndarray, splits: li
 
 
 def label_names(labels: Labels) -> list[str]:
-    """Each labelled gene's label as text."""
+    """Each labelled gene's label as text (a multilabel gene's classes joined by ';')."""
     if labels.kind == "regression":
         return [f"{v:g}" for v in labels.values]
+    if labels.kind == "multilabel":
+        return _joined(labels.values > 0, labels.classes)
     return [labels.classes[v] for v in labels.values]
+
+
+def _joined(hot: np.ndarray, classes: list[str]) -> list[str]:
+    return [";".join(c for c, on in zip(classes, row) if on) for row in hot]
 
 
 def measure_popularity(scores: pd.DataFrame, gene_info: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -259,7 +269,10 @@ def _output_columns(out: np.ndarray, labels: Labels) -> pd.DataFrame:
     """A model's outputs as columns: ``y_pred`` (class name or value), ``p_CLASS`` each."""
     if labels.kind == "regression":
         return pd.DataFrame({"y_pred": out[:, 0]})
-    frame = pd.DataFrame({"y_pred": np.asarray(labels.classes, dtype=object)[out.argmax(1)]})
+    if labels.kind == "multilabel":  # every class called at 0.5, joined by ';'
+        frame = pd.DataFrame({"y_pred": _joined(out >= 0.5, labels.classes)})
+    else:
+        frame = pd.DataFrame({"y_pred": np.asarray(labels.classes, dtype=object)[out.argmax(1)]})
     for i, name in enumerate(labels.classes):
         frame[f"p_{name}"] = out[:, i]
     return frame
