@@ -53,7 +53,8 @@ def multilabel_metrics(y_true: np.ndarray, output: np.ndarray, classes: list[str
             per_class[f"auc_{name}"] = float(roc_auc_score(y_true[:, c], output[:, c]))
         else:
             per_class[f"auc_{name}"] = float("nan")
-            undefined[f"auc_{name}"] = f"class {name} {'absent from' if y_true[:, c].sum() == 0 else 'on every gene of'} the test fold"
+            where = "absent from" if y_true[:, c].sum() == 0 else "on every gene of"
+            undefined[f"auc_{name}"] = f"class {name} {where} the test fold"
     defined = [v for v in per_class.values() if np.isfinite(v)]
     calls = output >= 0.5
     out = {"auc": float(np.mean(defined)) if defined else float("nan"),

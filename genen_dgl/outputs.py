@@ -31,9 +31,9 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from genen_dgl.atomic import atomic_path
+from genen_dgl.calibration import BINS, Calibrator, cross_fit, quality, reliability
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.labels import Labels
-from genen_dgl.calibration import BINS, Calibrator, cross_fit, quality, reliability
 from genen_dgl.evaluation import paired_test, summarize
 from genen_dgl.trainer import CrossValidation, Split
 
@@ -150,9 +150,8 @@ def score_table(labels: Labels, nodes: np.ndarray, genes: np.ndarray, splits: li
             "measured": "out-of-fold scores of the labelled genes (mean over seeds); 'after' cross-fitted over "
                         "the first seed's folds (each fold calibrated by a calibrator fitted on the others)",
             "call_threshold": CALL_THRESHOLD,
-            "unlabelled_called_positive": {"before": float(np.mean(out[unlabelled, 1] >= 0.5)) if unlabelled.any() else None,
-                                           "after": float(np.mean(probability[unlabelled] >= CALL_THRESHOLD))
-                                           if unlabelled.any() else None},
+            "unlabelled_called_positive": {"before": _share(out[unlabelled, 1] >= 0.5),
+                                           "after": _share(probability[unlabelled] >= CALL_THRESHOLD)},
             "labelled_prevalence": float(np.mean(y == 1)),
         }
         curves = {"out-of-fold score": reliability(oof[:, 1], y), "calibrated (cross-fitted)": reliability(honest, y)}
@@ -172,6 +171,10 @@ def score_table(labels: Labels, nodes: np.ndarray, genes: np.ndarray, splits: li
     frame = frame.assign(score=rank).sort_values("score", ascending=False, kind="stable")
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
     return frame, calibration, curves
+
+
+def _share(flags: np.ndarray) -> float | None:
+    return float(np.mean(flags)) if len(flags) else None
 
 
 def label_names(labels: Labels) -> list[str]:
