@@ -35,6 +35,45 @@ def split_folds(y: np.ndarray, kind: str, folds: int, seed: int, val_share: floa
     return out
 
 
+def split_problem(y: np.ndarray, kind: str, classes: list[str], folds: int, val_share: float) -> str | None:
+    """Why :func:`split_folds` cannot cut ``y`` (None when it can): for classes, each class
+    needs a gene in every test fold and two in every training part (to stratify its
+    validation share), and the validation and fitting shares of the smallest training part
+    one gene per class; for regression, a gene per test fold and two to fit on. A
+    multilabel task's classes here are the strata its folds are cut on (each gene's rarest
+    label, :func:`rarest_label`)."""
+    if kind == "multilabel":
+        present = np.unique(rarest_label(y))
+        y, classes = np.searchsorted(present, rarest_label(y)), [classes[i] for i in present]
+    n = len(y)
+    if kind == "regression":
+        counts, shown = np.array([n]), f"{n} genes"
+    else:
+        counts = np.bincount(y, minlength=len(classes))
+        order = np.argsort(counts, kind="stable")[:4]  # the smallest classes
+        shown = (f"{n} genes in {len(classes)} classes ({'smallest: ' if len(classes) > 4 else ''}"
+                 + ", ".join(f"{classes[i]!r}: {counts[i]}" for i in order) + ("..." if len(classes) > 4 else "") + ")")
+        need = folds
+        while need - -(-need // folds) < 2:
+            need += 1
+        if counts.min() < need:
+            hint = ("; are these regression values? set the task's type: regression"
+                    if kind == "multiclass" and np.mean(counts <= 1) > 0.5 else "; lower folds or label more genes")
+            return (f"{shown}; folds = {folds} needs at least {need} genes per class (one in every test fold, two "
+                    f"in every training part){hint}")
+    if n < folds:
+        return f"{shown}; folds = {folds} needs at least {folds} genes (one per test fold)"
+    train = n - int(np.sum(-(-counts // folds)))  # the smallest training part
+    val = int(np.ceil(val_share * train))
+    per = 1 if kind == "regression" else len(classes)
+    fit_need = 2 if kind == "regression" else per
+    if val < per or train - val < fit_need:
+        return (f"{shown}; val_share = {val_share:g} of a training part of {train} genes leaves {val} to validate "
+                f"and {train - val} to fit on; it needs at least {per} to validate and {fit_need} to fit on: "
+                "change val_share")
+    return None
+
+
 def rarest_label(y: np.ndarray) -> np.ndarray:
     """Of each gene's labels (rows of a 0/1 matrix), the one fewest genes have."""
     counts = y.sum(0)

@@ -24,6 +24,7 @@ class Labels:
     values: np.ndarray  # int64 class index, float32 for regression, (genes, classes) float32 0/1 for multilabel
     kind: str  # binary | multiclass | multilabel | regression
     classes: list[str]  # class names (empty for regression)
+    source: Path | None = None  # the file they were read from, for messages
 
     @property
     def num_classes(self) -> int:
@@ -58,7 +59,7 @@ def read_labels(
         return _multilabel(frame[gene_column], frame[label_column], label_column, path)
     raw = frame[label_column].astype(str).str.strip()
     numeric = pd.to_numeric(raw, errors="coerce")
-    is_num = numeric.notna().to_numpy()
+    is_num = (numeric.notna() | raw.str.lower().str.lstrip("+-").eq("nan")).to_numpy()  # a NaN label is a number
     if is_num.any() and not is_num.all():
         odd = int(np.flatnonzero(~is_num if is_num.mean() >= 0.5 else is_num)[0])
         raise InputError(
@@ -76,6 +77,10 @@ def read_labels(
         if not is_num.all():
             raise InputError(f"regression task: column {label_column!r} must be numeric, found {raw.iloc[0]!r}", path, 2)
         values, classes = numeric.to_numpy(np.float32), []
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise InputError(f"gene {genes[bad[0]]!r} has label {raw.iloc[bad[0]]!r} ({len(bad)} of the labels are "
+                             "not finite float32 numbers); expected a finite regression target", path, int(bad[0]) + 2)
     else:
         order = sorted(raw.unique(), key=lambda v: (float(v), v) if is_num.all() else (0.0, v))
         if len(order) < 2:
@@ -107,7 +112,7 @@ def read_labels(
             values = np.searchsorted(present, values)
             classes = [classes[i] for i in present]
             kind = "binary" if len(classes) == 2 else kind
-    return Labels(table["gene"].to_numpy(), values, kind, classes)
+    return Labels(table["gene"].to_numpy(), values, kind, classes, path)
 
 
 def _multilabel(genes: pd.Series, cells: pd.Series, label_column: str, path: Path) -> Labels:
@@ -129,7 +134,7 @@ def _multilabel(genes: pd.Series, cells: pd.Series, label_column: str, path: Pat
     log.info("%s: %d genes, %d classes (%s), %.2f labels per gene (%d with one)", path.name, len(order), len(classes),
              ", ".join(f"{c} {int(n)}" for c, n in zip(classes, values.sum(0))), per_gene.mean(),
              int((per_gene == 1).sum()))
-    return Labels(order.astype(str), values, "multilabel", classes)
+    return Labels(order.astype(str), values, "multilabel", classes, path)
 
 
 def read_summaries(path: str | Path | list, gene_column: str = "gene", text_column: str = "summary") -> pd.Series:
