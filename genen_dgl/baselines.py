@@ -40,6 +40,7 @@ import logging
 import numpy as np
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -139,13 +140,20 @@ class Propagation:
         labelled genes' node ids), as :func:`fit_predict`'s."""
         n = (self.a if self.b is None else self.b).shape[0]
         train, test = nodes[fold.train], nodes[fold.test]
-        target = y[fold.train].astype(np.float64)[:, None] if kind == "regression" else np.eye(width)[y[fold.train]]
+        if kind == "regression":
+            target = y[fold.train].astype(np.float64)[:, None]
+        elif kind == "multilabel":  # already one column per class
+            target = y[fold.train].astype(np.float64)
+        else:
+            target = np.eye(width)[y[fold.train]]
         centre = target.mean(0)
         y0 = np.zeros((n, target.shape[1]))
         y0[train] = target - centre
         f = self.propagate(y0)[test]
         if kind == "regression":
             return f + centre
+        if kind == "multilabel":  # each class's propagated share, as a probability
+            return np.clip(f + centre, 0.0, 1.0)
         e = np.exp(f - f.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
 
@@ -168,11 +176,15 @@ def propagations(graph) -> dict[str, Propagation]:
 
 def fit_predict(x, y: np.ndarray, kind: str, fold: Fold, width: int, seed: int) -> np.ndarray:
     """Outputs on ``fold.test`` (class probabilities, or predictions as one column) of the
-    model fitted on ``fold.train``."""
+    model fitted on ``fold.train``; multilabel: one logistic regression per class
+    (one-vs-rest), each class's probability."""
     scaler = "passthrough" if sparse.issparse(x) else StandardScaler()  # multi-hot stays 0/1
     if kind == "regression":
         model = make_pipeline(scaler, Ridge(alpha=1.0)).fit(x[fold.train], y[fold.train])
         return model.predict(x[fold.test])[:, None]
+    if kind == "multilabel":
+        model = make_pipeline(scaler, OneVsRestClassifier(LogisticRegression(max_iter=2000, random_state=seed)))
+        return model.fit(x[fold.train], y[fold.train]).predict_proba(x[fold.test])
     model = make_pipeline(scaler, LogisticRegression(max_iter=2000, random_state=seed))
     model.fit(x[fold.train], y[fold.train])
     proba = np.zeros((len(fold.test), width))
@@ -234,7 +246,8 @@ def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray,
                **propagated(graph, nodes, y, kind, width, splits, hide)}
     out = {}
     for name, per_seed in outputs.items():
-        folds = [{"seed": s.seed, "fold": s.k, **metrics(kind, y[s.fold.test], per_seed[s.seed][s.fold.test])}
+        folds = [{"seed": s.seed, "fold": s.k, **metrics(kind, y[s.fold.test], per_seed[s.seed][s.fold.test],
+                                                         labels.classes)}
                  for s in splits]
         model = "label_propagation" if name.startswith("lp_") else "ridge" if kind == "regression" \
             else "logistic_regression"

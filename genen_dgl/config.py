@@ -286,25 +286,31 @@ def given(args: argparse.Namespace) -> dict[str, Any]:
             loaded = yaml.safe_load(args.config.read_text()) or {}
         except yaml.YAMLError as err:
             raise InputError(f"not valid YAML ({getattr(err, 'problem', err)})", args.config) from None
-        if not isinstance(loaded, dict):
-            raise InputError("expected a mapping of option: value", args.config)
-        unknown = set(loaded) - set(OPTIONS)
-        if unknown:
-            raise InputError(f"unknown option {sorted(unknown)[0]!r}", args.config)
-        if loaded.get("fanout_rel") is not None:
-            loaded["fanout_rel"] = _rel_mapping(loaded["fanout_rel"], args.config)
-        for name, value in loaded.items():
-            if value is not None and name != "fanout_rel":
-                try:
-                    OPTIONS[name].check(name, value)
-                except InputError as err:
-                    raise InputError(err.message, args.config) from None
-        values.update(loaded)
+        values.update(checked_options(loaded, args.config))
     for name in OPTIONS:
         v = getattr(args, name, None)
         if v is not None:
             values[name] = dict(v) if name == "fanout_rel" else v
     return values
+
+
+def checked_options(loaded: Any, path: Path) -> dict[str, Any]:
+    """A config file's ``option: value`` mapping, every value checked against the option
+    table (types included; ``fanout_rel`` normalised): an InputError naming ``path``."""
+    if not isinstance(loaded, dict):
+        raise InputError("expected a mapping of option: value", path)
+    unknown = set(loaded) - set(OPTIONS)
+    if unknown:
+        raise InputError(f"unknown option {sorted(unknown)[0]!r}", path)
+    if loaded.get("fanout_rel") is not None:
+        loaded["fanout_rel"] = _rel_mapping(loaded["fanout_rel"], path)
+    for name, value in loaded.items():
+        if value is not None and name != "fanout_rel":
+            try:
+                OPTIONS[name].check(name, value)
+            except InputError as err:
+                raise InputError(err.message, path) from None
+    return loaded
 
 
 def _rel_mapping(value: Any, path: Path) -> dict[str, list[int]]:

@@ -20,9 +20,11 @@ class Fold:
 
 def split_folds(y: np.ndarray, kind: str, folds: int, seed: int, val_share: float = 0.15) -> list[Fold]:
     """Seeded (stratified, for classes) K-fold; a validation share is carved from each
-    training part, so early stopping never sees the test fold."""
+    training part, so early stopping never sees the test fold. A multilabel task is
+    stratified on each gene's rarest label (:func:`rarest_label`)."""
     positions = np.arange(len(y))
     classes = kind != "regression"
+    y = rarest_label(y) if kind == "multilabel" else y
     kfold = StratifiedKFold(folds, shuffle=True, random_state=seed) if classes else KFold(folds, shuffle=True, random_state=seed)
     out = []
     for i, (train, test) in enumerate(kfold.split(positions, y if classes else None)):
@@ -37,7 +39,12 @@ def split_problem(y: np.ndarray, kind: str, classes: list[str], folds: int, val_
     """Why :func:`split_folds` cannot cut ``y`` (None when it can): for classes, each class
     needs a gene in every test fold and two in every training part (to stratify its
     validation share), and the validation and fitting shares of the smallest training part
-    one gene per class; for regression, a gene per test fold and two to fit on."""
+    one gene per class; for regression, a gene per test fold and two to fit on. A
+    multilabel task's classes here are the strata its folds are cut on (each gene's rarest
+    label, :func:`rarest_label`)."""
+    if kind == "multilabel":
+        present = np.unique(rarest_label(y))
+        y, classes = np.searchsorted(present, rarest_label(y)), [classes[i] for i in present]
     n = len(y)
     if kind == "regression":
         counts, shown = np.array([n]), f"{n} genes"
@@ -67,12 +74,46 @@ def split_problem(y: np.ndarray, kind: str, classes: list[str], folds: int, val_
     return None
 
 
-def metrics(kind: str, y_true: np.ndarray, output: np.ndarray) -> dict:
+def rarest_label(y: np.ndarray) -> np.ndarray:
+    """Of each gene's labels (rows of a 0/1 matrix), the one fewest genes have."""
+    counts = y.sum(0)
+    return np.where(y > 0, counts[None, :], np.inf).argmin(1)
+
+
+def multilabel_metrics(y_true: np.ndarray, output: np.ndarray, classes: list[str] | None = None) -> dict:
+    """One sigmoid per class: macro AUC (the mean over the classes where it is defined:
+    both values present), micro AUC (every gene-class pair pooled), ``auc_CLASS`` per
+    class, macro F1 of the calls at 0.5, and accuracy as the share of genes whose called
+    set is exactly right."""
+    names = classes or [str(c) for c in range(y_true.shape[1])]
+    undefined, per_class = {}, {}
+    for c, name in enumerate(names):
+        if 0 < y_true[:, c].sum() < len(y_true):
+            per_class[f"auc_{name}"] = float(roc_auc_score(y_true[:, c], output[:, c]))
+        else:
+            per_class[f"auc_{name}"] = float("nan")
+            where = "absent from" if y_true[:, c].sum() == 0 else "on every gene of"
+            undefined[f"auc_{name}"] = f"class {name} {where} the test fold"
+    defined = [v for v in per_class.values() if np.isfinite(v)]
+    calls = output >= 0.5
+    out = {"auc": float(np.mean(defined)) if defined else float("nan"),
+           "auc_micro": float(roc_auc_score(y_true.ravel(), output.ravel())),
+           "f1": float(f1_score(y_true, calls, average="macro", zero_division=0.0)),
+           "accuracy": float(np.mean((calls == (y_true > 0)).all(1))), **per_class}
+    if undefined:
+        out["undefined"] = undefined
+    return out
+
+
+def metrics(kind: str, y_true: np.ndarray, output: np.ndarray, classes: list[str] | None = None) -> dict:
     """Classification: ``output`` are probabilities over every declared class (its width);
     AUC (one-vs-rest macro when multiclass), macro F1 over all declared classes (a class
     absent from the fold still counts, with F1 0), accuracy, and for binary
     tasks the F1 of the positive class (index 1). Regression: ``output`` are predictions;
-    Pearson, MSE. A metric the fold cannot define is NaN, and ``undefined`` says why."""
+    Pearson, MSE. Multilabel: :func:`multilabel_metrics` (``classes`` name the per-class
+    AUCs). A metric the fold cannot define is NaN, and ``undefined`` says why."""
+    if kind == "multilabel":
+        return multilabel_metrics(y_true, output, classes)
     undefined = {}
     if kind == "regression":
         pred = output.reshape(-1)
@@ -103,13 +144,17 @@ def metrics(kind: str, y_true: np.ndarray, output: np.ndarray) -> dict:
     return out
 
 
-def score_outputs(kind: str, y: np.ndarray, out: np.ndarray) -> dict:
-    """:func:`metrics` plus the loss (cross-entropy of the probabilities, or MSE)."""
+def score_outputs(kind: str, y: np.ndarray, out: np.ndarray, classes: list[str] | None = None) -> dict:
+    """:func:`metrics` plus the loss (cross-entropy of the probabilities, binary
+    cross-entropy per class for multilabel, or MSE)."""
     if kind == "regression":
         loss = float(np.mean((out[:, 0] - y) ** 2))
+    elif kind == "multilabel":
+        p = np.clip(out, 1e-12, 1 - 1e-12)
+        loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
     else:
         loss = float(-np.mean(np.log(np.clip(out[np.arange(len(y)), y], 1e-12, None))))
-    return {**metrics(kind, y, out), "loss": loss}
+    return {**metrics(kind, y, out, classes), "loss": loss}
 
 
 def summarize(fold_metrics: list[dict]) -> dict:

@@ -26,7 +26,7 @@ from genen_dgl.baselines import baselines_for, not_run
 from genen_dgl.batches import Batch, SeedBatches, Step, StepSource
 from genen_dgl.config import TrainConfig
 from genen_dgl.cuda_graph import GraphedStep
-from genen_dgl.data.graph import (GeneGraph, cut_variant, gene_groups, hide_annotations, load_full_graph,
+from genen_dgl.data.graph import (GeneGraph, cut_variant, gene_info, hide_annotations, load_full_graph,
                                   relation_warnings)
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import load_spec
@@ -174,7 +174,7 @@ class LocalData:
     @cached_property
     def targets(self) -> torch.Tensor:
         """Label of every gene by node id, on the device (unlabelled genes hold 0, never read)."""
-        y = np.zeros(self.num_genes, dtype=self.labels.values.dtype)
+        y = np.zeros((self.num_genes, *self.labels.values.shape[1:]), dtype=self.labels.values.dtype)
         y[self.nodes] = self.labels.values
         return torch.as_tensor(y).to(self.device)
 
@@ -251,6 +251,5 @@ def run(config: TrainConfig, run_dir: Path, resume: bool = False, data: LocalDat
         smoothed = {"graph": config.correct_smooth, "alpha": list(alpha), **correct_smooth.apply_per_fold(
             data.smoothing, [out for out, _ in cv.outputs], data.splits, data.nodes, data.labels.values,
             data.labels.kind, alpha)}
-    groups = gene_groups(data.spec, data.full_graph, data.data.gene_ids, data.nodes)
     return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines,
-                         groups, smoothed)
+                         gene_info(data.spec, data.full_graph, data.data.gene_ids), smoothed)

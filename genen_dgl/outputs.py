@@ -5,7 +5,11 @@ Run directory::
     config.yaml  inputs.json  train.log  metrics.json
     history.csv                     per split and epoch: training loss, validation loss and metrics
     predictions.csv                 out-of-fold prediction of each labelled gene (per seed)
-    scores.csv                      every gene of the graph, ranked: mean over the fold models
+    scores.csv                      every gene of the graph, ranked: a labelled gene's out-of-fold
+                                    score, an unlabelled gene's mean over the fold models;
+                                    calibrated probability (binary tasks), GO annotation count,
+                                    text source, whether it looks like the labelled genes
+    calibration.png                 reliability diagram of the out-of-fold scores (classes)
     embeddings.oof.npy, embeddings.oof.genes.csv
                                     labelled genes' refined embeddings, each from the fold
                                     model that did not train on it (first seed)
@@ -24,14 +28,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from genen_dgl.atomic import atomic_path
+from genen_dgl.calibration import BINS, Calibrator, cross_fit, quality, reliability
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.labels import Labels
 from genen_dgl.evaluation import ANNOTATION_STRATA, TEXT_SOURCES, annotation_stratum, paired_test, strata, summarize
 from genen_dgl.trainer import CrossValidation, Split
 
 log = logging.getLogger(__name__)
+
+CALL_THRESHOLD = 0.5  # binary tasks: y_pred is the positive class where the calibrated probability is at least this
+LIKE_RANGE = (5.0, 95.0)  # percentiles of the labelled genes' annotation counts that like_labelled accepts
 
 
 def run_meta(config: TrainConfig, seconds: float, device, **extra) -> dict:
@@ -42,8 +51,8 @@ def run_meta(config: TrainConfig, seconds: float, device, **extra) -> dict:
             "device": str(device), **extra}
 
 
-def out_of_fold(splits: list[Split], nodes: np.ndarray, outputs: list[tuple[np.ndarray, np.ndarray]]
-                ) -> dict[int, np.ndarray]:
+def per_seed_out_of_fold(splits: list[Split], nodes: np.ndarray, outputs: list[tuple[np.ndarray, np.ndarray]]
+                         ) -> dict[int, np.ndarray]:
     """The GNN's out-of-fold outputs per seed, one row per labelled gene."""
     per_seed: dict[int, np.ndarray] = {}
     for split, (out, _) in zip(splits, outputs):
@@ -70,34 +79,44 @@ def stratified(labels: Labels, per_model: dict[str, dict[int, np.ndarray]], anno
 
 def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, gene_ids: list[str],
                   splits: list[Split], cv: CrossValidation, baselines: tuple[dict, dict],
-                  groups: tuple[np.ndarray, np.ndarray], smoothed: dict | None = None) -> dict:
+                  gene_info: pd.DataFrame, smoothed: dict | None = None) -> dict:
     """metrics.json (``meta`` first: task, graph, model, ...; then the splits' metrics, the
-    baselines' and the paired tests, and the strata; with ``smoothed``, Correct & Smooth's
-    per-fold metrics (:func:`genen_dgl.correct_smooth.apply_per_fold`), summarised and tested
-    against the model and each baseline), predictions, scores and embeddings; returns the
-    report. ``baselines``: their report and out-of-fold outputs
-    (:func:`genen_dgl.baselines.baselines_for`); ``groups``: the labelled genes' annotation
-    counts and text sources."""
+    baselines' and the paired tests, calibration, popularity and the strata; with
+    ``smoothed``, Correct & Smooth's per-fold metrics
+    (:func:`genen_dgl.correct_smooth.apply_per_fold`), summarised and tested against the
+    model and each baseline), predictions, scores, the reliability diagram and embeddings;
+    returns the report. ``baselines``: their report and out-of-fold outputs
+    (:func:`genen_dgl.baselines.baselines_for`); ``gene_info``: per gene node,
+    ``go_annotations`` (count) and ``text_source`` (:func:`genen_dgl.data.graph.gene_info`)."""
     baselines, baseline_outputs = baselines
     key = "pearson" if labels.kind == "regression" else "auc"
     summary = summarize(cv.results)
     test_share = len(splits[0].fold.test) / len(nodes)
     comparisons = {name: paired_test([r[key] for r in cv.results], [f[key] for f in b["folds"]], test_share)
                    for name, b in baselines.items()}
+    scores, calibration, curves = score_table(labels, nodes, np.asarray(gene_ids), splits, cv.outputs)
+    scores, popularity = measure_popularity(scores, gene_info)
     report = {
         **meta, "kind": labels.kind, "classes": labels.classes,
         **({"positive_class": labels.classes[1]} if labels.kind == "binary" else {}),
         "labelled_genes": int(len(nodes)), "folds": cv.results, "summary": summary,
         "baselines": baselines, "comparisons": {"metric": key, **comparisons},
         **({"correct_smooth": _smoothed_report(smoothed, cv.results, baselines, key, test_share)} if smoothed else {}),
+        "calibration": calibration, "popularity": popularity,
         "embeddings": ({"file": "embeddings.npy", "model": f"refit on all labelled genes for {cv.refit[0]} epochs",
                         "layer": "last hidden layer, before its activation (width --hidden)"}
                        if cv.refit else None),
-        "strata": stratified(labels, {"gnn": out_of_fold(splits, nodes, cv.outputs), **baseline_outputs}, *groups),
+        "strata": stratified(labels, {"gnn": per_seed_out_of_fold(splits, nodes, cv.outputs), **baseline_outputs},
+                             gene_info["go_annotations"].to_numpy()[nodes],
+                             gene_info["text_source"].to_numpy()[nodes]),
     }
     with atomic_path(run_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1))
-    _write_predictions(run_dir, labels, nodes, np.asarray(gene_ids), splits, cv.outputs)
+    _write_predictions(run_dir, labels, nodes, splits, cv.outputs)
+    with atomic_path(run_dir / "scores.csv") as tmp:
+        scores.to_csv(tmp, index=False)
+    if curves:
+        reliability_diagram(run_dir / "calibration.png", curves, calibration)
     history = pd.DataFrame([{"seed": s.seed, "fold": s.k, **row} for s, h in zip(splits, cv.histories) for row in h])
     with atomic_path(run_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)
@@ -110,6 +129,14 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
     log.info("summary %s | %s", _fmt(summary),
              " | ".join(f"{name} {_fmt(b['summary'])}" for name, b in [*baselines.items()] +
                         ([("correct_smooth", report["correct_smooth"])] if smoothed else [])))
+    if calibration:
+        log.info("calibration of the out-of-fold scores: %s", ", ".join(
+            f"{k} Brier {calibration[k]['brier']:.4f}, ECE {calibration[k]['ece']:.4f}"
+            for k in ("before", "after") if k in calibration))
+    if popularity:
+        log.info("popularity: Spearman %.3f between %d unlabelled genes' scores and their GO annotation counts; "
+                 "%d of them look like the labelled genes", popularity["spearman_unlabelled"],
+                 popularity["unlabelled_genes"], popularity["like_labelled_unlabelled"])
     return report
 
 
@@ -126,16 +153,152 @@ def _smoothed_report(smoothed: dict, results: list[dict], baselines: dict, key: 
             "comparisons": {"metric": key, **tests}}
 
 
-def _write_predictions(run_dir: Path, labels: Labels, nodes: np.ndarray, genes: np.ndarray, splits: list[Split],
+def out_of_fold(labels: Labels, nodes: np.ndarray, splits: list[Split],
+                outputs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each labelled gene's output from the fold models that did not train on it (mean over
+    seeds), and its test fold in the first seed's folds."""
+    oof = np.mean(list(per_seed_out_of_fold(splits, nodes, outputs).values()), axis=0)
+    fold_of = np.zeros(len(nodes), dtype=np.int64)
+    for split in splits:
+        if split.seed == splits[0].seed:
+            fold_of[split.fold.test] = split.k
+    return oof, fold_of
+
+
+def score_table(labels: Labels, nodes: np.ndarray, genes: np.ndarray, splits: list[Split],
+                outputs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[pd.DataFrame, dict | None, dict]:
+    """scores.csv as a frame (every gene, ranked), the calibration report and the curves
+    of the reliability diagram. A labelled gene's outputs are out-of-fold
+    (:func:`out_of_fold`), an unlabelled gene's the mean over every fold model. Binary
+    tasks: ``probability`` is the Platt-calibrated positive-class probability (a labelled
+    gene's cross-fitted, :func:`genen_dgl.calibration.cross_fit`) and ``y_pred`` the
+    positive class where it is at least :data:`CALL_THRESHOLD`."""
+    out = np.mean([o for o, _ in outputs], axis=0)
+    oof, fold_of = out_of_fold(labels, nodes, splits, outputs)
+    out[nodes] = oof
+    frame = pd.DataFrame({"gene": genes, "labelled": False, "label": "", "score_source": "mean of fold models"})
+    frame.loc[nodes, "labelled"] = True
+    frame.loc[nodes, "label"] = label_names(labels)
+    frame.loc[nodes, "score_source"] = "out-of-fold"
+    frame = pd.concat([frame, _output_columns(out, labels)], axis=1)
+    calibration, curves = None, {}
+    if labels.kind == "binary":
+        y, positive = labels.values, labels.classes[1]
+        honest = cross_fit(oof[:, 1], y, fold_of)
+        calibrator = Calibrator().fit(oof[:, 1], y)
+        probability = calibrator(out[:, 1])
+        probability[nodes] = honest
+        unlabelled = ~frame["labelled"].to_numpy()
+        calibration = {
+            "method": calibrator.describe(), "bins": BINS, "genes": int(len(y)),
+            "before": quality(oof[:, 1], y), "after": quality(honest, y),
+            "measured": "out-of-fold scores of the labelled genes (mean over seeds); 'after' cross-fitted over "
+                        "the first seed's folds (each fold calibrated by a calibrator fitted on the others)",
+            "call_threshold": CALL_THRESHOLD,
+            "unlabelled_called_positive": {"before": _share(out[unlabelled, 1] >= 0.5),
+                                           "after": _share(probability[unlabelled] >= CALL_THRESHOLD)},
+            "labelled_prevalence": float(np.mean(y == 1)),
+        }
+        curves = {"out-of-fold score": reliability(oof[:, 1], y), "calibrated (cross-fitted)": reliability(honest, y)}
+        frame["probability"] = probability
+        frame["y_pred"] = np.where(probability >= CALL_THRESHOLD, positive, labels.classes[0])
+    elif labels.kind == "multiclass":
+        calibration = {"bins": BINS, "genes": int(len(nodes)), "before": quality(oof, labels.values),
+                       "measured": "out-of-fold softmax probabilities; ECE on the top class"}
+        curves = {"out-of-fold top class": reliability(oof, labels.values)}
+    elif labels.kind == "multilabel":
+        pairs = (oof.ravel(), labels.values.ravel())
+        calibration = {"bins": BINS, "genes": int(len(nodes)), "before": quality(*pairs),
+                       "measured": "out-of-fold sigmoid of each class, every gene-class pair pooled"}
+        curves = {"out-of-fold, gene-class pairs": reliability(*pairs)}
+    rank = frame["y_pred"] if labels.kind == "regression" else (
+        frame[f"p_{labels.classes[1]}"] if labels.kind == "binary" else frame.filter(like="p_").max(axis=1))
+    frame = frame.assign(score=rank).sort_values("score", ascending=False, kind="stable")
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    return frame, calibration, curves
+
+
+def _share(flags: np.ndarray) -> float | None:
+    return float(np.mean(flags)) if len(flags) else None
+
+
+def label_names(labels: Labels) -> list[str]:
+    """Each labelled gene's label as text (a multilabel gene's classes joined by ';')."""
+    if labels.kind == "regression":
+        return [f"{v:g}" for v in labels.values]
+    if labels.kind == "multilabel":
+        return _joined(labels.values > 0, labels.classes)
+    return [labels.classes[v] for v in labels.values]
+
+
+def _joined(hot: np.ndarray, classes: list[str]) -> list[str]:
+    return [";".join(c for c, on in zip(classes, row) if on) for row in hot]
+
+
+def measure_popularity(scores: pd.DataFrame, gene_info: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """scores.csv's ``go_annotations``, ``text_source`` and ``like_labelled`` columns, and the
+    Spearman correlation between unlabelled genes' scores and their annotation counts.
+    A gene looks like the labelled genes when its text source is one some labelled gene has
+    and its annotation count lies within the labelled genes' LIKE_RANGE percentiles."""
+    info = gene_info.reset_index(drop=True).loc[scores.index]
+    scores = scores.assign(go_annotations=info["go_annotations"].to_numpy(), text_source=info["text_source"].to_numpy())
+    labelled = scores["labelled"].to_numpy()
+    counts = scores["go_annotations"].to_numpy()
+    low, high = np.percentile(counts[labelled], LIKE_RANGE)
+    sources = sorted(set(scores.loc[labelled, "text_source"]))
+    like = scores["text_source"].isin(sources).to_numpy() & (counts >= low) & (counts <= high)
+    scores["like_labelled"] = like
+    unlabelled = ~labelled
+    rho = spearmanr(scores.loc[unlabelled, "score"], counts[unlabelled]).statistic if unlabelled.sum() > 2 else np.nan
+    return scores, {
+        "spearman_unlabelled": float(rho), "unlabelled_genes": int(unlabelled.sum()),
+        "median_annotations": {"labelled": float(np.median(counts[labelled])),
+                               "unlabelled": float(np.median(counts[unlabelled])) if unlabelled.any() else None,
+                               "top_100_unlabelled": float(np.median(counts[unlabelled][:100]))
+                               if unlabelled.any() else None},
+        "like_labelled_rule": {"text_sources": sources, "annotations_percentiles": list(LIKE_RANGE),
+                               "annotations_range": [float(low), float(high)]},
+        "like_labelled_unlabelled": int(like[unlabelled].sum()),
+        "text_sources": {"labelled": _counts(scores.loc[labelled, "text_source"]),
+                         "unlabelled": _counts(scores.loc[unlabelled, "text_source"])},
+    }
+
+
+def _counts(values: pd.Series) -> dict[str, int]:
+    return {k: int(v) for k, v in values.value_counts().items()}
+
+
+def reliability_diagram(path: Path, curves: dict[str, dict], calibration: dict) -> None:
+    """calibration.png: observed frequency against mean confidence per bin, one line per
+    curve, the diagonal for perfect calibration, the bins' gene counts below."""
+    from genen_dgl.experiments.plotting import figure, save  # matplotlib only when a diagram is drawn
+
+    fig, (ax, counts) = figure(2)
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", label="perfectly calibrated")
+    width = 1 / calibration["bins"]
+    for i, (name, c) in enumerate(curves.items()):
+        ax.plot(c["confidence"], c["observed"], marker="o", ms=4, label=name)
+        counts.bar(np.asarray(c["bin_low"]) + (i + 0.5) * width / len(curves), c["genes"], width / len(curves),
+                   label=name)
+    quality = ", ".join(f"{k}: Brier {calibration[k]['brier']:.3f}, ECE {calibration[k]['ece']:.3f}"
+                        for k in ("before", "after") if k in calibration)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted probability (bin mean)", ylabel="observed frequency",
+           title=quality)
+    ax.legend(fontsize=8)
+    counts.set(xlim=(0, 1), xlabel="predicted probability", ylabel="labelled genes per bin", yscale="log")
+    save(fig, path)
+
+
+def _write_predictions(run_dir: Path, labels: Labels, nodes: np.ndarray, splits: list[Split],
                        outputs: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    """predictions.csv (out-of-fold, labelled genes), embeddings.oof.* (first seed) and
-    scores.csv (every gene, mean over the fold models, ranked)."""
+    """predictions.csv (out-of-fold, labelled genes, per seed) and embeddings.oof.* (first seed)."""
     rows, oof, oof_rows = [], [], []
     first_seed = splits[0].seed
+    names = np.asarray(label_names(labels), dtype=object)
     for split, (out, hidden) in zip(splits, outputs):
         test = split.fold.test
-        truth = labels.values[test] if labels.kind == "regression" else np.asarray(labels.classes)[labels.values[test]]
-        frame = pd.DataFrame({"gene": labels.genes[test], "seed": split.seed, "fold": split.k, "y_true": truth})
+        frame = pd.DataFrame({"gene": labels.genes[test], "seed": split.seed, "fold": split.k,
+                              "y_true": labels.values[test] if labels.kind == "regression" else names[test]})
         frame = pd.concat([frame, _output_columns(out[nodes[test]], labels)], axis=1)
         rows.append(frame)
         if split.seed == first_seed:
@@ -148,25 +311,16 @@ def _write_predictions(run_dir: Path, labels: Labels, nodes: np.ndarray, genes: 
             np.save(fh, np.concatenate(oof).astype(np.float32))
     with atomic_path(run_dir / "embeddings.oof.genes.csv") as tmp:
         pd.concat(oof_rows).to_csv(tmp, index=False)
-    mean = np.mean([out for out, _ in outputs], axis=0)
-    frame = pd.DataFrame({"gene": genes, "labelled": False, "label": ""})
-    known = labels.classes if labels.kind != "regression" else None
-    frame.loc[nodes, "labelled"] = True
-    frame.loc[nodes, "label"] = [known[v] if known else f"{v:g}" for v in labels.values]
-    frame = pd.concat([frame, _output_columns(mean, labels)], axis=1)
-    rank = frame["y_pred"] if labels.kind == "regression" else (
-        frame[f"p_{labels.classes[1]}"] if labels.kind == "binary" else frame.filter(like="p_").max(axis=1))
-    frame = frame.assign(score=rank).sort_values("score", ascending=False, kind="stable")
-    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
-    with atomic_path(run_dir / "scores.csv") as tmp:
-        frame.to_csv(tmp, index=False)
 
 
 def _output_columns(out: np.ndarray, labels: Labels) -> pd.DataFrame:
     """A model's outputs as columns: ``y_pred`` (class name or value), ``p_CLASS`` each."""
     if labels.kind == "regression":
         return pd.DataFrame({"y_pred": out[:, 0]})
-    frame = pd.DataFrame({"y_pred": np.asarray(labels.classes, dtype=object)[out.argmax(1)]})
+    if labels.kind == "multilabel":  # every class called at 0.5, joined by ';'
+        frame = pd.DataFrame({"y_pred": _joined(out >= 0.5, labels.classes)})
+    else:
+        frame = pd.DataFrame({"y_pred": np.asarray(labels.classes, dtype=object)[out.argmax(1)]})
     for i, name in enumerate(labels.classes):
         frame[f"p_{name}"] = out[:, i]
     return frame

@@ -78,6 +78,8 @@ def attach_labels(data: GeneGraph, tasks: list[str]) -> tuple[dict[str, tuple[np
     out = {}
     for task in tasks:
         nodes, labels = data.labels(task)
+        if labels.kind == "multilabel":
+            raise InputError(f"task {task!r} is multilabel: it trains on one machine only (python -m genen_dgl.train)")
         idx = torch.as_tensor(nodes)
         if labels.kind == "regression":
             y = torch.full((n,), float("nan"), dtype=torch.float32)

@@ -16,7 +16,7 @@ import yaml
 
 from genen_dgl.atomic import atomic_path, check_out, claim_dir, remove_dir
 from genen_dgl.baselines import NAMES
-from genen_dgl.config import RUNTIME, TrainConfig
+from genen_dgl.config import RUNTIME, TrainConfig, checked_options
 from genen_dgl.data.graph import cache_key
 from genen_dgl.data.spec import DatasetSpec, load_spec
 from genen_dgl.errors import InputError
@@ -125,9 +125,11 @@ class RunDir:
     def stored(self) -> TrainConfig:
         """The run's ``config.yaml`` (a damaged one: an InputError naming it)."""
         try:
-            return TrainConfig(**yaml.safe_load(self.config_file.read_text(encoding="utf-8")))
-        except (yaml.YAMLError, TypeError, UnicodeDecodeError) as err:
-            raise InputError(f"damaged run configuration ({type(err).__name__}); the run cannot be resumed: "
+            return TrainConfig(**checked_options(yaml.safe_load(self.config_file.read_text(encoding="utf-8")) or {},
+                                                 self.config_file))
+        except (yaml.YAMLError, TypeError, UnicodeDecodeError, InputError) as err:
+            why = err.message if isinstance(err, InputError) else type(err).__name__
+            raise InputError(f"damaged run configuration ({why}); the run cannot be resumed: "
                              "delete its folder and start again", self.config_file) from None
 
     def inputs(self) -> dict | None:

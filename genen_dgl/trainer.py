@@ -160,18 +160,24 @@ def adam(params, lr: float, weight_decay: float = 0.0, capturable: bool = False)
 
 
 def scores(kind: str, logits: torch.Tensor) -> torch.Tensor:
-    """What a predictor reports from the model's output: class probabilities, or the
-    prediction as one column for regression; float32 whatever the precision."""
+    """What a predictor reports from the model's output: class probabilities (softmax; one
+    sigmoid per class for multilabel), or the prediction as one column for regression;
+    float32 whatever the precision."""
     logits = logits.float()
+    if kind == "multilabel":
+        return torch.sigmoid(logits)
     return logits.reshape(-1, 1) if kind == "regression" else torch.softmax(logits, 1)
 
 
 def task_loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy for classes, MSE for regression (the paper's losses), on float32
+    """Cross-entropy for classes, MSE for regression (the paper's losses), binary
+    cross-entropy with logits averaged over genes and classes for multilabel, on float32
     outputs (bf16 autocast: the logits are cast up first)."""
     out = out.float()
     if kind == "regression":
         return F.mse_loss(out.reshape(-1), y)
+    if kind == "multilabel":
+        return F.binary_cross_entropy_with_logits(out, y)
     return F.cross_entropy(out, y)
 
 
@@ -378,7 +384,7 @@ class FoldTrainer:
         """Metrics and loss on the labelled genes at ``positions``."""
         labels = self.data.labels
         out, _ = self.predictor.predict(self.model, self.data.nodes[positions])
-        return score_outputs(labels.kind, labels.values[positions], out)
+        return score_outputs(labels.kind, labels.values[positions], out, labels.classes)
 
     def fit(self) -> dict:
         """Train with early stopping on the validation loss (it keeps predictions calibrated),

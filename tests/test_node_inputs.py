@@ -61,7 +61,7 @@ def test_embeddings_are_checkpointed_and_resumed(sample_spec, tmp_path):
 
 def test_only_the_gene_table_leaves_go_inputs_zero_padded(sample_spec):
     data = local(sample_spec, node_embeddings="gene", sampler="full")
-    model = data.model()
+    model = data.model(data.splits[0])
     x = model.embeddings({t: f for t, f in data.feats.items()}, None)
     width = data.feats["gene"].shape[1]
     assert x["go"].shape[1] == x["gene"].shape[1] == 2 * width
@@ -73,7 +73,7 @@ def test_the_residual_with_the_gnn_zeroed_is_the_linear_model(sample_spec):
     terms: the GO-annotation baseline's linear model, on the full graph and on a sampled
     batch (its seeds' rows)."""
     data = local(sample_spec, annotation_residual=True, sampler="device")
-    model = data.model()
+    model = data.model(data.splits[0])
     w = torch.randn_like(model.residual.weight.weight)
     with torch.no_grad():
         for p in model.parameters():
@@ -86,16 +86,35 @@ def test_the_residual_with_the_gnn_zeroed_is_the_linear_model(sample_spec):
     model.eval()
     full = model([data.block] * model.num_layers, data.feats)
     torch.testing.assert_close(full, hot @ w)
-    batch = data.sampler(data.nodes[:16]).sample(torch.as_tensor(data.nodes[:16]))
+    batch = data.sampler(data.nodes[:16], g, data.weights).sample(torch.as_tensor(data.nodes[:16]))
     sampled = model(batch.blocks, {t: data.feats[t][n] for t, n in batch.input_nodes.items()}, seeds=batch.seeds)
     torch.testing.assert_close(sampled, (hot @ w)[batch.seeds])
     assert (hot.sum(1) == 0).any() and (hot.sum(1) > 1).any()  # genes with none and with several terms
+
+
+def test_the_residual_sees_no_held_out_annotations_in_the_novel_regime(sample_spec):
+    """Under hide_test_annotations the residual reads the split's own graph: a held-out
+    gene's (test or validation) summed term rows are zero, a training gene's are not."""
+    data = local(sample_spec, annotation_residual=True, hide_test_annotations=True, sampler="full")
+    split = data.splits[0]
+    model = data.model(split)
+    with torch.no_grad():
+        model.residual.weight.weight.fill_(1.0)
+    held_out = torch.as_tensor(data.nodes[np.concatenate([split.fold.val, split.fold.test])])
+    train = torch.as_tensor(data.nodes[split.fold.train])
+    assert not model.residual(held_out).any()
+    data.config.hide_test_annotations = False  # the same split without hiding reads every annotation
+    full = data.model(split)
+    with torch.no_grad():
+        full.residual.weight.weight.fill_(1.0)
+    assert full.residual(held_out).any() and model.residual(train).any()
 
 
 def test_refused_where_it_cannot_work(sample_spec):
     with pytest.raises(InputError, match="no go nodes"):
         local(sample_spec, node_embeddings="go", graph="ppi")
     with pytest.raises(InputError, match="no GO annotations"):
-        local(sample_spec, annotation_residual=True, graph="ppi").model()
+        data = local(sample_spec, annotation_residual=True, graph="ppi")
+        data.model(data.splits[0])
     with pytest.raises(InputError, match="cuda_graph"):
         TrainConfig(node_embeddings="go", sampler="device", cuda_graph=True).resolved()

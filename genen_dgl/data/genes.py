@@ -22,6 +22,8 @@ from genen_dgl.data.string_links import read_string_links
 
 log = logging.getLogger(__name__)
 
+TEXT_SOURCES = ("summary", "protein_name", "none")
+
 
 def read_spec_summaries(spec: DatasetSpec) -> pd.Series:
     s = spec.summaries
@@ -52,9 +54,21 @@ def gene_node_ids(spec: DatasetSpec) -> list[str] | None:
     return sorted(genes)
 
 
+def gene_texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, dict[str, int]]:
+    """Text of each node gene (``""`` where it has none), in node order, and how many
+    texts came from each source (``summary``, ``protein_name``, ``none``)."""
+    text, source = _texts(spec, nodes)
+    counts = {k: int((source == k).sum()) for k in TEXT_SOURCES if k != "protein_name" or spec.text_fallback == k}
+    log.info("gene texts (fallback %s): %s", spec.text_fallback, ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return text, counts
+
+
+def text_sources(spec: DatasetSpec, nodes: list[str]) -> pd.Series:
+    """Where each node gene's text comes from: ``summary``, ``protein_name`` or ``none``."""
+    return _texts(spec, nodes)[1]
+
+
 def _texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, pd.Series]:
-    """Text of each node gene (``""`` where it has none) and where it came from
-    (``summary``, ``protein_name`` or ``none``), in node order."""
     text = pd.Series("", index=pd.Index(nodes), dtype=object)
     if spec.summaries.get("file"):
         summaries = read_spec_summaries(spec)
@@ -68,23 +82,6 @@ def _texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, pd.Series]:
     if spec.text_fallback == "protein_name":
         names = read_gene_names(spec.go["annotations"], spec.go.get("gene_column", "Gene name"))
         fill = names.reindex(text.index[source == "none"]).fillna("")
-        fill = fill[fill != ""]
         text[fill.index] = fill.to_numpy()
-        source[fill.index] = "protein_name"
+        source[fill.index[fill != ""]] = "protein_name"
     return text, source
-
-
-def gene_texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, dict[str, int]]:
-    """Text of each node gene (``""`` where it has none), in node order, and how many
-    texts came from each source (``summary``, ``protein_name``, ``none``)."""
-    text, source = _texts(spec, nodes)
-    kinds = ("summary", "protein_name", "none") if spec.text_fallback == "protein_name" else ("summary", "none")
-    counts = {k: int((source == k).sum()) for k in kinds}
-    log.info("gene texts (fallback %s): %s", spec.text_fallback, ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return text, counts
-
-
-def text_sources(spec: DatasetSpec, nodes: list[str]) -> np.ndarray:
-    """Where each node gene's text comes from: ``summary``, ``protein_name`` or ``none``
-    (what its input features encode; the strata of :func:`genen_dgl.evaluation.strata`)."""
-    return _texts(spec, nodes)[1].to_numpy()

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from genen_dgl.atomic import atomic_path
@@ -317,10 +318,13 @@ def annotation_counts(graph) -> np.ndarray:
     return graph.out_degrees(etype=ANNOTATED).numpy().astype(np.int64)
 
 
-def gene_groups(spec: DatasetSpec, full_graph, gene_ids: list[str], nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The annotation count (in the full graph) and text source of the genes ``nodes``:
-    what the strata of metrics.json group by."""
-    return annotation_counts(full_graph)[nodes], text_sources(spec, gene_ids)[nodes]
+def gene_info(spec: DatasetSpec, full_graph, gene_ids: list[str]) -> pd.DataFrame:
+    """Per gene node: ``go_annotations``, its GO terms in ``full_graph`` (the dataset's
+    ``go_ppi`` graph: after the leakage filter, not propagated up the ontology, before any
+    hiding), and ``text_source`` (summary, protein_name or none: what its text feature
+    encodes). What the strata of metrics.json and the popularity measures group by."""
+    return pd.DataFrame({"go_annotations": annotation_counts(full_graph),
+                         "text_source": text_sources(spec, gene_ids).to_numpy()})
 
 
 def load_graph(spec: DatasetSpec | str | Path, variant: str = "go_ppi", rebuild: bool = False) -> GeneGraph:

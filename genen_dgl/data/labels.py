@@ -14,14 +14,15 @@ from genen_dgl.errors import InputError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("binary", "multiclass", "regression")
+KINDS = ("binary", "multiclass", "multilabel", "regression")
+SEPARATORS = r"[;|]"  # between the classes of a multilabel cell
 
 
 @dataclass
 class Labels:
     genes: np.ndarray  # gene symbols, str
-    values: np.ndarray  # int64 class index, or float32 for regression
-    kind: str  # binary | multiclass | regression
+    values: np.ndarray  # int64 class index, float32 for regression, (genes, classes) float32 0/1 for multilabel
+    kind: str  # binary | multiclass | multilabel | regression
     classes: list[str]  # class names (empty for regression)
     source: Path | None = None  # the file they were read from, for messages
 
@@ -42,16 +43,20 @@ def read_labels(
     path: str | Path, gene_column: str = "Gene name", label_column: str = "Label", kind: str = "auto",
     duplicates: str = "error",
 ) -> Labels:
-    """Read one task. ``kind`` is binary, multiclass, regression, or auto: text or integer
-    labels are classes (binary when two), other numbers a regression target.
+    """Read one task. ``kind`` is binary, multiclass, multilabel, regression, or auto: text
+    or integer labels are classes (binary when two), other numbers a regression target.
     ``duplicates`` says what to do with a gene listed with different labels (a multi-label
-    file such as LitGene's TF_target_type): error, keep the first row, or drop the gene."""
+    file such as LitGene's TF_target_type read as single-label): error, keep the first row,
+    or drop the gene. A multilabel task takes every class a gene is listed with, on several
+    rows or in one cell separated by ``;`` or ``|``."""
     if duplicates not in DUPLICATES:
         raise InputError(f"duplicates = {duplicates!r}: expected one of {', '.join(DUPLICATES)}")
     path = Path(path)
     if kind not in KINDS + ("auto",):
         raise InputError(f"task type {kind!r}: expected one of {', '.join(KINDS)} or auto")
     frame = read_table(path, {gene_column: "str", label_column: "str"})
+    if kind == "multilabel":
+        return _multilabel(frame[gene_column], frame[label_column], label_column, path)
     raw = frame[label_column].astype(str).str.strip()
     numeric = pd.to_numeric(raw, errors="coerce")
     is_num = (numeric.notna() | raw.str.lower().str.lstrip("+-").eq("nan")).to_numpy()  # a NaN label is a number
@@ -108,6 +113,28 @@ def read_labels(
             classes = [classes[i] for i in present]
             kind = "binary" if len(classes) == 2 else kind
     return Labels(table["gene"].to_numpy(), values, kind, classes, path)
+
+
+def _multilabel(genes: pd.Series, cells: pd.Series, label_column: str, path: Path) -> Labels:
+    """Each gene's set of classes as a 0/1 matrix (classes sorted by name)."""
+    pairs = pd.DataFrame({"gene": genes.astype(str).str.strip(), "label": cells.astype(str).str.split(SEPARATORS)})
+    pairs = pairs.explode("label")
+    pairs["label"] = pairs["label"].str.strip()
+    empty = pairs["label"] == ""
+    if empty.any():
+        raise InputError(f"column {label_column!r} has an empty class for gene {pairs.loc[empty, 'gene'].iloc[0]!r}; "
+                         "expected class names separated by ; or |", path)
+    classes = sorted(pairs["label"].unique())
+    if len(classes) < 2:
+        raise InputError(f"multilabel task: column {label_column!r} has a single class {classes[0]!r}", path)
+    order = pd.unique(pairs["gene"].to_numpy())
+    matrix = pd.crosstab(pairs["gene"], pairs["label"]).reindex(index=order, columns=classes)
+    values = (matrix.to_numpy() > 0).astype(np.float32)
+    per_gene = values.sum(1)
+    log.info("%s: %d genes, %d classes (%s), %.2f labels per gene (%d with one)", path.name, len(order), len(classes),
+             ", ".join(f"{c} {int(n)}" for c, n in zip(classes, values.sum(0))), per_gene.mean(),
+             int((per_gene == 1).sum()))
+    return Labels(order.astype(str), values, "multilabel", classes, path)
 
 
 def read_summaries(path: str | Path | list, gene_column: str = "gene", text_column: str = "summary") -> pd.Series:
