@@ -42,6 +42,7 @@ from genen_dgl.data.spec import load_spec
 from genen_dgl.data.tables import collapse_duplicates, read_table
 from genen_dgl.device import pick_device
 from genen_dgl.errors import InputError, cli
+from genen_dgl.provenance import add_version
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +349,7 @@ def encode_dataset(spec_path: str | Path, encoder: Encoder, cache_dir: Path | No
         raise InputError("features.zeros is set: this dataset uses zero features and has nothing to encode", spec.path)
     nodes = gene_node_ids(spec)
     if nodes is None:  # the summaries define the gene nodes
-        if not spec.summaries.get("file"):
+        if not spec.text_sources():
             raise InputError("the dataset has no summaries.file; add summaries: {file, gene_column, text_column} "
                              "naming a CSV of gene summaries", spec.path)
         sources = {"gene": read_spec_summaries(spec)}
@@ -398,6 +399,7 @@ def update_features_section(yaml_path: Path, updates: dict[str, str]) -> None:
 @cli
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genen_dgl.encode", description=__doc__.split("\n\n")[0])
+    add_version(parser)
     parser.add_argument("--model", type=Path, required=True, help="local model folder (save_pretrained output)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", type=Path, help="dataset.yaml: encode its summaries and GO texts")

@@ -27,7 +27,7 @@ from genen_dgl.config import TrainConfig
 from genen_dgl.cuda_graph import GraphedStep
 from genen_dgl.data.graph import GeneGraph, cut_variant, load_full_graph
 from genen_dgl.data.sample import ensure_sample
-from genen_dgl.data.spec import load_spec
+from genen_dgl.data.spec import run_spec
 from genen_dgl.dataloading import NeighborBatches, fixed_weights, parse_fanouts, to_message_block
 from genen_dgl.device import pick_device
 from genen_dgl.device_sampling import DeviceBatches
@@ -130,7 +130,7 @@ class LocalData:
     def __init__(self, config: TrainConfig):
         self.config = config
         apply_runtime(config)
-        self.spec = load_spec(config.data or ensure_sample())
+        self.spec = run_spec(config.data or ensure_sample(), config)
         self.full_graph, gene_ids, go_ids = load_full_graph(self.spec)  # the baselines read it whole
         self.data = GeneGraph(cut_variant(self.full_graph, config.graph), gene_ids,
                               go_ids if config.graph != "ppi" else [], config.graph, self.spec)

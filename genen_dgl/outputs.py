@@ -3,6 +3,7 @@
 Run directory::
 
     config.yaml  inputs.json  train.log  metrics.json
+    genes_skipped.csv               genes of the task file left out (not a graph node, conflicting labels)
     history.csv                     per split and epoch: training loss, validation loss and metrics
     predictions.csv                 out-of-fold prediction of each labelled gene (per seed)
     scores.csv                      every gene of the graph, ranked: mean over the fold models
@@ -29,16 +30,35 @@ from genen_dgl.atomic import atomic_path
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.labels import Labels
 from genen_dgl.evaluation import paired_test, summarize
+from genen_dgl.provenance import environment
 from genen_dgl.trainer import CrossValidation, Split
 
 log = logging.getLogger(__name__)
 
+SKIPPED = "genes_skipped.csv"
+
 
 def run_meta(config: TrainConfig, seconds: float, device, **extra) -> dict:
-    """What a report says about its run before its numbers (config.task is the resolved task)."""
+    """What a report says about its run before its numbers (config.task is the resolved task),
+    with the environment that computed them (version, commit, device, libraries)."""
     return {"task": config.task, "graph": config.graph, "model": config.model, "sampler": config.sampler,
             "edge_weight": config.edge_weight, "seeds": config.seeds, "seconds": round(seconds, 2),
-            "device": str(device), **extra}
+            "device": str(device), "environment": environment(device), **extra}
+
+
+def class_counts(labels: Labels, splits: list[Split]) -> dict:
+    """Genes per class overall and in each split's train / validation / test part."""
+    if labels.kind == "regression":
+        return {}
+
+    def count(rows) -> dict[str, int]:
+        n = np.bincount(labels.values[rows], minlength=labels.num_classes)
+        return {c: int(k) for c, k in zip(labels.classes, n)}
+
+    return {"class_counts": count(np.arange(len(labels.values))),
+            "fold_class_counts": [{"seed": s.seed, "fold": s.k, **{part: count(getattr(s.fold, part))
+                                                                   for part in ("train", "val", "test")}}
+                                  for s in splits]}
 
 
 def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, gene_ids: list[str],
@@ -53,7 +73,8 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
     report = {
         **meta, "kind": labels.kind, "classes": labels.classes,
         **({"positive_class": labels.classes[1]} if labels.kind == "binary" else {}),
-        "labelled_genes": int(len(nodes)), "folds": cv.results, "summary": summary,
+        "labelled_genes": int(len(nodes)), **class_counts(labels, splits),
+        "skipped_genes": {"count": len(labels.skipped), "file": SKIPPED}, "folds": cv.results, "summary": summary,
         "baselines": baselines, "comparisons": {"metric": key, **comparisons},
         "embeddings": ({"file": "embeddings.npy", "model": f"refit on all labelled genes for {cv.refit[0]} epochs",
                         "layer": "last hidden layer, before its activation (width --hidden)"}
@@ -61,6 +82,7 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
     }
     with atomic_path(run_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1))
+    write_skipped(run_dir, labels)
     _write_predictions(run_dir, labels, nodes, np.asarray(gene_ids), splits, cv.outputs)
     history = pd.DataFrame([{"seed": s.seed, "fold": s.k, **row} for s, h in zip(splits, cv.histories) for row in h])
     with atomic_path(run_dir / "history.csv") as tmp:
@@ -74,6 +96,12 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
     log.info("summary %s | %s", _fmt(summary),
              " | ".join(f"{name} {_fmt(b['summary'])}" for name, b in baselines.items()))
     return report
+
+
+def write_skipped(run_dir: Path, labels: Labels) -> None:
+    """genes_skipped.csv: every gene of the task file left out of the task, and why."""
+    with atomic_path(run_dir / SKIPPED) as tmp:
+        pd.DataFrame(labels.skipped, columns=["gene", "reason"]).to_csv(tmp, index=False)
 
 
 def _write_predictions(run_dir: Path, labels: Labels, nodes: np.ndarray, genes: np.ndarray, splits: list[Split],

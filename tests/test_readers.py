@@ -269,13 +269,16 @@ def test_summaries_from_several_files_collapse_exact_duplicates(tmp_path, caplog
     a = write(tmp_path / "a.csv", 'Gene name,StrLabel,Label,Summary\nA,x,0,"alpha, one"\nB,y,1,beta\nA,x,0,"alpha, one"\n')
     b = write(tmp_path / "b.csv", 'Gene name,StrLabel,Summary,Label\nC,x,gamma,0\nB,z,beta,1\n')  # other column order
     with caplog.at_level("INFO", logger="genen_dgl"):
-        text = read_summaries([a, b], "Gene name", "Summary")
+        text = read_summaries([(a, "Gene name", "Summary"), (b, "Gene name", "Summary")])
     assert text.to_dict() == {"A": "alpha, one", "B": "beta", "C": "gamma"}
     collapsed = [r.getMessage() for r in caplog.records if "exact duplicate" in r.getMessage()]
     assert len(collapsed) == 1 and "2 exact duplicate row(s)" in collapsed[0]
     c = write(tmp_path / "c.csv", "Gene name,Summary\nB,another text\n")
     with pytest.raises(InputError, match=r"gene 'B' appears with different text values \(a.csv row 2, c.csv row 1\)"):
-        read_summaries([a, c], "Gene name", "Summary")
+        read_summaries([(a, "Gene name", "Summary"), (c, "Gene name", "Summary")])
+    d = write(tmp_path / "d.csv", "gene,text\nD,delta\nC,gamma\n")  # a task file with its own column names
+    assert read_summaries([(b, "Gene name", "Summary"), (d, "gene", "text")]).to_dict() == {
+        "C": "gamma", "B": "beta", "D": "delta"}
 
 
 def test_labels_collapse_exact_duplicates_with_one_line(tmp_path, caplog):

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def read_spec_summaries(spec: DatasetSpec) -> pd.Series:
-    s = spec.summaries
-    return read_summaries(s["file"], s.get("gene_column", "gene"), s.get("text_column", "summary"))
+    """Each gene's summary from the spec's summaries files and its tasks' text columns."""
+    return read_summaries(spec.text_sources())
 
 
 def source_genes(spec: DatasetSpec, source: str) -> list[str]:
@@ -55,7 +55,7 @@ def gene_texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, dict[str
     """Text of each node gene (``""`` where it has none), in node order, and how many
     texts came from each source (``summary``, ``protein_name``, ``none``)."""
     text = pd.Series("", index=pd.Index(nodes), dtype=object)
-    if spec.summaries.get("file"):
+    if spec.text_sources():
         summaries = read_spec_summaries(spec)
         outside = (~summaries.index.isin(text.index)).sum()
         if outside:
