@@ -84,8 +84,10 @@ class TrainConfig:
         own = [k for k in ("label_column", "gene_column", "task_type", "text_column") if getattr(c, k) is not None]
         if own and c.labels is None:
             raise InputError(f"{OPTIONS[own[0]].flag or own[0]}: describes a --labels file; none is given")
-        if c.labels is not None and c.task is not None and c.task != Path(c.labels).stem:
-            raise InputError(f"task = {c.task!r}: --labels trains the task {Path(c.labels).stem!r} (the file's name)")
+        if c.labels is not None:
+            if c.task not in (None, Path(c.labels).stem):
+                raise InputError(f"task = {c.task!r}: --labels trains the task {Path(c.labels).stem!r} (the file's name)")
+            c.task = Path(c.labels).stem
         if c.cuda_graph and c.sampler != "device":
             raise InputError(f"cuda_graph: replays steps of the device sampler; expected sampler = device, "
                              f"got {c.sampler!r}")

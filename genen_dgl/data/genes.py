@@ -23,8 +23,23 @@ log = logging.getLogger(__name__)
 
 
 def read_spec_summaries(spec: DatasetSpec) -> pd.Series:
-    """Each gene's summary from the spec's summaries files and its tasks' text columns."""
-    return read_summaries(spec.text_sources())
+    """Each gene's summary: from the spec's summaries files, where a task file with a
+    ``text_column`` gives none or another text for the gene, else from the task file
+    (a task's own text wins; the replacements are counted in the log)."""
+    s = spec.summaries
+    files = spec.files("summaries", "file")
+    text = read_summaries([(f, s.get("gene_column", "gene"), s.get("text_column", "summary")) for f in files]) \
+        if files else pd.Series(dtype=object)
+    if not spec.text_tasks:
+        return text
+    own = read_summaries([(t.file, t.gene_column, t.text_column) for t in spec.text_tasks])
+    before = text.reindex(own.index)
+    log.info("task text (%s): %d genes, %d of them without a summary, %d with another summary (the task's text used)",
+             ", ".join(f"{t.name}.{t.text_column}" for t in spec.text_tasks), len(own), int(before.isna().sum()),
+             int((before.notna() & (before != own)).sum()))
+    text = pd.concat([text, own[~own.index.isin(text.index)]])  # the summaries' order, new genes after them
+    text[own.index] = own.to_numpy()
+    return text
 
 
 def source_genes(spec: DatasetSpec, source: str) -> list[str]:

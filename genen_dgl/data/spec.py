@@ -31,6 +31,7 @@ no feature file: the "no text" run to compare against.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,9 +153,9 @@ class DatasetSpec:
         if task.name in self.tasks:
             raise InputError(f"the dataset already has a task named {task.name!r}; rename the label file", task.file)
         self.tasks[task.name] = task
-        self.added += ["--labels", str(task.file), "--gene-column", repr(task.gene_column)]
+        self.added += ["--labels", shlex.quote(str(task.file)), "--gene-column", shlex.quote(task.gene_column)]
         if task.text_column:
-            self.added += ["--text-column", repr(task.text_column)]
+            self.added += ["--text-column", shlex.quote(task.text_column)]
         self._text_features()
 
     def check_text_features(self) -> None:
