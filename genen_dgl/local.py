@@ -21,10 +21,12 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from genen_dgl.baselines import baselines_for
+from genen_dgl.baselines import ANNOTATED, baselines_for
 from genen_dgl.batches import Batch, SeedBatches, Step, StepSource
 from genen_dgl.config import TrainConfig
+from genen_dgl.confounds import check_confounds
 from genen_dgl.cuda_graph import GraphedStep
+from genen_dgl.data.genes import texts_and_sources
 from genen_dgl.data.graph import GeneGraph, cut_variant, load_full_graph
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import run_spec
@@ -136,6 +138,7 @@ class LocalData:
                               go_ids if config.graph != "ppi" else [], config.graph, self.spec)
         log.info("%s", self.data)
         self.nodes, self.labels = self.data.labels(config.task)
+        self.confounds = check_confounds(self.spec.task(config.task).name, self.labels, *self.known(gene_ids))
         self.splits = cut_splits(self.labels, config)
         self.device = pick_device(config.device)
         if config.cuda_graph and self.device.type != "cuda":
@@ -147,6 +150,16 @@ class LocalData:
         self.block = to_message_block(g, self.weights).to(self.device)
         self.fanouts = parse_fanouts(config.fanouts, config.fanout_rel, g)  # unknown relations fail here
         self._masked: tuple = (None, None)
+
+    def known(self, gene_ids: list[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Each labelled gene's text source and GO annotation count (None where the dataset
+        has no text or no annotations), for the confound checks."""
+        spec, g = self.spec, self.full_graph
+        source = None
+        if spec.zero_features is None and (spec.text_sources() or spec.text_fallback != "none"):
+            source = texts_and_sources(spec, gene_ids)[1].to_numpy()[self.nodes]
+        count = g.out_degrees(etype=ANNOTATED).numpy()[self.nodes] if ANNOTATED in g.canonical_etypes else None
+        return source, count
 
     @cached_property
     def targets(self) -> torch.Tensor:
@@ -199,6 +212,6 @@ def run(config: TrainConfig, run_dir: Path, resume: bool = False, data: LocalDat
     data = data or LocalData(config)
     cv = cross_validate(data, run_dir, resume)
     meta = run_meta(dataclasses.replace(config, task=data.spec.task(config.task).name), time.perf_counter() - start,
-                    data.device)
+                    data.device, confounds=data.confounds)
     baselines = baselines_for(data.full_graph, config, data.labels, data.nodes, data.splits)
     return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines)

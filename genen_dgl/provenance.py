@@ -51,7 +51,8 @@ class _Version(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         commit = git_commit()
-        parser.exit(message=f"genen-dgl {__version__}" + (f" ({commit})" if commit else "") + "\n")
+        print(f"genen-dgl {__version__}" + (f" ({commit})" if commit else ""))
+        parser.exit()
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:

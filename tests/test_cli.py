@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -201,3 +202,20 @@ def test_progress_lines_without_a_terminal(sample_spec, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "fold0 epoch 0/12: loss " in proc.stderr and "fold0 epoch 10/12: loss " in proc.stderr
     assert "val_loss " in proc.stderr and "val_auc " in proc.stderr
+
+
+def test_version_names_the_package_and_the_checkout_commit(capsys):
+    from genen_dgl import __version__
+    from genen_dgl.provenance import git_commit
+
+    with pytest.raises(SystemExit) as stop:
+        build_parser("python -m genen_dgl.train", "").parse_args(["--version"])
+    assert stop.value.code == 0
+    printed = capsys.readouterr().out.strip()
+    root = Path(__file__).resolve().parents[1]
+    if (root / ".git").exists() and shutil.which("git"):
+        described = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True,
+                                   text=True).stdout.strip()
+        assert git_commit() == described and printed == f"genen-dgl {__version__} ({described})"
+    else:
+        assert printed == f"genen-dgl {__version__}"

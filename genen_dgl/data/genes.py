@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from genen_dgl.data.annotations import read_gene_names
@@ -69,6 +70,16 @@ def gene_node_ids(spec: DatasetSpec) -> list[str] | None:
 def gene_texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, dict[str, int]]:
     """Text of each node gene (``""`` where it has none), in node order, and how many
     texts came from each source (``summary``, ``protein_name``, ``none``)."""
+    text, source = texts_and_sources(spec, nodes)
+    counts = {k: int((source == k).sum()) for k in ("summary", "protein_name", "none")
+              if k != "protein_name" or spec.text_fallback == "protein_name"}
+    log.info("gene texts (fallback %s): %s", spec.text_fallback, ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return text, counts
+
+
+def texts_and_sources(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, pd.Series]:
+    """Each node gene's text and where it came from: ``summary`` (a summaries file or a
+    task's text column), ``protein_name`` (the fallback) or ``none``."""
     text = pd.Series("", index=pd.Index(nodes), dtype=object)
     if spec.text_sources():
         summaries = read_spec_summaries(spec)
@@ -78,13 +89,10 @@ def gene_texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, dict[str
                      ", ".join(spec.gene_nodes))
         summaries = summaries[summaries.index.isin(text.index)]
         text[summaries.index] = summaries.to_numpy()
-    has_summary = text != ""
-    counts = {"summary": int(has_summary.sum())}
+    source = pd.Series(np.where(text != "", "summary", "none"), index=text.index)
     if spec.text_fallback == "protein_name":
         names = read_gene_names(spec.go["annotations"], spec.go.get("gene_column", "Gene name"))
-        fill = names.reindex(text.index[~has_summary]).fillna("")
+        fill = names.reindex(text.index[source == "none"]).fillna("")
         text[fill.index] = fill.to_numpy()
-        counts["protein_name"] = int((fill != "").sum())
-    counts["none"] = int((text == "").sum())
-    log.info("gene texts (fallback %s): %s", spec.text_fallback, ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return text, counts
+        source[fill.index[fill != ""]] = "protein_name"
+    return text, source
