@@ -106,8 +106,10 @@ def out_of_fold(inputs: dict[int, dict], y: np.ndarray, kind: str, width: int,
     return out
 
 
-def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray, splits: list[Split]) -> dict:
-    """Every baseline's metrics on every split of a run, as the GNN's."""
+def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray, splits: list[Split]
+                  ) -> tuple[dict, dict[str, dict[int, np.ndarray]]]:
+    """Every baseline's metrics on every split of a run, as the GNN's, and its out-of-fold
+    outputs per seed (for the run's report figure)."""
     outputs = out_of_fold(baseline_inputs(graph, config, nodes, splits), labels.values, labels.kind, labels.width,
                           splits)
     out = {}
@@ -118,4 +120,4 @@ def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray,
         out[name] = {"model": model, "input": name, "folds": folds, "summary": summarize(folds)}
         log.info("baseline %s: %s", name, ", ".join(f"{k[:-5]}={v:.3f}" for k, v in out[name]["summary"].items()
                                                     if k.endswith("_mean")))
-    return out
+    return out, outputs

@@ -213,5 +213,6 @@ def run(config: TrainConfig, run_dir: Path, resume: bool = False, data: LocalDat
     cv = cross_validate(data, run_dir, resume)
     meta = run_meta(dataclasses.replace(config, task=data.spec.task(config.task).name), time.perf_counter() - start,
                     data.device, confounds=data.confounds)
-    baselines = baselines_for(data.full_graph, config, data.labels, data.nodes, data.splits)
-    return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines)
+    baselines, baseline_oof = baselines_for(data.full_graph, config, data.labels, data.nodes, data.splits)
+    return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines,
+                         baseline_oof)

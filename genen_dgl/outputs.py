@@ -4,6 +4,7 @@ Run directory::
 
     config.yaml  inputs.json  train.log  metrics.json
     genes_skipped.csv               genes of the task file left out (not a graph node, conflicting labels)
+    report.png                      ROC, precision-recall, score distribution, calibration (genen_dgl.report)
     history.csv                     per split and epoch: training loss, validation loss and metrics
     predictions.csv                 out-of-fold prediction of each labelled gene (per seed)
     scores.csv                      every gene of the graph, ranked: mean over the fold models
@@ -31,6 +32,7 @@ from genen_dgl.config import TrainConfig
 from genen_dgl.data.labels import Labels
 from genen_dgl.evaluation import paired_test, summarize
 from genen_dgl.provenance import environment
+from genen_dgl.report import write_report
 from genen_dgl.trainer import CrossValidation, Split
 
 log = logging.getLogger(__name__)
@@ -62,9 +64,11 @@ def class_counts(labels: Labels, splits: list[Split]) -> dict:
 
 
 def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, gene_ids: list[str],
-                  splits: list[Split], cv: CrossValidation, baselines: dict) -> dict:
+                  splits: list[Split], cv: CrossValidation, baselines: dict,
+                  baseline_oof: dict[str, dict[int, np.ndarray]]) -> dict:
     """metrics.json (``meta`` first: task, graph, model, ...; then the splits' metrics, the
-    baselines' and the paired tests), predictions, scores and embeddings; returns the report."""
+    baselines' and the paired tests), predictions, scores, embeddings and report.png (with
+    the baselines' out-of-fold outputs ``baseline_oof``); returns the report."""
     key = "pearson" if labels.kind == "regression" else "auc"
     summary = summarize(cv.results)
     test_share = len(splits[0].fold.test) / len(nodes)
@@ -84,6 +88,7 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
         tmp.write_text(json.dumps(report, indent=1))
     write_skipped(run_dir, labels)
     _write_predictions(run_dir, labels, nodes, np.asarray(gene_ids), splits, cv.outputs)
+    write_report(run_dir, labels, nodes, splits, [out for out, _ in cv.outputs], baseline_oof)
     history = pd.DataFrame([{"seed": s.seed, "fold": s.k, **row} for s, h in zip(splits, cv.histories) for row in h])
     with atomic_path(run_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)

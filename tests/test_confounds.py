@@ -85,6 +85,7 @@ def test_own_task_run_warns_lists_skipped_genes_and_logs_preparation(sample_spec
     assert pd.read_csv(out / "genes_skipped.csv").to_dict("records") == [{"gene": "NOTAGENE",
                                                                          "reason": "not a graph node"}]
     assert metrics["skipped_genes"]["count"] == 1
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "auprc_mean" in metrics["summary"] and "auprc_mean" in metrics["baselines"]["text"]["summary"]
     env = metrics["environment"]
     assert env["device"] == "cpu" and env["libraries"]["torch"] and env["genen_dgl"]

@@ -298,9 +298,9 @@ def main(argv: list[str] | None = None) -> int:
                 "eval_fanouts": args.eval_fanouts or "all neighbours"})
             # the baselines read the dataset's graph the partitions were cut from
             full = load_full_graph(load_spec(config.data))[0]
-            baselines = baselines_for(full, config, data.labels, data.nodes, data.splits)
+            baselines, baseline_oof = baselines_for(full, config, data.labels, data.nodes, data.splits)
             report = write_outputs(run_dir.path, meta, data.labels, data.nodes, info.gene_ids(), data.splits, cv,
-                                   baselines)
+                                   baselines, baseline_oof)
     disconnect()
     if report is not None:
         print(summary_line(report, f"{config.graph}/{config.model}, {config.folds}-fold on {data.world} trainers",
