@@ -27,6 +27,11 @@ and then alone). ``summaries.fallback`` is the text of a node gene without a sum
 ``protein_name`` (the GAF's column 10) or ``none`` (a zero feature vector; the default).
 ``features.zeros: DIM`` gives every gene and GO node a zero vector of width DIM and needs
 no feature file: the "no text" run to compare against.
+
+A task's ``text_column`` (e.g. LitGene's ``Summary``) makes the task file's text its genes'
+text, as ``summaries`` are (it wins over a summaries file's text for those genes); the
+gene features are then another encoding, read from ``genes.TASK.npy`` (+ ids) beside the
+spec's gene feature file (:meth:`DatasetSpec.check_text_features` says how to encode them).
 """
 
 from __future__ import annotations
