@@ -83,7 +83,8 @@ class TrainConfig:
                 raise InputError(f"fanout_rel {rel}={values}: expected one fanout per layer ({c.layers})")
         own = [k for k in ("label_column", "gene_column", "task_type", "text_column") if getattr(c, k) is not None]
         if own and c.labels is None:
-            raise InputError(f"{OPTIONS[own[0]].flag or own[0]}: describes a --labels file; none is given")
+            flag = OPTIONS[own[0]].flag or "--" + own[0].replace("_", "-")
+            raise InputError(f"{flag}: describes a --labels file; none is given")
         if c.labels is not None:
             if c.task not in (None, Path(c.labels).stem):
                 raise InputError(f"task = {c.task!r}: --labels trains the task {Path(c.labels).stem!r} (the file's name)")

@@ -49,6 +49,10 @@ def run(spec: Path, out: Path, *args: str) -> int:
     (["--task", "nosuchtask"], "unknown task 'nosuchtask'"),
     (["--cuda-graph"], "cuda_graph: replays steps of the device sampler; expected sampler = device, got 'neighbor'"),
     (["--cuda-graph", "--sampler", "device", "--device", "cpu"], "cuda_graph: CUDA graphs need a GPU; the model runs on cpu"),
+    (["--text-column", "Summary"], "--text-column: describes a --labels file; none is given"),
+    (["--labels", "no/such.csv"], "such.csv: --labels names a missing file"),
+    (["--labels", "my.csv", "--task", "membrane"], "task = 'membrane': --labels trains the task 'my' (the file's name)"),
+    (["--type", "binary", "--labels", "x.csv", "--gene-column", "G"], "x.csv: --labels names a missing file"),
 ])
 def test_nonsense_is_refused_in_one_line_and_leaves_nothing(sample_spec, tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) if args[0] in ("--sampler",) or "argument" in message else _nothing():
