@@ -389,6 +389,8 @@ def encode_dataset(spec: DatasetSpec | str | Path, encoder: Encoder, cache_dir: 
         if not has_text.all():
             log.info("%s: %d of %d ids have no text: zero vectors", kind, int((~has_text).sum()), len(texts))
         write_features(out, list(texts.index), matrix, ids_path)
+        if kind == "gene" and any(t.file.stat().st_mtime_ns > out.stat().st_mtime_ns for t in spec.text_tasks):
+            os.utime(out)  # unchanged, yet encoded from the task file as it is now (what training checks)
     if updates:
         update_features_section(spec.path, updates)
     return stats

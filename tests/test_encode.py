@@ -357,3 +357,10 @@ def test_own_task_with_its_own_text_column_end_to_end(tiny_model, sample_spec, t
     assert metrics["task"] == "my_task" and metrics["class_counts"] == own["y"].value_counts().sort_index().to_dict()
     # the text now follows the label: the text baseline sees it
     assert metrics["baselines"]["text"]["summary"]["auc_mean"] > 0.99
+    # a task file edited after the encoding is refused until encoded again (its text unchanged here)
+    own.to_csv(tmp_path / "my_task.csv", index=False)
+    capsys.readouterr()
+    assert train_main([*args, *small, "--out", str(tmp_path / "run2")]) == 2
+    assert "my_task.csv changed after its text was encoded; run: python -m genen_dgl.encode" in capsys.readouterr().err
+    assert main([a.strip("'") for a in shlex.split(argv)] + ["--device", "cpu"]) == 0
+    assert train_main([*args, *small, "--out", str(tmp_path / "run2")]) == 0
