@@ -183,8 +183,9 @@ OPTIONS: dict[str, Option] = {
     "graph": Option("graph variant: ppi (genes, PPI edges), go (genes + GO terms), go_ppi (all edges)",
                     choices=("ppi", "go", "go_ppi")),
     "sampler": Option("neighbor: minibatches with DGL's neighbour sampler (in a background thread); device: the "
-                      "same uniform sampling in torch ops on the training device (on a GPU; SAMPLER_CPU_ADVICE); "
-                      "full: full-graph training",
+                      "same uniform sampling in torch ops on the training device (the choice on a GPU; on a CPU "
+                      "neighbor is faster, 2.3x on the real human graph, but device is reproducible without "
+                      "--deterministic); full: full-graph training",
                       choices=("neighbor", "device", "full")),
     "model": Option("gcn (paper eq. 1) or gat (paper eq. 2)", choices=("gcn", "gat")),
     "task": Option("task name from the dataset spec", default="its first task"),
