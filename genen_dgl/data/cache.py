@@ -34,7 +34,7 @@ class GraphCache:
     bin: Path
     meta: Path
     spec: str  # the spec that built it
-    used: float  # mtime of the .bin: written or last loaded
+    used: float  # mtime of the .json: written or last loaded
 
     @property
     def size(self) -> int:
@@ -55,7 +55,7 @@ def graph_caches(folder: Path) -> list[GraphCache]:
             continue
         if not isinstance(info, dict) or "schema" not in info or "gene_ids" not in info:
             continue
-        out.append(GraphCache(match.group(1), path, meta, str(info.get("spec", "?")), path.stat().st_mtime))
+        out.append(GraphCache(match.group(1), path, meta, str(info.get("spec", "?")), meta.stat().st_mtime))
     return sorted(out, key=lambda c: -c.used)
 
 

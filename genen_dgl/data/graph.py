@@ -216,7 +216,7 @@ def load_full_graph(spec: DatasetSpec, rebuild: bool = False):
         log.info("loading cached graph %s (%s; %s)", bin_path, mb(bin_path.stat().st_size), describe(spec.cache))
         (graph,), _ = dgl.load_graphs(str(bin_path))
         meta = json.loads(meta_path.read_text())
-        os.utime(bin_path)  # last used: what prune keeps
+        os.utime(meta_path)  # last used (the .json: the .bin stays as written), what prune keeps
         return graph, meta["gene_ids"], meta["go_ids"]
     log.info("building graph for %s (cache key %s)", spec.path, key)
     graph, gene_ids, go_ids = build_full_graph(spec)
