@@ -24,8 +24,6 @@ log = logging.getLogger(__name__)
 
 GAF_FIELDS = 17
 GO_ID = re.compile(r"^GO:\d{7}$")
-# a UniProt accession (uniprot.org/help/accession_numbers), with an optional isoform suffix
-ACCESSION = r"^(?:[OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9](?:[A-Z][A-Z0-9]{2}[0-9]){1,2})(?:-\d+)?$"
 
 
 def is_gaf(path: str | Path) -> bool:
@@ -47,10 +45,10 @@ def read_gaf(path: str | Path) -> pd.DataFrame:
     if sum(line.count("\t") for line in body_lines) != (GAF_FIELDS - 1) * len(body_lines):
         raise locate_bad_line(path, "\t", None, {2: "str", 4: "str"}, GAF_FIELDS, comment="!")
     frame = pd.read_csv(
-        io.StringIO(text), sep="\t", header=None, skiprows=n_comment, usecols=[2, 3, 4, 10],
+        io.StringIO(text), sep="\t", header=None, skiprows=n_comment, usecols=[1, 2, 3, 4, 10],
         names=list(range(GAF_FIELDS)), dtype=str, keep_default_na=False, quoting=3, engine="c",
     )
-    frame.columns = ["gene", "qualifier", "go", "synonyms"]
+    frame.columns = ["id", "gene", "qualifier", "go", "synonyms"]
     report_accessions(frame, path)
     missing = (frame["gene"] == "") | (frame["go"] == "")
     if missing.any():
@@ -60,17 +58,17 @@ def read_gaf(path: str | Path) -> pd.DataFrame:
 
 
 def report_accessions(frame: pd.DataFrame, path: Path) -> int:
-    """Log how many gene symbols (column 3) of a GAF are UniProt accessions (GOA lists
-    proteins without a gene symbol so, e.g. A0A075B6Q4): they stay node ids as they are,
-    since their synonyms (column 11) name no symbol the file or STRING uses."""
-    genes = frame.drop_duplicates("gene")
-    acc = genes["gene"].str.match(ACCESSION)
-    if acc.any():
-        named = (genes.loc[acc, "synonyms"] != "").sum()
+    """Log how many gene symbols (column 3) of a GAF are the row's UniProt accession
+    (column 2) instead: GOA lists proteins without a gene symbol so (e.g. A0A075B6Q4).
+    They stay node ids as they are; with the synonyms (column 11) they list, if any, a
+    user can tell them apart. Returns their count."""
+    accession = frame.loc[frame["gene"] == frame["id"], ["gene", "synonyms"]].drop_duplicates("gene")
+    if len(accession):
         log.info("%s: %d gene symbols are UniProt accessions, not symbols (%d rows; e.g. %s), kept as they are; "
-                 "%d of them list synonyms (column 11)", path.name, int(acc.sum()),
-                 int(frame["gene"].isin(genes.loc[acc, "gene"]).sum()), genes.loc[acc, "gene"].iloc[0], named)
-    return int(acc.sum())
+                 "%d of them list synonyms (column 11)", path.name, len(accession),
+                 int(frame["gene"].isin(accession["gene"]).sum()), accession["gene"].iloc[0],
+                 int((accession["synonyms"] != "").sum()))
+    return len(accession)
 
 
 def read_biomart(path: str | Path, gene_column: str = "Gene name", go_column: str = "GO term accession") -> pd.DataFrame:
