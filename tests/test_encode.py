@@ -364,3 +364,13 @@ def test_own_task_with_its_own_text_column_end_to_end(tiny_model, sample_spec, t
     assert "my_task.csv changed after its text was encoded; run: python -m genen_dgl.encode" in capsys.readouterr().err
     assert main([a.strip("'") for a in shlex.split(argv)] + ["--device", "cpu"]) == 0
     assert train_main([*args, *small, "--out", str(tmp_path / "run2")]) == 0
+
+
+def test_progress_lines_without_a_terminal(encoder, tmp_path, monkeypatch, caplog):
+    """No terminal for a bar (as under pytest, or in a log file): a line every LOG_EVERY batches."""
+    monkeypatch.setattr(encode, "LOG_EVERY", 1)
+    with caplog.at_level("INFO", logger="genen_dgl"):
+        encode_texts(encoder, series(TEXTS), tmp_path)  # batch size 4: batches of 4, 4, 2
+    lines = [m for m in caplog.messages if "texts encoded" in m]
+    assert [m.split(": ", 1)[1].split(",")[0] for m in lines] == ["4 of 10 texts encoded", "8 of 10 texts encoded",
+                                                                  "10 of 10 texts encoded"]
