@@ -14,7 +14,8 @@ one view of each gene:
     the gene's own GO annotations as a multi-hot vector (after the leakage filter), no
     text and no graph: when a label is all but stated by an annotation, this says so.
 
-A view the dataset cannot provide (no PPI edges, no annotations) is skipped.
+A view the dataset cannot provide (no PPI edges, no annotations) is not run, and
+:func:`not_run` says why (the run's summary line names it).
 """
 
 from __future__ import annotations
@@ -48,17 +49,30 @@ def normalized_adjacency(src: np.ndarray, dst: np.ndarray, n: int) -> sparse.csr
     return sparse.diags(d) @ a @ sparse.diags(d)
 
 
+def not_run(graph) -> dict[str, str]:
+    """The baselines the full ``go_ppi`` ``graph`` cannot feed, each with the reason."""
+    def has(etype) -> bool:
+        return etype in graph.canonical_etypes and graph.num_edges(etype) > 0
+    out = {}
+    if not has(PPI):
+        out["ppi_smoothed"] = "no PPI edges (the dataset has no ppi.links)"
+    if not has(ANNOTATED):
+        out["go_annotations"] = "no GO annotations (the dataset has no go.annotations)"
+    return out
+
+
 def views(graph, x: np.ndarray, nodes: np.ndarray) -> dict[str, np.ndarray | sparse.csr_matrix]:
     """Each baseline's input for the labelled genes ``nodes`` (gene node ids) of the full
     ``go_ppi`` ``graph``; ``x`` are the input features of every gene (masked as the GNN's)."""
     out = {"text": x[nodes]}
     n = graph.num_nodes("gene")
-    if PPI in graph.canonical_etypes and graph.num_edges(PPI):
+    missing = not_run(graph)
+    if "ppi_smoothed" not in missing:
         src, dst = (t.numpy() for t in graph.edges(etype=PPI))
         adj = normalized_adjacency(src, dst, n)
         one = adj @ x
         out["ppi_smoothed"] = np.hstack([x, one, adj @ one])[nodes]
-    if ANNOTATED in graph.canonical_etypes and graph.num_edges(ANNOTATED):
+    if "go_annotations" not in missing:
         gene, term = (t.numpy() for t in graph.edges(etype=ANNOTATED))
         hot = sparse.csr_matrix((np.ones(len(gene), np.float32), (gene, term)), shape=(n, graph.num_nodes("go")))
         out["go_annotations"] = hot[nodes]

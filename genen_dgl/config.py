@@ -77,6 +77,8 @@ class TrainConfig:
             raise InputError(f"edge_weight = {c.edge_weight!r}: GAT has no edge weights (attention replaces them)")
         if len(c.fanouts) != c.layers:
             raise InputError(f"fanouts {c.fanouts}: expected one per layer ({c.layers})")
+        if not isinstance(c.fanout_rel, dict):
+            raise InputError(f"fanout_rel = {c.fanout_rel!r}: expected a mapping REL: [F1, F2, ...]")
         for rel, values in c.fanout_rel.items():
             OPTIONS["fanouts"].check(f"fanout_rel {rel}", values)
             if len(values) != c.layers:
@@ -133,7 +135,7 @@ class Option:
             return "integers >= 1 (or -1: every neighbour)"
         if self.choices:
             return "one of " + ", ".join(self.choices)
-        noun = {int: "an integer", float: "a number"}.get(self.kind, "a value")
+        noun = {int: "an integer", float: "a number", bool: "a bool (true or false)"}.get(self.kind, "a string")
         parts = [f">= {self.min:g}" if self.min is not None else "", f"> {self.above:g}" if self.above is not None
                  else "", f"< {self.below:g}" if self.below is not None else ""]
         return " ".join([noun, " and ".join(p for p in parts if p)]).strip()
@@ -153,14 +155,15 @@ class Option:
             elif self.kind is bool:
                 good = isinstance(v, bool)
             elif self.kind in (int, float):
-                good = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                        and (self.kind is float or float(v).is_integer())
-                        and (self.min is None or v >= self.min) and (self.above is None or v > self.above)
-                        and (self.below is None or v < self.below))
+                good = (isinstance(v, int if self.kind is int else (int, float)) and not isinstance(v, bool)
+                        and math.isfinite(v) and (self.min is None or v >= self.min)
+                        and (self.above is None or v > self.above) and (self.below is None or v < self.below))
             else:
                 good = isinstance(v, str)
             if not good:
-                raise InputError(f"{name} = {value!r}: expected {self.expected()}")
+                quoted = " (text: write the number unquoted, an exponent with a dot: 1.0e-3)" \
+                    if isinstance(v, str) and self.kind in (int, float) else ""
+                raise InputError(f"{name} = {value!r}: expected {self.expected()}{quoted}")
 
     def parser(self, name: str) -> Callable[[str], Any]:
         """The argparse ``type``: converts the text and checks it at parse time."""
@@ -288,12 +291,42 @@ def given(args: argparse.Namespace) -> dict[str, Any]:
         unknown = set(loaded) - set(OPTIONS)
         if unknown:
             raise InputError(f"unknown option {sorted(unknown)[0]!r}", args.config)
+        if loaded.get("fanout_rel") is not None:
+            loaded["fanout_rel"] = _rel_mapping(loaded["fanout_rel"], args.config)
+        for name, value in loaded.items():
+            if value is not None and name != "fanout_rel":
+                try:
+                    OPTIONS[name].check(name, value)
+                except InputError as err:
+                    raise InputError(err.message, args.config) from None
         values.update(loaded)
     for name in OPTIONS:
         v = getattr(args, name, None)
         if v is not None:
             values[name] = dict(v) if name == "fanout_rel" else v
     return values
+
+
+def _rel_mapping(value: Any, path: Path) -> dict[str, list[int]]:
+    """``fanout_rel`` from a config file: a mapping ``REL: [F1, F2, ...]`` (or ``REL: "F1,F2"``),
+    or the command line's ``REL=F1,F2,...`` text (one, or a list of them), checked."""
+    items = [value] if isinstance(value, str) else value
+    try:
+        if isinstance(items, list) and all(isinstance(v, str) for v in items):
+            pairs = [_rel_fanout(v) for v in items]
+        elif isinstance(items, dict) and all(isinstance(r, str) for r in items):
+            pairs = [(r, parse_ints(v) if isinstance(v, str) else v) for r, v in items.items()]
+        else:
+            raise argparse.ArgumentTypeError("")
+    except argparse.ArgumentTypeError:
+        raise InputError(f"fanout_rel = {value!r}: expected a mapping REL: [F1, F2, ...] or REL=F1,F2,... text",
+                         path) from None
+    for rel, fanouts in pairs:
+        try:
+            OPTIONS["fanouts"].check(f"fanout_rel {rel}", fanouts)
+        except InputError as err:
+            raise InputError(err.message, path) from None
+    return dict(pairs)
 
 
 def from_args(args: argparse.Namespace) -> TrainConfig:

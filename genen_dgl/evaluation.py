@@ -33,6 +33,40 @@ def split_folds(y: np.ndarray, kind: str, folds: int, seed: int, val_share: floa
     return out
 
 
+def split_problem(y: np.ndarray, kind: str, classes: list[str], folds: int, val_share: float) -> str | None:
+    """Why :func:`split_folds` cannot cut ``y`` (None when it can): for classes, each class
+    needs a gene in every test fold and two in every training part (to stratify its
+    validation share), and the validation and fitting shares of the smallest training part
+    one gene per class; for regression, a gene per test fold and two to fit on."""
+    n = len(y)
+    if kind == "regression":
+        counts, shown = np.array([n]), f"{n} genes"
+    else:
+        counts = np.bincount(y, minlength=len(classes))
+        order = np.argsort(counts, kind="stable")[:4]  # the smallest classes
+        shown = (f"{n} genes in {len(classes)} classes ({'smallest: ' if len(classes) > 4 else ''}"
+                 + ", ".join(f"{classes[i]!r}: {counts[i]}" for i in order) + ("..." if len(classes) > 4 else "") + ")")
+        need = folds
+        while need - -(-need // folds) < 2:
+            need += 1
+        if counts.min() < need:
+            hint = ("; are these regression values? set the task's type: regression"
+                    if kind == "multiclass" and np.mean(counts <= 1) > 0.5 else "; lower folds or label more genes")
+            return (f"{shown}; folds = {folds} needs at least {need} genes per class (one in every test fold, two "
+                    f"in every training part){hint}")
+    if n < folds:
+        return f"{shown}; folds = {folds} needs at least {folds} genes (one per test fold)"
+    train = n - int(np.sum(-(-counts // folds)))  # the smallest training part
+    val = int(np.ceil(val_share * train))
+    per = 1 if kind == "regression" else len(classes)
+    fit_need = 2 if kind == "regression" else per
+    if val < per or train - val < fit_need:
+        return (f"{shown}; val_share = {val_share:g} of a training part of {train} genes leaves {val} to validate "
+                f"and {train - val} to fit on; it needs at least {per} to validate and {fit_need} to fit on: "
+                "change val_share")
+    return None
+
+
 def metrics(kind: str, y_true: np.ndarray, output: np.ndarray) -> dict:
     """Classification: ``output`` are probabilities over every declared class (its width);
     AUC (one-vs-rest macro when multiclass), for binary tasks AUPRC (average precision of

@@ -21,13 +21,13 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from genen_dgl.baselines import ANNOTATED, baselines_for
+from genen_dgl.baselines import ANNOTATED, baselines_for, not_run
 from genen_dgl.batches import Batch, SeedBatches, Step, StepSource
 from genen_dgl.config import TrainConfig
 from genen_dgl.confounds import check_confounds
 from genen_dgl.cuda_graph import GraphedStep
 from genen_dgl.data.genes import texts_and_sources
-from genen_dgl.data.graph import GeneGraph, cut_variant, load_full_graph
+from genen_dgl.data.graph import GeneGraph, cut_variant, load_full_graph, relation_warnings
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import run_spec
 from genen_dgl.dataloading import NeighborBatches, fixed_weights, parse_fanouts, to_message_block
@@ -38,7 +38,8 @@ from genen_dgl.nn.model import GenenGNN
 from genen_dgl.nn.sparse import MessageBlock
 from genen_dgl.outputs import run_meta, write_outputs
 from genen_dgl.precision import autocast
-from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model, scores
+from genen_dgl.trainer import (Split, apply_runtime, check_memory, cross_validate, cut_splits, mask_features, new_model,
+                               scores)
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class LocalData:
         apply_runtime(config)
         self.spec = run_spec(config.data or ensure_sample(), config)
         self.full_graph, gene_ids, go_ids = load_full_graph(self.spec)  # the baselines read it whole
+        self.warnings = relation_warnings(self.spec)
         self.data = GeneGraph(cut_variant(self.full_graph, config.graph), gene_ids,
                               go_ids if config.graph != "ppi" else [], config.graph, self.spec)
         log.info("%s", self.data)
@@ -145,6 +147,7 @@ class LocalData:
             raise InputError(f"cuda_graph: CUDA graphs need a GPU; the model runs on {self.device}")
         g = self.data.graph
         self.num_genes = g.num_nodes("gene")
+        check_memory(config, g, g.nodes["gene"].data["feat"].shape[1], self.labels.width, self.device)
         self.feats = {t: g.nodes[t].data["feat"].to(self.device) for t in g.ntypes}
         self.weights = fixed_weights(g, config.edge_weight)
         self.block = to_message_block(g, self.weights).to(self.device)
@@ -212,7 +215,8 @@ def run(config: TrainConfig, run_dir: Path, resume: bool = False, data: LocalDat
     data = data or LocalData(config)
     cv = cross_validate(data, run_dir, resume)
     meta = run_meta(dataclasses.replace(config, task=data.spec.task(config.task).name), time.perf_counter() - start,
-                    data.device, confounds=data.confounds)
+                    data.device, confounds=data.confounds, warnings=data.warnings,
+                    baselines_not_run=not_run(data.full_graph))
     baselines, baseline_oof = baselines_for(data.full_graph, config, data.labels, data.nodes, data.splits)
     return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines,
                          baseline_oof)

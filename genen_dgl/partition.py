@@ -338,7 +338,7 @@ class PartitionInfo:
         info = self.meta["tasks"][self.task_name(task)]
         with np.load(self.root / info["labels"]) as z:
             return z["nodes"], Labels(z["genes"].astype(object), z["values"], str(z["kind"]),
-                                      [str(c) for c in z["classes"]])
+                                      [str(c) for c in z["classes"]], self.root / info["labels"])
 
     def node_mapping(self) -> dict[str, torch.Tensor]:
         """Original id of each shuffled (partition) node id, per node type."""

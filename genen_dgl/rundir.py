@@ -166,12 +166,16 @@ def _same(a: TrainConfig, b: TrainConfig) -> bool:
 
 
 def summary_line(report: dict, what: str, run_dir: Path) -> str:
-    """The one line a finished run prints: the headline metric of the GNN and of each baseline."""
+    """The one line a finished run prints: the headline metric of the GNN and of each
+    baseline, each baseline that could not run with the reason, and the data's warnings
+    (a relation that kept under 10% of its file's rows)."""
     key = report["comparisons"]["metric"]
 
     def value(summary: dict) -> str:
         return f"{summary[key + '_mean']:.3f} ± {summary[key + '_std']:.3f}"
 
-    bases = ", ".join(f"{NAMES[name]} {value(b['summary'])}" for name, b in report["baselines"].items())
+    bases = [f"{NAMES[name]} {value(b['summary'])}" for name, b in report["baselines"].items()]
+    bases += [f"{NAMES[name]} not run: {why}" for name, why in report.get("baselines_not_run", {}).items()]
+    warnings = "".join(f"; warning: {w}" for w in report.get("warnings", []))
     return (f"{report['task']} ({report['kind']}), {what}: {key} {value(report['summary'])} "
-            f"({bases}); outputs in {run_dir}")
+            f"({', '.join(bases)}){warnings}; outputs in {run_dir}")

@@ -24,6 +24,7 @@ from statistics import median
 from typing import Protocol
 
 import numpy as np
+import psutil
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -34,7 +35,8 @@ from genen_dgl.config import TrainConfig
 from genen_dgl.data.graph import PPI
 from genen_dgl.data.labels import Labels
 from genen_dgl.dgl_compat import dgl
-from genen_dgl.evaluation import Fold, score_outputs, split_folds
+from genen_dgl.errors import InputError
+from genen_dgl.evaluation import Fold, score_outputs, split_folds, split_problem
 from genen_dgl.host_memory import keep_freed_memory
 from genen_dgl.nn.model import GenenGNN
 from genen_dgl.precision import autocast, set_matmul_precision
@@ -90,6 +92,31 @@ def new_model(config: TrainConfig, graph, in_dim: int, out_dim: int) -> GenenGNN
                     config.heads, config.dropout, learned)
 
 
+def check_memory(config: TrainConfig, graph, in_dim: int, out_dim: int, device: torch.device) -> None:
+    r"""An InputError unless the configured model fits in the memory ``device`` has free.
+    A lower bound in float32: :math:`4\,\mathrm{B} \times (4P + 2N\max(d_{in}, hidden, d_{out}))`,
+    its ``P`` parameters four times (weights, gradients, Adam's two moments) and one
+    full-graph pass over ``N`` nodes (input and output of the widest layer). The model is
+    built on the meta device, so counting it allocates nothing."""
+    with torch.device("meta"):
+        params = sum(p.numel() for p in new_model(config, graph, in_dim, out_dim).parameters())
+    nodes = sum(graph.num_nodes(t) for t in graph.ntypes)
+    need = 4 * (4 * params + 2 * nodes * max(in_dim, config.hidden, out_dim))
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else psutil.virtual_memory().available
+    if need > free:
+        raise InputError(f"hidden = {config.hidden}: a {config.layers}-layer {config.model.upper()} on {nodes:,} nodes "
+                         f"with {in_dim} input features needs at least {_size(need)} ({params:,} parameters with "
+                         f"gradients and Adam state, and one full-graph pass); {_size(free)} is free on {device.type}: "
+                         "lower hidden or layers")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+
+
 def adam(params, lr: float, weight_decay: float = 0.0, capturable: bool = False) -> torch.optim.Adam:
     """Adam with its fused kernel: one operator per step for all parameters (the per-tensor
     loop costs ~12 operators per parameter tensor, a GPU kernel launch each).
@@ -124,8 +151,17 @@ class Split:
     name: str  # its folder in the run directory
 
 
+def check_splits(labels: Labels, config: TrainConfig) -> None:
+    """An InputError naming the task's file unless its labels can be cut into the
+    configured folds and validation share (:func:`~genen_dgl.evaluation.split_problem`)."""
+    problem = split_problem(labels.values, labels.kind, labels.classes, config.folds, config.val_share)
+    if problem:
+        raise InputError(problem, labels.source)
+
+
 def cut_splits(labels: Labels, config: TrainConfig) -> list[Split]:
     """The K folds for each of ``config.seeds`` seeds; the first seed's folds are ``fold{k}``."""
+    check_splits(labels, config)
     out = []
     for seed in range(config.seed, config.seed + config.seeds):
         folds = split_folds(labels.values, labels.kind, config.folds, seed, config.val_share)

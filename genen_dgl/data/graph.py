@@ -17,6 +17,11 @@ feature file needs a row for each, or ``features.zeros`` gives zero vectors); GO
 are the ontology's live terms left after the leakage filter.
 Variants: ``ppi`` = genes and PPI edges only, ``go`` = everything but PPI edges,
 ``go_ppi`` = all.
+
+A relation built by matching the ids of two files (gene nodes and STRING genes, gene
+nodes and GAF genes, GAF GO ids and the OBO's) that comes out empty is an InputError
+naming both files with example ids; one that keeps under :data:`MIN_KEPT` of its file's
+rows is recorded in the cache's metadata (:func:`relation_warnings`) for the run's summary.
 """
 
 from __future__ import annotations
@@ -45,9 +50,10 @@ from genen_dgl.errors import InputError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the metadata records each relation's kept rows
 VARIANTS = ("ppi", "go", "go_ppi")
 PPI = ("gene", "interacts", "gene")
+MIN_KEPT = 0.10  # a relation keeping a smaller share of its file's rows is warned about
 
 
 @dataclass
@@ -75,11 +81,14 @@ class GeneGraph:
         nodes = np.array([index.get(g, -1) for g in labels.genes], dtype=np.int64)
         keep = nodes >= 0
         if not keep.any():
-            raise InputError(f"task {t.name!r}: none of its {len(nodes)} genes is in the graph", t.file)
+            raise InputError(f"task {t.name!r}: none of its {len(nodes)} genes ({_examples(labels.genes)}) is a gene "
+                             f"node of {_gene_source(self.spec)} ({_examples(self.gene_ids)}); use the same gene ids",
+                             t.file)
         skipped = [(str(g), "not a graph node") for g in labels.genes[~keep]]
         if skipped:
             log.info("task %s: %s", t.name, name_genes(skipped, f"of {len(keep)} labelled are not graph nodes, skipped"))
-        labels = Labels(labels.genes[keep], labels.values[keep], labels.kind, labels.classes, labels.skipped + skipped)
+        labels = Labels(labels.genes[keep], labels.values[keep], labels.kind, labels.classes, labels.source,
+                        labels.skipped + skipped)
         return nodes[keep], labels
 
     def summary_words(self) -> np.ndarray:
@@ -143,10 +152,40 @@ def _gene_features(spec: DatasetSpec) -> tuple[list[str], np.ndarray]:
     return nodes, x[[row[g] for g in nodes]]
 
 
-def build_full_graph(spec: DatasetSpec) -> tuple["dgl.DGLHeteroGraph", list[str], list[str]]:
-    """Read every source and assemble the ``go_ppi`` heterograph (the others are cut from it)."""
+def _shown(spec: DatasetSpec, path: str | Path) -> str:
+    """``path`` for messages: relative to the dataset's folder when inside it."""
+    path = Path(path)
+    return str(path.relative_to(spec.path.parent)) if path.is_relative_to(spec.path.parent) else str(path)
+
+
+def _gene_source(spec: DatasetSpec) -> str:
+    """Where the gene node ids come from, for messages."""
+    if spec.gene_nodes != ["features"]:
+        return f"genes.nodes ({', '.join(spec.gene_nodes)}) of {spec.path.name}"
+    return _shown(spec, spec.features.get("gene_ids") or spec.features["gene"])
+
+
+def _examples(ids) -> str:
+    return ", ".join(map(str, list(ids)[:3]))
+
+
+def _relation(name: str, kept: int, rows: int, ours: tuple[str, list], theirs: tuple[str, list]) -> dict:
+    """A relation matched ``kept`` of the ``rows`` rows of file ``theirs[0]`` against the ids
+    of ``ours[0]``: none is an InputError naming both with three example ids of each
+    (``(file, ids)`` pairs); else its counts, for :func:`relation_warnings`."""
+    if rows and not kept:
+        raise InputError(f"the {name} relation is empty: no id of {theirs[0]} ({_examples(theirs[1])}) is one of "
+                         f"{ours[0]} ({_examples(ours[1])}); use the same ids in both files")
+    return {"file": theirs[0], "kept": int(kept), "rows": int(rows)}
+
+
+def build_full_graph(spec: DatasetSpec) -> tuple["dgl.DGLHeteroGraph", list[str], list[str], dict]:
+    """Read every source and assemble the ``go_ppi`` heterograph (the others are cut from
+    it); also each file-matched relation's kept rows (:func:`_relation`)."""
     feats = spec.features
     gene_ids, gene_x = _gene_features(spec)
+    genes = (_gene_source(spec), gene_ids)
+    kept: dict[str, dict] = {}
     gene_index = {g: i for i, g in enumerate(gene_ids)}
     edges: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
     edata: dict[tuple[str, str, str], dict[str, torch.Tensor]] = {}
@@ -156,16 +195,23 @@ def build_full_graph(spec: DatasetSpec) -> tuple["dgl.DGLHeteroGraph", list[str]
     if spec.ppi.get("links"):
         options = spec.ppi_options
         pairs = read_string_links(spec.ppi["links"], **options)
+        links = _shown(spec, spec.ppi["links"])
+        if pairs.empty:
+            raise InputError(f"no gene pair scores above ppi.min_score ({options.get('min_score', 'default')}); "
+                             "lower it", spec.ppi["links"])
         a, b = (_node_index(pairs[c], gene_index) for c in ("gene_a", "gene_b"))
         keep = (a >= 0) & (b >= 0)
         log.info("PPI: %d of %d pairs have both genes among the gene nodes", keep.sum(), len(keep))
+        kept["PPI"] = _relation("PPI", keep.sum(), len(keep), genes,
+                                (links, pairs["gene_a"].cat.categories.astype(str).tolist()))
         a, b = a[keep], b[keep]
         score = torch.from_numpy((pairs["score"].to_numpy()[keep] / options["score_scale"]).astype(np.float32))
         edges[PPI] = (np.concatenate([a, b]), np.concatenate([b, a]))
         edata[PPI] = {"score": torch.cat([score, score])}
 
     if spec.go.get("obo"):
-        onto = read_ontology(spec.go["obo"], spec.go.get("relations")).without(**spec.exclusions)
+        full = read_ontology(spec.go["obo"], spec.go.get("relations"))
+        onto = full.without(**spec.exclusions)
         go_ids = onto.terms["id"].tolist()
         if spec.zero_features is not None:
             go_x = np.zeros((len(go_ids), spec.zero_features), np.float32)
@@ -188,11 +234,17 @@ def build_full_graph(spec: DatasetSpec) -> tuple["dgl.DGLHeteroGraph", list[str]
         if spec.go.get("annotations"):
             biomart = {k: spec.go[k] for k in ("gene_column", "go_column") if k in spec.go}
             ann = read_annotations(spec.go["annotations"], **biomart)
+            gaf, obo = _shown(spec, spec.go["annotations"]), _shown(spec, spec.go["obo"])
             g = ann["gene"].map(gene_index)
-            t = ann["go"].map(onto.resolve).map(go_index)
+            resolved = ann["go"].map(full.resolve)
+            t = resolved.map(go_index)
+            _relation("gene-GO", resolved.isin(set(full.terms["id"])).sum(), len(ann),
+                      (obo, full.terms["id"].tolist()), (gaf, ann["go"].unique().tolist()))
+            _relation("gene-GO", g.notna().sum(), len(ann), genes, (gaf, ann["gene"].unique().tolist()))
             keep = (g.notna() & t.notna()).to_numpy()
             pairs = np.unique(np.stack([g[keep].to_numpy(np.int64), t[keep].to_numpy(np.int64)], 1), axis=0)
             log.info("annotations: %d of %d rows link a graph gene to a live GO term", keep.sum(), len(keep))
+            kept["gene-GO"] = _relation("gene-GO", keep.sum(), len(keep), genes, (gaf, ann["gene"].unique().tolist()))
             edges[("gene", "annotated", "go")] = (pairs[:, 0], pairs[:, 1])
             edges[("go", "annotates", "gene")] = (pairs[:, 1], pairs[:, 0])
 
@@ -204,7 +256,7 @@ def build_full_graph(spec: DatasetSpec) -> tuple["dgl.DGLHeteroGraph", list[str]
     graph.nodes["go"].data["feat"] = torch.from_numpy(np.ascontiguousarray(go_x, dtype=np.float32))
     for etype, data in edata.items():
         graph.edges[etype].data.update(data)
-    return graph, gene_ids, go_ids
+    return graph, gene_ids, go_ids, kept
 
 
 def load_full_graph(spec: DatasetSpec, rebuild: bool = False):
@@ -219,16 +271,27 @@ def load_full_graph(spec: DatasetSpec, rebuild: bool = False):
         os.utime(meta_path)  # last used (the .json: the .bin stays as written), what prune keeps
         return graph, meta["gene_ids"], meta["go_ids"]
     log.info("building graph for %s (cache key %s)", spec.path, key)
-    graph, gene_ids, go_ids = build_full_graph(spec)
+    graph, gene_ids, go_ids, kept = build_full_graph(spec)
     with atomic_path(bin_path) as tmp:
         dgl.save_graphs(str(tmp), [graph])
     meta = {"schema": SCHEMA_VERSION, "spec": str(spec.path), "gene_ids": gene_ids, "go_ids": go_ids,
-            "edges": {":".join(e): graph.num_edges(e) for e in graph.canonical_etypes}}
+            "edges": {":".join(e): graph.num_edges(e) for e in graph.canonical_etypes}, "kept": kept}
     with atomic_path(meta_path) as tmp:
         tmp.write_text(json.dumps(meta))
     log.info("cached graph %s (%s; %s; python -m genen_dgl.data.cache list|prune --data %s)", bin_path,
              mb(bin_path.stat().st_size), describe(spec.cache), spec.path)
     return graph, gene_ids, go_ids
+
+
+def relation_warnings(spec: DatasetSpec) -> list[str]:
+    """The relations of the dataset's cached graph that kept under :data:`MIN_KEPT` of their
+    file's rows, as ``gene-GO kept 4% of goa_human.gaf rows`` (the graph is loaded first)."""
+    meta = json.loads((spec.cache / f"graph-{cache_key(spec)}.json").read_text())
+    out = [f"{name} kept {100 * r['kept'] / r['rows']:.2g}% of {r['file']} rows" for name, r in meta["kept"].items()
+           if r["kept"] < MIN_KEPT * r["rows"]]
+    for line in out:
+        log.warning("%s", line)
+    return out
 
 
 def cut_variant(graph, variant: str):
@@ -248,7 +311,9 @@ def cut_variant(graph, variant: str):
 
 
 def load_graph(spec: DatasetSpec | str | Path, variant: str = "go_ppi", rebuild: bool = False) -> GeneGraph:
-    """Load (building and caching as needed) one graph variant of a dataset."""
+    """Load (building and caching as needed) one graph variant of a dataset; a relation
+    that kept under :data:`MIN_KEPT` of its file's rows is logged as a warning."""
     spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
     graph, gene_ids, go_ids = load_full_graph(spec, rebuild)
+    relation_warnings(spec)
     return GeneGraph(cut_variant(graph, variant), gene_ids, go_ids if variant != "ppi" else [], variant, spec)

@@ -23,6 +23,7 @@ class Labels:
     values: np.ndarray  # int64 class index, or float32 for regression
     kind: str  # binary | multiclass | regression
     classes: list[str]  # class names (empty for regression)
+    source: Path | None = None  # the file they were read from, for messages
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (gene, why) of genes left out of the task
 
     @property
@@ -54,7 +55,7 @@ def read_labels(
     frame = read_table(path, {gene_column: "str", label_column: "str"})
     raw = frame[label_column].astype(str).str.strip()
     numeric = pd.to_numeric(raw, errors="coerce")
-    is_num = numeric.notna().to_numpy()
+    is_num = (numeric.notna() | raw.str.lower().str.lstrip("+-").eq("nan")).to_numpy()  # a NaN label is a number
     if is_num.any() and not is_num.all():
         odd = int(np.flatnonzero(~is_num if is_num.mean() >= 0.5 else is_num)[0])
         raise InputError(
@@ -72,6 +73,10 @@ def read_labels(
         if not is_num.all():
             raise InputError(f"regression task: column {label_column!r} must be numeric, found {raw.iloc[0]!r}", path, 2)
         values, classes = numeric.to_numpy(np.float32), []
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise InputError(f"gene {genes[bad[0]]!r} has label {raw.iloc[bad[0]]!r} ({len(bad)} of the labels are "
+                             "not finite float32 numbers); expected a finite regression target", path, int(bad[0]) + 2)
     else:
         order = sorted(raw.unique(), key=lambda v: (float(v), v) if is_num.all() else (0.0, v))
         if len(order) < 2:
@@ -106,7 +111,7 @@ def read_labels(
             values = np.searchsorted(present, values)
             classes = [classes[i] for i in present]
             kind = "binary" if len(classes) == 2 else kind
-    return Labels(table["gene"].to_numpy(), values, kind, classes, skipped)
+    return Labels(table["gene"].to_numpy(), values, kind, classes, path, skipped)
 
 
 def name_genes(skipped: list[tuple[str, str]], what: str, show: int = 50) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import logging
+import math
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -31,7 +32,7 @@ import pandas as pd
 import yaml
 
 from genen_dgl.atomic import atomic_path
-from genen_dgl.errors import cli
+from genen_dgl.errors import InputError, cli
 from genen_dgl.provenance import add_version
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,15 @@ class Sizes:
 
     @classmethod
     def of(cls, scale: float | None, dim: int | None = None) -> "Sizes":
+        if scale is not None and not (math.isfinite(scale) and scale > 0):
+            raise InputError(f"--scale {scale:g}: expected a number > 0 (times the paper's edge counts)")
+        if dim is not None and dim < 1:
+            raise InputError(f"--dim {dim}: expected a feature width >= 1")
         if scale is None:
             base = SMALL
         else:  # the paper's node sets, S times its edges
             base = {k: (v if k in ("genes", "go") else max(int(round(v * scale)), 1)) for k, v in PAPER.items()}
-        return cls(**{**base, "dim": dim or (SMALL["dim"] if scale is None else PAPER["dim"])})
+        return cls(**{**base, "dim": dim if dim is not None else (SMALL["dim"] if scale is None else PAPER["dim"])})
 
 
 def protein_id(i: np.ndarray | int) -> np.ndarray | str:

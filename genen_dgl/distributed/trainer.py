@@ -41,10 +41,10 @@ import torch
 import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel
 
-from genen_dgl.baselines import baselines_for
+from genen_dgl.baselines import baselines_for, not_run
 from genen_dgl.batches import Step, StepSource
 from genen_dgl.config import TrainConfig, build_parser, given, parse_ints
-from genen_dgl.data.graph import load_full_graph
+from genen_dgl.data.graph import load_full_graph, relation_warnings
 from genen_dgl.data.spec import load_spec
 from genen_dgl.dataloading import Degrees, fixed_weights, parse_fanouts, to_message_block
 from genen_dgl.device import pick_device
@@ -56,7 +56,8 @@ from genen_dgl.outputs import run_meta, write_outputs
 from genen_dgl.partition import PartitionInfo, degree_fields
 from genen_dgl.precision import autocast
 from genen_dgl.rundir import RunDir, default_run_dir, summary_line
-from genen_dgl.trainer import Split, apply_runtime, cross_validate, cut_splits, mask_features, new_model, scores
+from genen_dgl.trainer import (Split, apply_runtime, check_memory, check_splits, cross_validate, cut_splits,
+                               mask_features, new_model, scores)
 
 log = logging.getLogger("genen_dgl.distributed.trainer")
 
@@ -263,6 +264,11 @@ def configure(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace, Partiti
                                  task=info.task_name(config.task)).resolved()
     if args.eval_fanouts is not None and len(args.eval_fanouts) != config.layers:
         raise InputError(f"--eval-fanouts {args.eval_fanouts}: expected one per layer ({config.layers})")
+    labels = info.labels(config.task)[1]
+    check_splits(labels, config)
+    skeleton = dgl.heterograph({tuple(e): (torch.zeros(0, dtype=torch.int64),) * 2 for e in info.canonical_etypes},
+                               num_nodes_dict=info.meta["num_nodes"])  # what the model's size depends on
+    check_memory(config, skeleton, info.meta["feat_dim"], labels.width, pick_device(config.device))
     run_dir = RunDir(config.out or default_run_dir(config, info.meta["dataset_name"], config.task))
     if args.resume:
         config = run_dir.resume({k: v for k, v in requested.items() if k not in ("graph", "data")})
@@ -297,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
                 "partitions": str(info.root), "rank_batch_size": data.rank_batch,
                 "eval_fanouts": args.eval_fanouts or "all neighbours"})
             # the baselines read the dataset's graph the partitions were cut from
-            full = load_full_graph(load_spec(config.data))[0]
+            spec = load_spec(config.data)
+            full = load_full_graph(spec)[0]
+            meta.update(warnings=relation_warnings(spec), baselines_not_run=not_run(full))
             baselines, baseline_oof = baselines_for(full, config, data.labels, data.nodes, data.splits)
             report = write_outputs(run_dir.path, meta, data.labels, data.nodes, info.gene_ids(), data.splits, cv,
                                    baselines, baseline_oof)

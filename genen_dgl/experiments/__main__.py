@@ -38,14 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = COMMANDS[args.command][0]
-    args.out.mkdir(parents=True, exist_ok=True)
+    base = None if getattr(args, "run", None) else base_config(args)  # embeddings --run needs no dataset
+    args.out.mkdir(parents=True, exist_ok=True)  # after every option is checked
     handler = logging.FileHandler(args.out / f"{args.command}.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     try:
         logging.getLogger(__name__).info("%s: %s", args.command, " ".join(sys.argv[1:] if argv is None else argv))
-        base = None if getattr(args, "run", None) else base_config(args)  # embeddings --run needs no dataset
         return module.main(args, base)
     finally:
         root.removeHandler(handler)

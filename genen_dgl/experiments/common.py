@@ -16,7 +16,7 @@ from genen_dgl.config import CHOICES, HELP, TrainConfig, from_args
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import load_spec
 from genen_dgl.errors import InputError
-from genen_dgl.local import run
+from genen_dgl.local import LocalData, run
 from genen_dgl.rundir import METRICS, RunDir
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,10 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
     (``--data``, else the config file's, else the embedded sample)."""
     config = from_args(args)  # --data (a Path) and --out land here too: both replaced below
     # experiments read out-of-fold outputs only: no refit on all labelled genes
-    return dataclasses.replace(config, data=str(load_spec(config.data or ensure_sample()).path.resolve()), out=None,
-                               refit=False)
+    config = dataclasses.replace(config, data=str(load_spec(config.data or ensure_sample()).path.resolve()), out=None,
+                                 refit=False)
+    config.resolved()  # every option checked now; the variants fill their own model-dependent defaults
+    return config
 
 
 def train(config: TrainConfig, run_dir: Path) -> dict:
@@ -57,6 +59,7 @@ def train(config: TrainConfig, run_dir: Path) -> dict:
     spec = load_spec(config.data)
     config = dataclasses.replace(config, out=str(run_dir), task=spec.task(config.task).name).resolved()
     folder = RunDir(run_dir)
+    data = LocalData(config)  # every input (labels, memory) checked before the run directory is touched
     resume = folder.reuse(config, spec)
     if resume and folder.finished():
         log.info("reusing finished run %s", run_dir)
@@ -64,7 +67,7 @@ def train(config: TrainConfig, run_dir: Path) -> dict:
     log.info("training %s/%s on %s (%s)%s", config.graph, config.model, config.task, run_dir,
              f", mask {config.mask_rate:g} of {config.mask_nodes}" if config.mask_rate else "")
     with folder.logging():
-        return run(config, run_dir, resume=resume)
+        return run(config, run_dir, resume=resume, data=data)
 
 
 def primary(kind: str) -> str:
