@@ -440,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--labels needs --dataset")
     if args.batch_size < 1 or args.max_length < 2:
         parser.error("--batch-size must be >= 1 and --max-length >= 2")
+    if args.out is not None and args.out.suffix not in (".npy", ".csv"):
+        raise InputError(f"--out {args.out}: unknown feature file type; expected a .npy or .csv name")
+    if args.out is not None and args.out.is_dir():
+        raise InputError("--out is a folder; expected a .npy or .csv file name", args.out)
     texts = read_texts(args.input) if args.input is not None else None
     if args.threads:
         import torch

@@ -321,8 +321,10 @@ class Supervisor:
         return f"stopped the others in {time.monotonic() - t0:.1f} s"
 
 
-def leftovers(graph_name: str) -> tuple[list[int], list[str]]:
-    """Processes of genen-dgl's distributed modules still running on this host, and the
+def leftovers(graph_name: str, mentioning: str | Path | None = None) -> tuple[list[int], list[str]]:
+    """Processes of genen-dgl's distributed modules still running on this host (with
+    ``mentioning``: only those whose command line or environment holds that text, e.g. the
+    partition folder of one run, so that other jobs on the host are not counted), and the
     shared-memory segments of graph ``graph_name`` (or any DGL key-value data) in /dev/shm."""
     from genen_dgl.distributed.server import KV_SEGMENT, SHM_DIR, graph_segment
     pids = []
@@ -330,11 +332,14 @@ def leftovers(graph_name: str) -> tuple[list[int], list[str]]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            cmdline = (entry / "cmdline").read_bytes()
+            if not any(a.startswith(b"genen_dgl.distributed.") for a in cmdline.split(b"\0")):
+                continue
+            if mentioning is not None and str(mentioning).encode() not in cmdline + (entry / "environ").read_bytes():
+                continue
+        except OSError:  # gone meanwhile, or not ours to read
             continue
-        if any(a.startswith(b"genen_dgl.distributed.") for a in argv):
-            pids.append(int(entry.name))
+        pids.append(int(entry.name))
     names = sorted(os.listdir(SHM_DIR)) if SHM_DIR.is_dir() else []
     return pids, [n for n in names if KV_SEGMENT.match(n) or graph_segment(n, graph_name)]
 
@@ -458,10 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(own)
     if logging.getLogger().isEnabledFor(logging.DEBUG) and "--debug" not in trainer_args:
         trainer_args.append("--debug")  # the cli wrapper took it from our arguments
-    from genen_dgl.partition import PartitionInfo
-    info = PartitionInfo.load(args.parts)
     if args.trainers < 1:
         raise InputError(f"--trainers {args.trainers}: expected at least 1")
+    if args.local is not None and args.local < 1:
+        raise InputError(f"--local {args.local}: expected at least 1 logical machine")
+    from genen_dgl.partition import PartitionInfo
+    info = PartitionInfo.load(args.parts)
     if args.local is not None:
         layout, machines = local_layout(info.part_config, info.graph_name, args.local, args.trainers, args.port), \
             list(range(args.local))

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genen_dgl.atomic import atomic_path
+from genen_dgl.atomic import atomic_dir, check_out
 from genen_dgl.data.graph import VARIANTS, GeneGraph, load_graph
 from genen_dgl.data.labels import Labels
 from genen_dgl.dgl_compat import dgl
@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 
 META = "genen-partition.json"
 REPORT = "partition-report.json"
-MAPPING = "mapping.pt"
+MAPPING = "mapping.pt"  # tensors only: read with torch.load(weights_only=True)
+OWNER = "genen_dgl.partition"  # the marker of a partition folder (genen_dgl.atomic)
 METHODS = ("metis", "random")
 FORMAT_VERSION = 2  # 2: degree node data
 
@@ -226,8 +227,12 @@ class PartitionRequest:
 def partition(req: PartitionRequest) -> dict:
     """Partition the graph, write the output folder atomically, return the report."""
     req.check()
+    check_out(req.out, OWNER, replace=True)
     start = time.perf_counter()
     data = load_graph(req.data, req.graph)
+    nodes = data.graph.num_nodes()
+    if req.num_parts > nodes:
+        raise InputError(f"num_parts = {req.num_parts}: expected at most the graph's {nodes} nodes")
     tasks = req.tasks or list(data.spec.tasks)
     for t in tasks:
         data.spec.task(t)  # unknown task: InputError naming the dataset
@@ -239,7 +244,7 @@ def partition(req: PartitionRequest) -> dict:
     loaded = time.perf_counter()
     log.info("%s", data)
     out = Path(req.out)
-    with atomic_path(out, directory=True) as tmp:
+    with atomic_dir(out, OWNER) as tmp:
         with open(tmp / "partition.log", "w") as dgl_log, contextlib.redirect_stdout(dgl_log):
             nmap, emap = dgl.distributed.partition_graph(
                 g, req.name, req.num_parts, str(tmp), num_hops=req.num_hops, part_method=req.method,
@@ -299,6 +304,8 @@ class PartitionInfo:
     def load(cls, path: str | Path) -> "PartitionInfo":
         """``path``: the partition folder, its ``genen-partition.json`` or DGL's ``NAME.json``."""
         path = Path(path)
+        if not path.exists():
+            raise InputError("not found; expected a partition folder (python -m genen_dgl.partition --out)", path)
         root = path if path.is_dir() else path.parent
         file = root / META
         if not file.exists():
@@ -340,9 +347,21 @@ class PartitionInfo:
             return z["nodes"], Labels(z["genes"].astype(object), z["values"], str(z["kind"]),
                                       [str(c) for c in z["classes"]], self.root / info["labels"])
 
+    def mapping(self) -> dict[str, dict]:
+        """``node`` / ``edge``: original id of each shuffled (partition) id, per type; read
+        with ``weights_only`` (a file holding anything but tensors is refused, not run)."""
+        path = self.root / self.meta["mapping"]
+        try:
+            return torch.load(path, weights_only=True)
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise
+        except Exception as err:  # pickle.UnpicklingError, or a damaged file
+            raise InputError(f"not a tensors-only mapping ({type(err).__name__}; nothing in it was run); "
+                             "partition again", path) from None
+
     def node_mapping(self) -> dict[str, torch.Tensor]:
         """Original id of each shuffled (partition) node id, per node type."""
-        return torch.load(self.root / self.meta["mapping"], weights_only=False)["node"]
+        return self.mapping()["node"]
 
     def gene_ids(self) -> list[str]:
         return (self.root / self.meta["gene_ids"]).read_text().split("\n")[:-1]
@@ -358,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="dataset spec (dataset.yaml); default: the embedded sample")
     parser.add_argument("--graph", default="go_ppi", choices=VARIANTS, help="graph variant")
     parser.add_argument("--num-parts", type=int, required=True, help="partitions (= machines / servers)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (replaced if it exists)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder (an earlier partition there is replaced; any other folder is refused)")
     parser.add_argument("--method", default="metis", choices=METHODS, help="node assignment")
     parser.add_argument("--name", default="genen", help="graph name (DistGraph name; names shared memory)")
     parser.add_argument("--task", action="append", help="task whose labels to store (repeatable; default all)")

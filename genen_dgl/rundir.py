@@ -9,13 +9,12 @@ import dataclasses
 import hashlib
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
-from genen_dgl.atomic import atomic_path
+from genen_dgl.atomic import atomic_path, check_out, claim_dir, remove_dir
 from genen_dgl.baselines import NAMES
 from genen_dgl.config import RUNTIME, TrainConfig
 from genen_dgl.data.graph import spec_key
@@ -29,6 +28,7 @@ CONFIG = "config.yaml"
 INPUTS = "inputs.json"
 METRICS = "metrics.json"
 LOG = "train.log"
+OWNER = "genen_dgl.run"  # the marker of a run folder (genen_dgl.atomic), from train or the experiments
 
 
 def fingerprint(spec: DatasetSpec) -> str:
@@ -63,10 +63,16 @@ class RunDir:
     def start(self, config: TrainConfig, spec: DatasetSpec, device=None) -> None:
         """A new run: refuse a folder that holds one, else create it and record ``config``
         and the dataset's fingerprint."""
-        if self.has_results():
-            raise InputError("run directory already has results; pass --resume or choose another --out", self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.check_new()
+        claim_dir(self.path, OWNER)
         self.record(config, spec, device)
+
+    def check_new(self) -> None:
+        """Refuse (InputError) a folder where a new run may not start: one holding a run, a
+        file, a folder with files of something else."""
+        if self.path.is_dir() and self.has_results():
+            raise InputError("run directory already has results; pass --resume or choose another --out", self.path)
+        check_out(self.path, OWNER, replace=False)
 
     def record(self, config: TrainConfig, spec: DatasetSpec, device=None) -> None:
         """config.yaml (the options as given: ``device: auto`` stays auto, so a resumed run
@@ -84,7 +90,7 @@ class RunDir:
         dataset's inputs are the ones it started with: else a one-line diff."""
         if not self.config_file.exists():
             raise InputError(f"nothing to resume: no {CONFIG}", self.path)
-        stored = TrainConfig(**yaml.safe_load(self.config_file.read_text()))
+        stored = self.stored()
         asked = dataclasses.replace(stored, **{k: v for k, v in requested.items() if k != "out"}).resolved()
         if "data" in requested:
             asked.data = str(load_spec(requested["data"]).path.resolve())
@@ -93,7 +99,7 @@ class RunDir:
         if diff:
             raise InputError(f"--resume: the run was started with other options ({'; '.join(diff)}); "
                              "drop them or choose another --out", self.path)
-        inputs = json.loads((self.path / INPUTS).read_text()) if (self.path / INPUTS).exists() else {}
+        inputs = self.inputs() or {}
         now = fingerprint(run_spec(stored.data, stored))
         if inputs.get("fingerprint") not in (None, now):
             raise InputError(f"--resume: the dataset's input files changed since the run started (fingerprint "
@@ -105,23 +111,44 @@ class RunDir:
         resumed (True), a run of another is replaced, a folder that is no run is refused;
         returns whether to resume. A run recorded before input fingerprints existed is
         taken as of the current inputs (and its fingerprint recorded)."""
-        if self.config_file.exists() and _same(TrainConfig(**yaml.safe_load(self.config_file.read_text())), config):
-            inputs = self.path / INPUTS
-            if not inputs.exists():
+        if self.config_file.exists() and _same(self.stored(), config):
+            inputs = self.inputs()
+            if inputs is None:
                 log.info("run %s has no input fingerprint (an older run): taking it as of the current inputs",
                          self.path)
                 self.record(config, spec)
                 return True
-            if json.loads(inputs.read_text())["fingerprint"] == fingerprint(spec):
+            if inputs.get("fingerprint") == fingerprint(spec):
                 return True
         if self.path.exists():
             if not self.config_file.exists():
                 raise InputError(f"not a run folder (no {CONFIG}); remove it or choose another --out", self.path)
             log.info("options or inputs changed: replacing run %s", self.path)
-            shutil.rmtree(self.path)
-        self.path.mkdir(parents=True)
+            remove_dir(self.path, OWNER)  # only a folder that carries the run marker
+        claim_dir(self.path, OWNER)
         self.record(config, spec)
         return False
+
+    def stored(self) -> TrainConfig:
+        """The run's ``config.yaml`` (a damaged one: an InputError naming it)."""
+        try:
+            return TrainConfig(**yaml.safe_load(self.config_file.read_text(encoding="utf-8")))
+        except (yaml.YAMLError, TypeError, UnicodeDecodeError) as err:
+            raise InputError(f"damaged run configuration ({type(err).__name__}); the run cannot be resumed: "
+                             "delete its folder and start again", self.config_file) from None
+
+    def inputs(self) -> dict | None:
+        """The run's ``inputs.json`` (the dataset's fingerprint), None if absent."""
+        path = self.path / INPUTS
+        if not path.exists():
+            return None
+        try:
+            found = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            found = None
+        if not isinstance(found, dict):
+            raise InputError("damaged input fingerprint; delete it to take the run as of the current inputs", path)
+        return found
 
     def finished(self) -> bool:
         return (self.path / METRICS).exists()

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             config = run_dir.resume(requested)
         else:
             config = dataclasses.replace(config, out=str(run_dir.path))
+            run_dir.check_new()  # before the inputs are read (the graph may take minutes)
         data = LocalData(config)  # every input is checked before the run directory is touched
         if not args.resume:
             run_dir.start(config, data.spec, data.device)

@@ -13,15 +13,17 @@ on all labelled genes; :mod:`genen_dgl.outputs` writes the run directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import pickle
 import random
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 import psutil
@@ -42,6 +44,8 @@ from genen_dgl.nn.model import GenenGNN
 from genen_dgl.precision import autocast, set_matmul_precision
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1  # last.pt's layout; a file of another is refused (start the split again)
 
 
 def seed_everything(*parts: int) -> int:
@@ -179,7 +183,7 @@ def refit_split(config: TrainConfig, labelled: int, index: int) -> Split:
     return Split(config.seed, index, Fold(everyone, everyone[:0], everyone[:0]), REFIT)
 
 
-class Interrupted(Exception):
+class Interrupted(KeyboardInterrupt):
     """Ctrl-C during training: where it stopped (the checkpoints on disk are whole)."""
 
     def __init__(self, split: str, epoch: int):
@@ -229,12 +233,13 @@ class FoldTrainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def save(self) -> None:
-        """``last.pt`` (model, optimizer, best state: enough to resume) and ``history.json``."""
+        """``last.pt`` (model, optimizer, best state: enough to resume; tensors, numbers,
+        lists and dicts only, read back with ``weights_only``) and ``history.json``."""
         if not self.data.writes:
             return
-        state = {"epoch": self.epoch, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                 "best_state": self.best_state, "best_loss": self.best_loss, "best_epoch": self.best_epoch,
-                 "history": self.history}
+        state = {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "model": self.model.state_dict(),
+                 "opt": self.opt.state_dict(), "best_state": self.best_state, "best_loss": float(self.best_loss),
+                 "best_epoch": self.best_epoch, "history": self.history}
         with atomic_path(self.dir / "last.pt") as tmp:
             torch.save(state, tmp)
         with atomic_path(self.dir / "history.json") as tmp:
@@ -252,22 +257,54 @@ class FoldTrainer:
         path = self.dir / "last.pt"
         if not path.exists():
             return False
-        state = torch.load(path, map_location=self._device, weights_only=False)
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
+        state = self.read(path)
+        with self.damaged(path):
+            if state.get("format") != CHECKPOINT_FORMAT:
+                raise ValueError(f"checkpoint format {state.get('format')}, expected {CHECKPOINT_FORMAT}: "
+                                 "written by another genen-dgl version")
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["opt"])
+            self.epoch, self.best_state = state["epoch"], state["best_state"]
+            self.best_loss, self.best_epoch, self.history = state["best_loss"], state["best_epoch"], state["history"]
         for group in self.opt.param_groups:  # loading restores the saving run's; --cuda-graph may differ
             group["capturable"] = self.data.config.cuda_graph
-        self.epoch, self.best_state = state["epoch"], state["best_state"]
-        self.best_loss, self.best_epoch, self.history = state["best_loss"], state["best_epoch"], state["history"]
         log.info("%s: resumed after epoch %d", self.split.name, self.epoch)
         return True
 
     def load_best(self) -> dict:
         """A finished split: its best model, history and result."""
-        state = torch.load(self.dir / "best.pt", map_location=self._device)
-        self.model.load_state_dict(state)
-        self.history = json.loads((self.dir / "history.json").read_text())
-        return json.loads((self.dir / "result.json").read_text())
+        state = self.read(self.dir / "best.pt")
+        with self.damaged(self.dir / "best.pt"):
+            self.model.load_state_dict(state)
+        with self.damaged(self.dir / "history.json"):
+            self.history = json.loads((self.dir / "history.json").read_text())
+        with self.damaged(self.dir / "result.json"):
+            return json.loads((self.dir / "result.json").read_text())
+
+    def read(self, path: Path) -> dict:
+        """A checkpoint, read with ``weights_only``: tensors and plain values, never pickled
+        objects (a file holding any is refused before anything in it runs)."""
+        with self.damaged(path):
+            state = torch.load(path, map_location=self._device, weights_only=True)
+            if not isinstance(state, dict):
+                raise ValueError(f"a {type(state).__name__}, not a dict")
+            return state
+
+    @contextlib.contextmanager
+    def damaged(self, path: Path) -> Iterator[None]:
+        """A file of this split that cannot be read or used: an InputError naming it, and
+        how to recover (the split trains again)."""
+        try:
+            yield
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise  # missing or unreadable: the cli wrapper names the file
+        except Exception as err:  # torch: RuntimeError, OSError (truncated), UnpicklingError; json: ValueError
+            if isinstance(err, pickle.UnpicklingError):
+                why = "holds objects other than tensors and plain values (refused; nothing in it was run)"
+            else:
+                why = f"damaged ({(str(err).splitlines() or [type(err).__name__])[0][:120]})"
+            raise InputError(f"{why}; delete the folder {self.dir} and resume the run (that split trains again)",
+                             path) from None
 
     @property
     def _device(self) -> torch.device:

@@ -193,7 +193,7 @@ def test_ctrl_c_stops_in_one_line_and_resumes(sample_spec, tmp_path):
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted after fold0 epoch ") and f"--resume --out {out}" in last, last
-    state = torch.load(out / "fold0" / "last.pt", weights_only=False)  # the checkpoint on disk is whole
+    state = torch.load(out / "fold0" / "last.pt", weights_only=True)  # the checkpoint on disk is whole
     assert state["epoch"] >= 1
     assert not (out / "metrics.json").exists()
 

@@ -7,6 +7,7 @@ stock server setup still breaks with two servers on one host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -17,12 +18,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
 
 from genen_dgl.config import TrainConfig
-from genen_dgl.launch import leftovers
+from genen_dgl.errors import InputError
+from genen_dgl.launch import LOCK_DIR, HostLock, leftovers
 from genen_dgl.partition import main as partition
 from genen_dgl.local import run as train_single
 
@@ -37,7 +40,27 @@ def parts(sample_spec, tmp_path_factory) -> Path:
     return out
 
 
+@contextlib.contextmanager
+def host_locks(wait: float = 600.0) -> Iterator[None]:
+    """Hold this host's DGL locks (the two a ``--local 2`` run takes), waiting up to
+    ``wait`` seconds while another distributed genen-dgl job holds them, else skip."""
+    deadline = time.monotonic() + wait
+    with contextlib.ExitStack() as held:
+        for name in (".genen-dgl.lock", ".genen-dgl-srv1.lock"):
+            while True:
+                try:
+                    held.enter_context(HostLock(LOCK_DIR / name))
+                    break
+                except InputError as err:
+                    if time.monotonic() > deadline:
+                        pytest.skip(f"another distributed job kept the host lock for {wait:g} s: {err}")
+                    time.sleep(2)
+        yield
+
+
 def launch(parts: Path, *args: str) -> subprocess.Popen:
+    with host_locks():  # free now: the launcher takes them next
+        pass
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # genen_dgl comes from the installed package
     return subprocess.Popen([sys.executable, "-m", "genen_dgl.launch", "--parts", str(parts), "--local", "2",
                              "--timeout", "240", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -49,8 +72,11 @@ def finish(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, out
 
 
-def assert_clean() -> None:
-    pids, segments = leftovers("genen")
+def assert_clean(parts: Path) -> None:
+    """No process of this test's runs (they name ``parts`` in their environment) and, while
+    no other job may create any (the host locks held), no shared-memory segment is left."""
+    with host_locks():
+        pids, segments = leftovers("genen", parts.resolve())
     assert pids == [] and segments == [], (pids, segments)
 
 
@@ -67,7 +93,7 @@ def test_hetero_sampling_with_two_servers_on_one_host(parts):
     assert bad == 0 and labels == 360 and edges > 10_000 and rows > 1000
     for rank in (0, 1):
         assert re.search(rf"check rank {rank}: .*relations sampled: annotated, annotates, interacts, is_a", out)
-    assert_clean()
+    assert_clean(parts)
 
 
 @pytest.mark.skipif(not os.environ.get("GENEN_DGL_SLOW_TESTS"), reason="set GENEN_DGL_SLOW_TESTS=1 (30 s more)")
@@ -87,14 +113,14 @@ def test_stock_servers_on_one_host_still_crash(parts, monkeypatch):
     # the upstream failure, not any crash: a server or trainer reading the other's shared memory
     assert re.search(r"rowwise_pick|num_etypes|local_data_shape|match number of edges", proc.stdout + proc.stderr), \
         (proc.stdout + proc.stderr)[-3000:]
-    assert_clean()
+    assert_clean(parts)
 
 
 def test_distributed_run_matches_single_machine(parts, sample_spec, tmp_path):
     """Same folds, same metrics.json form, AUC within 0.03 of ``python -m genen_dgl.train``."""
     code, out = finish(launch(parts, "--", *TINY, "--out", str(tmp_path / "dist")))
     assert code == 0, out[-3000:]
-    assert_clean()
+    assert_clean(parts)
     dist = json.loads((tmp_path / "dist" / "metrics.json").read_text())
     config = TrainConfig(data=str(sample_spec), epochs=3, folds=2, hidden=32, out=str(tmp_path / "single")).resolved()
     single = train_single(config, tmp_path / "single")
@@ -153,7 +179,7 @@ def test_killed_distributed_run_resumes(parts, tmp_path):
     finished = (cut / "fold0" / "result.json").read_text()
     os.kill(int(started.group(1)), signal.SIGKILL)
     assert proc.wait(timeout=60) in (10, 11)  # trainer 1, or trainer 0 losing its peer first
-    assert_clean()
+    assert_clean(parts)
     assert not (cut / "metrics.json").exists()
     code, out = finish(launch(parts, "--", "--resume", "--out", str(cut)))
     assert code == 0, out[-3000:]
@@ -163,7 +189,7 @@ def test_killed_distributed_run_resumes(parts, tmp_path):
     assert [f["epochs_run"] for f in b["folds"]] == [6, 6]
     assert b["folds"][0] == json.loads(finished)
     assert abs(a["summary"]["auc_mean"] - b["summary"]["auc_mean"]) < 0.05, (a["summary"], b["summary"])
-    assert_clean()
+    assert_clean(parts)
 
 
 def test_killing_a_trainer_stops_the_whole_run(parts, tmp_path):
@@ -176,6 +202,7 @@ def test_killing_a_trainer_stops_the_whole_run(parts, tmp_path):
         pids[m.group(1)] = int(m.group(2))
     assert "trainer 1" in pids and lines.wait_for(r"\[trainer 1\].*rank 1 of 2"), lines.tail()
     victim, seen = pids["trainer 1"], lines.seen
+    assert set(pids.values()) <= set(leftovers("genen", parts.resolve())[0])  # the check sees this run's processes
     time.sleep(2)  # into the training loop
     os.kill(victim, signal.SIGKILL)
     killed = time.monotonic()
@@ -183,5 +210,5 @@ def test_killing_a_trainer_stops_the_whole_run(parts, tmp_path):
     stopped = time.monotonic() - killed
     assert code == 11, "".join(seen[-50:])
     assert stopped < 20
-    assert_clean()
+    assert_clean(parts)
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values())

@@ -24,6 +24,7 @@ import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -291,6 +292,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry")
     parser.add_argument("--force", action="store_true", help="download again files that are already present")
     args = parser.parse_args(argv)
+    if args.retries < 0:
+        raise InputError(f"--retries {args.retries}: expected 0 or more")
+    if not args.timeout > 0:
+        raise InputError(f"--timeout {args.timeout:g}: expected seconds above 0")
+    for option in ("mirror", "string_url", "go_url", "gaf_url"):
+        url = getattr(args, option)
+        parts = urllib.parse.urlsplit(url or "")
+        if url is not None and (parts.scheme not in ("http", "https", "ftp", "file") or not parts.netloc + parts.path):
+            raise InputError(f"--{option.replace('_', '-')} {url!r}: expected a URL (https://..., file:///...)")
     sums = read_checksums(args.checksums) if args.checksums else None
     path = fetch(args.out, args.species, args.string_version, sums, args.retries, args.timeout, force=args.force,
                  string_url=args.string_url, go_url=args.go_url, gaf_url=args.gaf_url, mirror=args.mirror)

@@ -266,10 +266,16 @@ def load_full_graph(spec: DatasetSpec, rebuild: bool = False):
     bin_path, meta_path = spec.cache / f"graph-{key}.bin", spec.cache / f"graph-{key}.json"
     if not rebuild and bin_path.exists() and meta_path.exists():
         log.info("loading cached graph %s (%s; %s)", bin_path, mb(bin_path.stat().st_size), describe(spec.cache))
-        (graph,), _ = dgl.load_graphs(str(bin_path))
-        meta = json.loads(meta_path.read_text())
-        os.utime(meta_path)  # last used (the .json: the .bin stays as written), what prune keeps
-        return graph, meta["gene_ids"], meta["go_ids"]
+        try:
+            (graph,), _ = dgl.load_graphs(str(bin_path))
+            meta = json.loads(meta_path.read_text())
+            if graph.num_nodes("gene") != len(meta["gene_ids"]) or graph.num_nodes("go") != len(meta["go_ids"]):
+                raise ValueError("node counts differ from the cached ids")
+            os.utime(meta_path)  # last used (the .json: the .bin stays as written), what prune keeps
+            return graph, meta["gene_ids"], meta["go_ids"]
+        except Exception as err:  # a damaged cache is only a cache: build it again
+            log.warning("cached graph %s is damaged (%s: %s); rebuilding it", bin_path, type(err).__name__,
+                        str(err).splitlines()[0][:200] if str(err) else "")
     log.info("building graph for %s (cache key %s)", spec.path, key)
     graph, gene_ids, go_ids, kept = build_full_graph(spec)
     with atomic_path(bin_path) as tmp:

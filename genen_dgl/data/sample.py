@@ -31,11 +31,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from genen_dgl.atomic import atomic_path
+from genen_dgl.atomic import atomic_dir
 from genen_dgl.errors import InputError, cli
 from genen_dgl.provenance import add_version
 
 log = logging.getLogger(__name__)
+
+OWNER = "genen_dgl.data.sample"  # the marker of a sample folder (genen_dgl.atomic)
 
 PAPER = dict(genes=14_450, go=47_595, ppi=13_067_420, gene_go=393_231, go_go=83_796, dim=768)
 SMALL = dict(genes=600, go=240, ppi=7_000, gene_go=3_000, go_go=420, dim=64)
@@ -141,10 +143,11 @@ def _unique_pairs(rng, n: int, count: int, community: np.ndarray, members: list[
 
 
 def generate(out: Path, scale: float | None = None, seed: int = 0, dim: int | None = None) -> Path:
-    """Write a sample dataset into ``out`` (atomically) and return ``out/dataset.yaml``."""
+    """Write a sample dataset into ``out`` (atomically; an existing ``out`` only if it is
+    an earlier sample or empty) and return ``out/dataset.yaml``."""
     sizes = Sizes.of(scale, dim)
     out = Path(out)
-    with atomic_path(out, directory=True) as tmp:
+    with atomic_dir(out, OWNER) as tmp:
         _generate(tmp, sizes, seed, small=scale is None)
     return out / "dataset.yaml"
 
@@ -364,7 +367,8 @@ def ensure_sample(path: Path | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genen_dgl.data.sample", description=__doc__.split("\n\n")[0])
     add_version(parser)
-    parser.add_argument("--out", type=Path, required=True, help="folder to write (replaced if it exists)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder to write (an earlier sample there is replaced; any other folder is refused)")
     parser.add_argument("--scale", type=float, help="paper-size node sets with SCALE times the paper's edges "
                         "(omit for the small sample)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     connect()
     rank, world = tdist.get_rank(), tdist.get_world_size()
     g = dgl.distributed.DistGraph(info.graph_name)
-    mapping = torch.load(info.root / info.meta["mapping"], weights_only=False)
+    mapping = info.mapping()
     nmap, emap = mapping["node"], mapping["edge"]
     nodes, labels = info.labels(task)
     inv = torch.empty_like(nmap[TARGET])

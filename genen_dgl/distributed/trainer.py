@@ -274,8 +274,7 @@ def configure(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace, Partiti
         config = run_dir.resume({k: v for k, v in requested.items() if k not in ("graph", "data")})
     else:
         config = dataclasses.replace(config, out=str(run_dir.path))
-        if run_dir.has_results():
-            raise InputError("run directory already has results; pass --resume or choose another --out", run_dir.path)
+        run_dir.check_new()  # every rank, before connecting: a refused --out stops the whole run at once
     return config, args, info
 
 

@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 
+from genen_dgl.atomic import claim_dir
 from genen_dgl.errors import cli
 from genen_dgl.provenance import add_version
 from genen_dgl.experiments import bias, embeddings, leakage, masking, table
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = COMMANDS[args.command][0]
     base = None if getattr(args, "run", None) else base_config(args)  # embeddings --run needs no dataset
-    args.out.mkdir(parents=True, exist_ok=True)  # after every option is checked
+    claim_dir(args.out, "genen_dgl.experiments")  # after every option is checked; empty or the experiments' only
     handler = logging.FileHandler(args.out / f"{args.command}.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
