@@ -18,6 +18,7 @@ from typing import Any, Callable
 import yaml
 
 from genen_dgl.errors import InputError
+from genen_dgl.provenance import add_version
 from genen_dgl.precision import PRECISIONS
 
 
@@ -28,6 +29,11 @@ class TrainConfig:
     sampler: str = "neighbor"
     model: str = "gcn"
     task: str | None = None
+    labels: str | None = None  # a label file of one's own, trained as a task of the dataset (named by its stem)
+    label_column: str | None = None
+    gene_column: str | None = None
+    task_type: str | None = None
+    text_column: str | None = None
     fanouts: list[int] | None = None  # per layer; default 10 each
     fanout_rel: dict[str, list[int]] = field(default_factory=dict)
     batch_size: int = 128
@@ -84,6 +90,14 @@ class TrainConfig:
             OPTIONS["fanouts"].check(f"fanout_rel {rel}", values)
             if len(values) != c.layers:
                 raise InputError(f"fanout_rel {rel}={values}: expected one fanout per layer ({c.layers})")
+        own = [k for k in ("label_column", "gene_column", "task_type", "text_column") if getattr(c, k) is not None]
+        if own and c.labels is None:
+            flag = OPTIONS[own[0]].flag or "--" + own[0].replace("_", "-")
+            raise InputError(f"{flag}: describes a --labels file; none is given")
+        if c.labels is not None:
+            if c.task not in (None, Path(c.labels).stem):
+                raise InputError(f"task = {c.task!r}: --labels trains the task {Path(c.labels).stem!r} (the file's name)")
+            c.task = Path(c.labels).stem
         if c.cuda_graph and c.sampler != "device":
             raise InputError(f"cuda_graph: replays steps of the device sampler; expected sampler = device, "
                              f"got {c.sampler!r}")
@@ -124,6 +138,7 @@ class Option:
     above: float | None = None
     below: float | None = None
     default: str | None = None  # the --help default, where it depends on other options
+    flag: str | None = None  # the command-line flag, where it is not --NAME
 
     def expected(self) -> str:
         if self.kind in (parse_ints, _rel_fanout):
@@ -180,11 +195,21 @@ OPTIONS: dict[str, Option] = {
     "data": Option("dataset spec (dataset.yaml)", default="the embedded sample dataset"),
     "graph": Option("graph variant: ppi (genes, PPI edges), go (genes + GO terms), go_ppi (all edges)",
                     choices=("ppi", "go", "go_ppi")),
-    "sampler": Option("neighbor: minibatches with DGL's neighbour sampler (on the CPU); device: the same uniform "
-                      "sampling in torch ops on the training device (fast on a GPU); full: full-graph training",
+    "sampler": Option("neighbor: minibatches with DGL's neighbour sampler (in a background thread); device: the "
+                      "same uniform sampling in torch ops on the training device (the choice on a GPU; on a CPU "
+                      "neighbor is faster, 2.3x on the real human graph, but device is reproducible without "
+                      "--deterministic); full: full-graph training",
                       choices=("neighbor", "device", "full")),
     "model": Option("gcn (paper eq. 1) or gat (paper eq. 2)", choices=("gcn", "gat")),
     "task": Option("task name from the dataset spec", default="its first task"),
+    "labels": Option("a label file of your own (CSV, LitGene-like), trained as a task of the dataset named by the "
+                     "file's stem", default="none: the dataset's tasks"),
+    "label_column": Option("with --labels: the label column", default="Label"),
+    "gene_column": Option("with --labels: the gene symbol column", default="Gene name"),
+    "task_type": Option("with --labels: the task's type", choices=("binary", "multiclass", "regression", "auto"),
+                        default="auto: text or integer labels are classes, other numbers regression", flag="--type"),
+    "text_column": Option("with --labels: a column of gene text (e.g. Summary) used as those genes' text, as "
+                          "summaries are (encode it first: the error says the command)", default="none"),
     "fanouts": Option("neighbours sampled per layer and relation, e.g. 10,10,10 (-1: every neighbour)",
                       kind=parse_ints, default="10 per layer"),
     "fanout_rel": Option("per-relation override, REL=F1,F2,.. (repeatable), e.g. interacts=5,5,5",
@@ -256,6 +281,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description=description)
+    add_version(parser)
     parser.add_argument("--config", type=Path, help="YAML file of these options (flags override it)")
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
@@ -270,7 +296,7 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
             kwargs["type"] = o.parser(f.name.replace("_", "-"))
             if f.name == "fanout_rel":
                 kwargs["action"] = "append"
-        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+        parser.add_argument(o.flag or "--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoints")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser

@@ -35,13 +35,14 @@ import yaml
 from tqdm import tqdm
 
 from genen_dgl.atomic import atomic_path
-from genen_dgl.data.features import read_ids
+from genen_dgl.data.features import read_features, read_ids
 from genen_dgl.data.genes import gene_node_ids, gene_texts, read_spec_summaries
 from genen_dgl.data.ontology import read_ontology
-from genen_dgl.data.spec import load_spec
+from genen_dgl.data.spec import DatasetSpec, load_spec, run_spec
 from genen_dgl.data.tables import collapse_duplicates, read_table
 from genen_dgl.device import pick_device
 from genen_dgl.errors import InputError, cli
+from genen_dgl.provenance import add_version
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sen
 TOKENIZER_FILES = VOCAB_FILES + ("tokenizer_config.json", "merges.txt", "special_tokens_map.json")
 SAVED = "expected a transformers model saved with save_pretrained"
 DTYPES = ("fp32", "bf16", "fp16")
+LOG_EVERY = 50  # batches between progress lines when there is no terminal for a bar
 
 
 def _first_line(err: BaseException) -> str:
@@ -253,7 +255,7 @@ def encode_texts(encoder: Encoder, texts: pd.Series, cache_dir: Path, group: int
         order = np.argsort(-lengths, kind="stable")
         log.info("%s: encoding %d texts (%d cached), median %d tokens, %d over %d", label, len(pending),
                  stats.cached, int(np.median(lengths)), int((lengths > encoder.max_length).sum()), encoder.max_length)
-        bar = tqdm(total=len(pending), desc=f"encode {label}", unit="text", disable=None)
+        bar = tqdm(total=len(pending), desc=f"encode {label}", unit="text", disable=None)  # a bar on a terminal
         buf_keys: list[str] = []
         buf_vecs: list[np.ndarray] = []
         buf_trunc: list[np.ndarray] = []
@@ -265,6 +267,10 @@ def encode_texts(encoder: Encoder, texts: pd.Series, cache_dir: Path, group: int
                 buf_trunc.append(lengths[idx] > encoder.max_length)
                 stats.encoded += len(idx)
                 bar.update(len(idx))
+                if bar.disable and (start // encoder.batch_size + 1) % LOG_EVERY == 0:  # a log file: a line instead
+                    seconds = time.perf_counter() - t0
+                    log.info("%s: %d of %d texts encoded, %.1f texts/s, about %.0f s left", label, stats.encoded,
+                             len(pending), stats.encoded / seconds, (len(pending) - stats.encoded) * seconds / stats.encoded)
                 if len(buf_keys) >= group or start + encoder.batch_size >= len(order):
                     cache.write(buf_keys, np.concatenate(buf_vecs), np.concatenate(buf_trunc))
                     buf_keys, buf_vecs, buf_trunc = [], [], []
@@ -339,22 +345,31 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
-def encode_dataset(spec_path: str | Path, encoder: Encoder, cache_dir: Path | None = None) -> dict[str, EncodeStats]:
-    """Encode a dataset's gene summaries and GO texts into its ``features`` files,
-    recording default paths in the yaml when it had none."""
-    spec = load_spec(spec_path)
+def encode_dataset(spec: DatasetSpec | str | Path, encoder: Encoder, cache_dir: Path | None = None
+                   ) -> dict[str, EncodeStats]:
+    """Encode a dataset's gene texts (summaries and task text columns) and GO texts into
+    its ``features`` files, recording default paths in the yaml when it had none."""
+    spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
     root = spec.path.parent
     if spec.zero_features is not None:
         raise InputError("features.zeros is set: this dataset uses zero features and has nothing to encode", spec.path)
     nodes = gene_node_ids(spec)
     if nodes is None:  # the summaries define the gene nodes
-        if not spec.summaries.get("file"):
+        if not spec.text_sources():
             raise InputError("the dataset has no summaries.file; add summaries: {file, gene_column, text_column} "
                              "naming a CSV of gene summaries", spec.path)
         sources = {"gene": read_spec_summaries(spec)}
     else:
         sources = {"gene": gene_texts(spec, nodes)[0]}
-    if spec.go.get("obo"):
+    go = spec.features.get("go")
+    if spec.text_free_features is not None and go is not None and Path(go).exists():
+        # task text changes the gene texts only: the dataset's GO features stay as they are
+        width = read_features(go, spec.features.get("go_ids"))[1].shape[1]
+        if width != encoder.dim:
+            raise InputError(f"the model gives {encoder.dim}-d vectors, the dataset's GO features are {width}-d: "
+                             "encode the task's text with the model that encoded the dataset", go)
+        log.info("GO features kept: %s (task text changes gene texts only)", go)
+    elif spec.go.get("obo"):
         sources["go"] = read_ontology(spec.go["obo"]).texts()
     defaults = {"gene": root / "features/genes.npy", "go": root / "features/go.npy"}
     updates: dict[str, str] = {}
@@ -374,6 +389,8 @@ def encode_dataset(spec_path: str | Path, encoder: Encoder, cache_dir: Path | No
         if not has_text.all():
             log.info("%s: %d of %d ids have no text: zero vectors", kind, int((~has_text).sum()), len(texts))
         write_features(out, list(texts.index), matrix, ids_path)
+        if kind == "gene" and any(t.file.stat().st_mtime_ns > out.stat().st_mtime_ns for t in spec.text_tasks):
+            os.utime(out)  # unchanged, yet encoded from the task file as it is now (what training checks)
     if updates:
         update_features_section(spec.path, updates)
     return stats
@@ -398,10 +415,15 @@ def update_features_section(yaml_path: Path, updates: dict[str, str]) -> None:
 @cli
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genen_dgl.encode", description=__doc__.split("\n\n")[0])
+    add_version(parser)
     parser.add_argument("--model", type=Path, required=True, help="local model folder (save_pretrained output)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--dataset", type=Path, help="dataset.yaml: encode its summaries and GO texts")
     src.add_argument("--input", type=Path, help="CSV with columns id,text")
+    parser.add_argument("--labels", help="with --dataset: a label file of your own whose --text-column is gene text "
+                                          "(as python -m genen_dgl.train --labels reads it)")
+    parser.add_argument("--gene-column", help="with --labels: the gene symbol column (default: Gene name)")
+    parser.add_argument("--text-column", help="with --labels: the gene text column, e.g. Summary")
     parser.add_argument("--out", type=Path, help="with --input: output .npy (+ .ids.txt) or .csv")
     parser.add_argument("--cache", type=Path, help="cache folder (default: .encode-cache beside the output)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
@@ -412,6 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.input is not None and args.out is None:
         parser.error("--input needs --out")
+    if (args.gene_column or args.text_column) and not args.labels or args.labels and not args.text_column:
+        parser.error("--labels, --gene-column and --text-column go together (--gene-column optional), with --dataset")
+    if args.labels and args.dataset is None:
+        parser.error("--labels needs --dataset")
     if args.batch_size < 1 or args.max_length < 2:
         parser.error("--batch-size must be >= 1 and --max-length >= 2")
     if args.out is not None and args.out.suffix not in (".npy", ".csv"):
@@ -429,7 +455,10 @@ def main(argv: list[str] | None = None) -> int:
         write_features(args.out, list(texts.index), matrix)
         print(f"{args.out}: {stats}")
     else:
-        for kind, stats in encode_dataset(args.dataset, encoder, args.cache).items():
+        spec = run_spec(args.dataset, argparse.Namespace(labels=args.labels and str(Path(args.labels).resolve()),
+                                                         gene_column=args.gene_column, label_column=None,
+                                                         task_type=None, text_column=args.text_column))
+        for kind, stats in encode_dataset(spec, encoder, args.cache).items():
             print(f"{kind}: {stats}")
     return 0
 

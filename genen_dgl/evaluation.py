@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import pearsonr, wilcoxon
 from scipy.stats import t as student_t
-from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, roc_auc_score
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, mean_squared_error, roc_auc_score
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 
@@ -107,7 +107,9 @@ def multilabel_metrics(y_true: np.ndarray, output: np.ndarray, classes: list[str
 
 def metrics(kind: str, y_true: np.ndarray, output: np.ndarray, classes: list[str] | None = None) -> dict:
     """Classification: ``output`` are probabilities over every declared class (its width);
-    AUC (one-vs-rest macro when multiclass), macro F1 over all declared classes (a class
+    AUC (one-vs-rest macro when multiclass), for binary tasks AUPRC (average precision of
+    the positive class, index 1: the area under the precision-recall curve, which
+    imbalanced tasks need beside AUC), macro F1 over all declared classes (a class
     absent from the fold still counts, with F1 0), accuracy, and for binary
     tasks the F1 of the positive class (index 1). Regression: ``output`` are predictions;
     Pearson, MSE. Multilabel: :func:`multilabel_metrics` (``classes`` name the per-class
@@ -138,6 +140,9 @@ def metrics(kind: str, y_true: np.ndarray, output: np.ndarray, classes: list[str
                "f1": float(f1_score(y_true, pred, labels=classes, average="macro", zero_division=0.0)),
                "accuracy": float(accuracy_score(y_true, pred))}
         if len(classes) == 2:
+            out["auprc"] = float("nan") if len(missing) else float(average_precision_score(y_true, output[:, 1]))
+            if len(missing):
+                undefined["auprc"] = undefined["auc"]
             out["f1_positive"] = float(f1_score(y_true, pred, pos_label=1, average="binary", zero_division=0.0))
     if undefined:
         out["undefined"] = undefined

@@ -54,6 +54,7 @@ from pathlib import Path
 
 from genen_dgl.distributed.env import Layout
 from genen_dgl.errors import InputError, cli
+from genen_dgl.provenance import add_version
 
 log = logging.getLogger("genen_dgl.launch")
 
@@ -449,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genen_dgl.launch", description=__doc__.split("\n\n")[0],
                                      usage="%(prog)s --parts DIR [--local N] [options] -- [trainer options]",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_version(parser)
     parser.add_argument("--parts", type=Path, required=True, help="partition folder (python -m genen_dgl.partition)")
     parser.add_argument("--local", type=int, metavar="N", help="N logical machines on this host (default: SLURM)")
     parser.add_argument("--trainers", type=int, default=1, help="trainers per logical machine")

@@ -19,17 +19,19 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+import pandas as pd
 import torch
 
 from genen_dgl import correct_smooth
 from genen_dgl.baselines import baselines_for, not_run
 from genen_dgl.batches import Batch, SeedBatches, Step, StepSource
 from genen_dgl.config import TrainConfig
+from genen_dgl.confounds import check_confounds
 from genen_dgl.cuda_graph import GraphedStep
-from genen_dgl.data.graph import (GeneGraph, cut_variant, gene_info, hide_annotations, load_full_graph,
+from genen_dgl.data.graph import (ANNOTATED, GeneGraph, cut_variant, gene_info, hide_annotations, load_full_graph,
                                   relation_warnings)
 from genen_dgl.data.sample import ensure_sample
-from genen_dgl.data.spec import load_spec
+from genen_dgl.data.spec import run_spec
 from genen_dgl.dataloading import NeighborBatches, fixed_weights, parse_fanouts, to_message_block
 from genen_dgl.device import pick_device
 from genen_dgl.device_sampling import DeviceBatches
@@ -133,13 +135,14 @@ class LocalData:
     def __init__(self, config: TrainConfig):
         self.config = config
         apply_runtime(config)
-        self.spec = load_spec(config.data or ensure_sample())
+        self.spec = run_spec(config.data or ensure_sample(), config)
         self.full_graph, gene_ids, go_ids = load_full_graph(self.spec)  # the baselines read it whole
         self.warnings = relation_warnings(self.spec)
         self.data = GeneGraph(cut_variant(self.full_graph, config.graph), gene_ids,
                               go_ids if config.graph != "ppi" else [], config.graph, self.spec)
         log.info("%s", self.data)
         self.nodes, self.labels = self.data.labels(config.task)
+        self.confounds = check_confounds(self.spec.task(config.task).name, self.labels, *self.known())
         self.splits = cut_splits(self.labels, config)
         self.device = pick_device(config.device)
         if config.cuda_graph and self.device.type != "cuda":
@@ -170,6 +173,20 @@ class LocalData:
             return correct_smooth.operator(self.data.graph, which)
         except ValueError as err:
             raise InputError(f"{err} (graph variant {self.config.graph!r})") from None
+
+    def known(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Each labelled gene's text source and GO annotation count (None where the dataset
+        has no text or no annotations), for the confound checks."""
+        spec, info = self.spec, self.gene_info.iloc[self.nodes]
+        texts = spec.zero_features is None and bool(spec.text_sources() or spec.text_fallback != "none")
+        annotated = ANNOTATED in self.full_graph.canonical_etypes
+        return (info["text_source"].to_numpy() if texts else None,
+                info["go_annotations"].to_numpy() if annotated else None)
+
+    @cached_property
+    def gene_info(self) -> pd.DataFrame:
+        """Per gene node: GO annotation count and text source (:func:`genen_dgl.data.graph.gene_info`)."""
+        return gene_info(self.spec, self.full_graph, self.data.gene_ids)
 
     @cached_property
     def targets(self) -> torch.Tensor:
@@ -243,7 +260,8 @@ def run(config: TrainConfig, run_dir: Path, resume: bool = False, data: LocalDat
     data = data or LocalData(config)
     cv = cross_validate(data, run_dir, resume)
     meta = run_meta(dataclasses.replace(config, task=data.spec.task(config.task).name), time.perf_counter() - start,
-                    data.device, warnings=data.warnings, baselines_not_run=not_run(data.full_graph))
+                    data.device, confounds=data.confounds, warnings=data.warnings,
+                    baselines_not_run=not_run(data.full_graph))
     baselines = baselines_for(data.full_graph, config, data.labels, data.nodes, data.splits)
     smoothed = None
     if data.smoothing is not None:
@@ -252,4 +270,4 @@ def run(config: TrainConfig, run_dir: Path, resume: bool = False, data: LocalDat
             data.smoothing, [out for out, _ in cv.outputs], data.splits, data.nodes, data.labels.values,
             data.labels.kind, alpha)}
     return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines,
-                         gene_info(data.spec, data.full_graph, data.data.gene_ids), smoothed)
+                         data.gene_info, smoothed)

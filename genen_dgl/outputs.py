@@ -3,6 +3,8 @@
 Run directory::
 
     config.yaml  inputs.json  train.log  metrics.json
+    genes_skipped.csv               genes of the task file left out (not a graph node, conflicting labels)
+    report.png                      ROC, precision-recall, score distribution, calibration (genen_dgl.report)
     history.csv                     per split and epoch: training loss, validation loss and metrics
     predictions.csv                 out-of-fold prediction of each labelled gene (per seed)
     scores.csv                      every gene of the graph, ranked: a labelled gene's out-of-fold
@@ -35,20 +37,40 @@ from genen_dgl.calibration import BINS, Calibrator, cross_fit, quality, reliabil
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.labels import Labels
 from genen_dgl.evaluation import ANNOTATION_STRATA, TEXT_SOURCES, annotation_stratum, paired_test, strata, summarize
+from genen_dgl.provenance import environment
+from genen_dgl.report import write_report
 from genen_dgl.trainer import CrossValidation, Split
 
 log = logging.getLogger(__name__)
 
 CALL_THRESHOLD = 0.5  # binary tasks: y_pred is the positive class where the calibrated probability is at least this
 LIKE_RANGE = (5.0, 95.0)  # percentiles of the labelled genes' annotation counts that like_labelled accepts
+SKIPPED = "genes_skipped.csv"
 
 
 def run_meta(config: TrainConfig, seconds: float, device, **extra) -> dict:
-    """What a report says about its run before its numbers (config.task is the resolved task)."""
+    """What a report says about its run before its numbers (config.task is the resolved task),
+    with the environment that computed them (version, commit, device, libraries)."""
     return {"task": config.task, "graph": config.graph, "model": config.model, "sampler": config.sampler,
             "edge_weight": config.edge_weight, "seeds": config.seeds,
             "hide_test_annotations": config.hide_test_annotations, "seconds": round(seconds, 2),
-            "device": str(device), **extra}
+            "device": str(device), "environment": environment(device), **extra}
+
+
+def class_counts(labels: Labels, splits: list[Split]) -> dict:
+    """Genes per class overall and in each split's train / validation / test part."""
+    if labels.kind == "regression":
+        return {}
+
+    def count(rows) -> dict[str, int]:
+        y = labels.values[rows]
+        n = y.sum(0) if labels.kind == "multilabel" else np.bincount(y, minlength=labels.num_classes)
+        return {c: int(k) for c, k in zip(labels.classes, n)}
+
+    return {"class_counts": count(np.arange(len(labels.values))),
+            "fold_class_counts": [{"seed": s.seed, "fold": s.k, **{part: count(getattr(s.fold, part))
+                                                                   for part in ("train", "val", "test")}}
+                                  for s in splits]}
 
 
 def per_seed_out_of_fold(splits: list[Split], nodes: np.ndarray, outputs: list[tuple[np.ndarray, np.ndarray]]
@@ -99,7 +121,8 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
     report = {
         **meta, "kind": labels.kind, "classes": labels.classes,
         **({"positive_class": labels.classes[1]} if labels.kind == "binary" else {}),
-        "labelled_genes": int(len(nodes)), "folds": cv.results, "summary": summary,
+        "labelled_genes": int(len(nodes)), **class_counts(labels, splits),
+        "skipped_genes": {"count": len(labels.skipped), "file": SKIPPED}, "folds": cv.results, "summary": summary,
         "baselines": baselines, "comparisons": {"metric": key, **comparisons},
         **({"correct_smooth": _smoothed_report(smoothed, cv.results, baselines, key, test_share)} if smoothed else {}),
         "calibration": calibration, "popularity": popularity,
@@ -112,11 +135,13 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
     }
     with atomic_path(run_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1))
+    write_skipped(run_dir, labels)
     _write_predictions(run_dir, labels, nodes, splits, cv.outputs)
     with atomic_path(run_dir / "scores.csv") as tmp:
         scores.to_csv(tmp, index=False)
     if curves:
         reliability_diagram(run_dir / "calibration.png", curves, calibration)
+    write_report(run_dir, labels, nodes, splits, [out for out, _ in cv.outputs], baseline_outputs)
     history = pd.DataFrame([{"seed": s.seed, "fold": s.k, **row} for s, h in zip(splits, cv.histories) for row in h])
     with atomic_path(run_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)
@@ -287,6 +312,12 @@ def reliability_diagram(path: Path, curves: dict[str, dict], calibration: dict) 
     ax.legend(fontsize=8)
     counts.set(xlim=(0, 1), xlabel="predicted probability", ylabel="labelled genes per bin", yscale="log")
     save(fig, path)
+
+
+def write_skipped(run_dir: Path, labels: Labels) -> None:
+    """genes_skipped.csv: every gene of the task file left out of the task, and why."""
+    with atomic_path(run_dir / SKIPPED) as tmp:
+        pd.DataFrame(labels.skipped, columns=["gene", "reason"]).to_csv(tmp, index=False)
 
 
 def _write_predictions(run_dir: Path, labels: Labels, nodes: np.ndarray, splits: list[Split],

@@ -43,6 +43,7 @@ from genen_dgl.data.graph import VARIANTS, GeneGraph, load_graph
 from genen_dgl.data.labels import Labels
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.errors import InputError, cli
+from genen_dgl.provenance import add_version
 
 log = logging.getLogger(__name__)
 
@@ -374,6 +375,7 @@ class PartitionInfo:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genen_dgl.partition", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_version(parser)
     parser.add_argument("--data", type=Path, help="dataset spec (dataset.yaml); default: the embedded sample")
     parser.add_argument("--graph", default="go_ppi", choices=VARIANTS, help="graph variant")
     parser.add_argument("--num-parts", type=int, required=True, help="partitions (= machines / servers)")

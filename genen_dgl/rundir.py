@@ -17,9 +17,10 @@ import yaml
 from genen_dgl.atomic import atomic_path, check_out, claim_dir, remove_dir
 from genen_dgl.baselines import NAMES
 from genen_dgl.config import RUNTIME, TrainConfig, checked_options
-from genen_dgl.data.graph import cache_key
-from genen_dgl.data.spec import DatasetSpec, load_spec
+from genen_dgl.data.graph import spec_key
+from genen_dgl.data.spec import DatasetSpec, load_spec, run_spec
 from genen_dgl.errors import InputError
+from genen_dgl.provenance import environment
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,9 @@ OWNER = "genen_dgl.run"  # the marker of a run folder (genen_dgl.atomic), from t
 def fingerprint(spec: DatasetSpec) -> str:
     """What a run's numbers depend on besides its options: the spec, and the size and
     modification time of every input file (graph sources, features, task labels)."""
-    h = hashlib.sha256(cache_key(spec).encode())
+    h = hashlib.sha256(spec_key(spec).encode())
+    if spec.added:  # a --labels task
+        h.update(json.dumps(spec.added).encode())
     for task in spec.tasks.values():
         st = task.file.stat()
         h.update(f"{task.file.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -57,12 +60,12 @@ class RunDir:
         """Whether a run has trained here (a checkpoint folder or its metrics)."""
         return (self.path / METRICS).exists() or any(p.is_dir() for p in self.path.glob("*fold*"))
 
-    def start(self, config: TrainConfig, spec: DatasetSpec) -> None:
+    def start(self, config: TrainConfig, spec: DatasetSpec, device=None) -> None:
         """A new run: refuse a folder that holds one, else create it and record ``config``
         and the dataset's fingerprint."""
         self.check_new()
         claim_dir(self.path, OWNER)
-        self.record(config, spec)
+        self.record(config, spec, device)
 
     def check_new(self) -> None:
         """Refuse (InputError) a folder where a new run may not start: one holding a run, a
@@ -71,11 +74,15 @@ class RunDir:
             raise InputError("run directory already has results; pass --resume or choose another --out", self.path)
         check_out(self.path, OWNER, replace=False)
 
-    def record(self, config: TrainConfig, spec: DatasetSpec) -> None:
+    def record(self, config: TrainConfig, spec: DatasetSpec, device=None) -> None:
+        """config.yaml (the options as given: ``device: auto`` stays auto, so a resumed run
+        may pick another) and inputs.json: the dataset, its fingerprint and the environment
+        (version, commit, the device ``auto`` resolved to, library versions)."""
         with atomic_path(self.config_file) as tmp:
             tmp.write_text(config.to_yaml())
         with atomic_path(self.path / INPUTS) as tmp:
-            tmp.write_text(json.dumps({"dataset": str(spec.path.resolve()), "fingerprint": fingerprint(spec)}))
+            tmp.write_text(json.dumps({"dataset": str(spec.path.resolve()), "fingerprint": fingerprint(spec),
+                                       "environment": environment(device)}, indent=1))
 
     def resume(self, requested: dict[str, Any]) -> TrainConfig:
         """The stored configuration of the run to continue, after checking that the options
@@ -93,7 +100,7 @@ class RunDir:
             raise InputError(f"--resume: the run was started with other options ({'; '.join(diff)}); "
                              "drop them or choose another --out", self.path)
         inputs = self.inputs() or {}
-        now = fingerprint(load_spec(stored.data))
+        now = fingerprint(run_spec(stored.data, stored))
         if inputs.get("fingerprint") not in (None, now):
             raise InputError(f"--resume: the dataset's input files changed since the run started (fingerprint "
                              f"{inputs['fingerprint']} -> {now}); start a new run", self.path)
@@ -149,10 +156,14 @@ class RunDir:
         return (self.path / METRICS).exists()
 
     @contextlib.contextmanager
-    def logging(self) -> Iterator[None]:
-        """The package's log records also go to ``train.log`` while the block runs."""
+    def logging(self, earlier: list[logging.LogRecord] = ()) -> Iterator[None]:
+        """The package's log records also go to ``train.log`` while the block runs, after
+        ``earlier`` ones (:func:`collect_log`: those of the data preparation, logged before
+        the run directory existed)."""
         handler = logging.FileHandler(self.path / LOG)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        for record in earlier:
+            handler.handle(record)
         package = logging.getLogger("genen_dgl")
         package.addHandler(handler)
         try:
@@ -160,6 +171,20 @@ class RunDir:
         finally:
             package.removeHandler(handler)
             handler.close()
+
+
+@contextlib.contextmanager
+def collect_log() -> Iterator[list[logging.LogRecord]]:
+    """The package's log records of the block, kept for ``train.log`` (:meth:`RunDir.logging`)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    package = logging.getLogger("genen_dgl")
+    package.addHandler(handler)
+    try:
+        yield records
+    finally:
+        package.removeHandler(handler)
 
 
 def _same(a: TrainConfig, b: TrainConfig) -> bool:

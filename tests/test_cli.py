@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,6 +49,10 @@ def run(spec: Path, out: Path, *args: str) -> int:
     (["--task", "nosuchtask"], "unknown task 'nosuchtask'"),
     (["--cuda-graph"], "cuda_graph: replays steps of the device sampler; expected sampler = device, got 'neighbor'"),
     (["--cuda-graph", "--sampler", "device", "--device", "cpu"], "cuda_graph: CUDA graphs need a GPU; the model runs on cpu"),
+    (["--text-column", "Summary"], "--text-column: describes a --labels file; none is given"),
+    (["--labels", "no/such.csv"], "such.csv: --labels names a missing file"),
+    (["--labels", "my.csv", "--task", "membrane"], "task = 'membrane': --labels trains the task 'my' (the file's name)"),
+    (["--type", "binary", "--labels", "x.csv", "--gene-column", "G"], "x.csv: --labels names a missing file"),
 ])
 def test_nonsense_is_refused_in_one_line_and_leaves_nothing(sample_spec, tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) if args[0] in ("--sampler",) or "argument" in message else _nothing():
@@ -201,3 +206,20 @@ def test_progress_lines_without_a_terminal(sample_spec, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "fold0 epoch 0/12: loss " in proc.stderr and "fold0 epoch 10/12: loss " in proc.stderr
     assert "val_loss " in proc.stderr and "val_auc " in proc.stderr
+
+
+def test_version_names_the_package_and_the_checkout_commit(capsys):
+    from genen_dgl import __version__
+    from genen_dgl.provenance import git_commit
+
+    with pytest.raises(SystemExit) as stop:
+        build_parser("python -m genen_dgl.train", "").parse_args(["--version"])
+    assert stop.value.code == 0
+    printed = capsys.readouterr().out.strip()
+    root = Path(__file__).resolve().parents[1]
+    if (root / ".git").exists() and shutil.which("git"):
+        described = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True,
+                                   text=True).stdout.strip()
+        assert git_commit() == described and printed == f"genen-dgl {__version__} ({described})"
+    else:
+        assert printed == f"genen-dgl {__version__}"

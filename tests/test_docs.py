@@ -95,3 +95,12 @@ def test_readme_training_command_runs_as_written(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert re.search(r"membrane \(binary\), go_ppi/gcn, 5-fold: auc 0\.\d+ ± 0\.\d+ \(text LR", proc.stdout)
     assert (tmp_path / "runs" / "sample-go_ppi-gcn-membrane-neighbor" / "metrics.json").exists()
+
+
+def test_readme_test_command_installs_what_ci_installs():
+    """The README's test command installs every package .ci/run puts into its test environment."""
+    ci = (ROOT / ".ci/run").read_text()
+    installs = [" ".join(line.split()[3:]) for line in ci.splitlines() if line.startswith(".venv/bin/pip install -q")]
+    readme = (ROOT / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if line.endswith("python -m pytest -q"))
+    assert installs and all(f"pip install {args}" in command for args in installs), installs

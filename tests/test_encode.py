@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -310,3 +312,65 @@ def test_zero_feature_spec_needs_no_encoding(encoder, sample_spec, tmp_path):
     assert not feat["gene"].any() and not feat["go"].any() and graph.graph.num_edges() > 0
     with pytest.raises(InputError, match="features.zeros is set: this dataset uses zero features"):
         encode_dataset(path, encoder)
+
+
+def test_own_task_with_its_own_text_column_end_to_end(tiny_model, sample_spec, tmp_path, capsys):
+    """``train --labels FILE --text-column Summary``: refused with the encode command until the
+    task's text is encoded, then trained on features where its genes carry that text; the
+    dataset's own features are left as they were."""
+    from genen_dgl.train import main as train_main
+
+    data = tmp_path / "data"
+    shutil.copytree(sample_spec.parent, data, ignore=shutil.ignore_patterns("features", ".cache"))
+    assert main(["--model", str(tiny_model), "--dataset", str(data / "dataset.yaml"), "--device", "cpu"]) == 0
+    spec = load_spec(data / "dataset.yaml")
+    base_ids, base_x = read_features(spec.features["gene"], spec.features.get("gene_ids"))
+    base_mtime = spec.features["gene"].stat().st_mtime_ns
+    membrane = pd.read_csv(spec.tasks["membrane"].file)
+    own = pd.DataFrame({"symbol": membrane["Gene name"], "y": membrane["StrLabel"],
+                        "Summary": np.where(membrane["Label"] == 1, "channel synapse kinase", "enzyme transcription")})
+    own.to_csv(tmp_path / "my_task.csv", index=False)
+    args = ["--data", str(data / "dataset.yaml"), "--labels", str(tmp_path / "my_task.csv"), "--label-column", "y",
+            "--gene-column", "symbol", "--type", "binary", "--text-column", "Summary"]
+    small = ["--folds", "2", "--epochs", "2", "--hidden", "16", "--sampler", "full", "--threads", "1", "--no-refit"]
+    capsys.readouterr()
+    assert train_main([*args, *small, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    command = err.split("run: ", 1)[1]
+    assert err.count("\n") == 0 and command.startswith("python -m genen_dgl.encode --model MODEL_DIR --dataset")
+    assert not (tmp_path / "run").exists()
+    # the exact command the error names, with the model filled in
+    argv = command.replace("python -m genen_dgl.encode ", "").replace("MODEL_DIR", str(tiny_model))
+    assert main([a.strip("'") for a in shlex.split(argv)] + ["--device", "cpu"]) == 0
+    assert spec.features["gene"].stat().st_mtime_ns == base_mtime  # the dataset's features untouched
+    ids, x = read_features(data / "features/genes.my_task.csv")
+    assert ids == base_ids
+    row = {g: i for i, g in enumerate(ids)}
+    expected = Encoder(tiny_model, device="cpu").embed(["channel synapse kinase", "enzyme transcription"])
+    for label, vector in zip((1, 0), expected):
+        genes = membrane.loc[membrane["Label"] == label, "Gene name"]
+        assert np.allclose(x[[row[g] for g in genes]], vector, atol=1e-5)
+    other = [g for g in ids if g not in set(membrane["Gene name"])][:5]
+    assert np.allclose(x[[row[g] for g in other]], base_x[[base_ids.index(g) for g in other]], atol=1e-6)
+    assert train_main([*args, *small, "--out", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert metrics["task"] == "my_task" and metrics["class_counts"] == own["y"].value_counts().sort_index().to_dict()
+    # the text now follows the label: the text baseline sees it
+    assert metrics["baselines"]["text"]["summary"]["auc_mean"] > 0.99
+    # a task file edited after the encoding is refused until encoded again (its text unchanged here)
+    own.to_csv(tmp_path / "my_task.csv", index=False)
+    capsys.readouterr()
+    assert train_main([*args, *small, "--out", str(tmp_path / "run2")]) == 2
+    assert "my_task.csv changed after its text was encoded; run: python -m genen_dgl.encode" in capsys.readouterr().err
+    assert main([a.strip("'") for a in shlex.split(argv)] + ["--device", "cpu"]) == 0
+    assert train_main([*args, *small, "--out", str(tmp_path / "run2")]) == 0
+
+
+def test_progress_lines_without_a_terminal(encoder, tmp_path, monkeypatch, caplog):
+    """No terminal for a bar (as under pytest, or in a log file): a line every LOG_EVERY batches."""
+    monkeypatch.setattr(encode, "LOG_EVERY", 1)
+    with caplog.at_level("INFO", logger="genen_dgl"):
+        encode_texts(encoder, series(TEXTS), tmp_path)  # batch size 4: batches of 4, 4, 2
+    lines = [m for m in caplog.messages if "texts encoded" in m]
+    assert [m.split(": ", 1)[1].split(",")[0] for m in lines] == ["4 of 10 texts encoded", "8 of 10 texts encoded",
+                                                                  "10 of 10 texts encoded"]

@@ -67,3 +67,13 @@ def test_paired_test():
     assert same["mean_difference"] == 0 and np.isnan(same["wilcoxon_p"])
     skipped = paired_test(model + [float("nan")], other + [0.5], 0.2)
     assert skipped["pairs"] == 5
+
+
+def test_binary_reports_auprc_and_leaves_it_undefined_without_positives():
+    y = np.array([0, 0, 1, 0, 1, 0, 0, 0])
+    p = np.array([0.1, 0.4, 0.35, 0.2, 0.8, 0.05, 0.3, 0.6])
+    m = metrics("binary", y, np.stack([1 - p, p], 1))
+    # ranked by p: 0.8 (pos), 0.6, 0.4, 0.35 (pos), ...: precision 1 at recall 1/2, 2/4 at recall 1
+    assert m["auprc"] == pytest.approx((1.0 + 0.5) / 2)
+    none = metrics("binary", np.zeros(4, int), np.full((4, 2), 0.5))
+    assert np.isnan(none["auprc"]) and "absent from the test fold" in none["undefined"]["auprc"]

@@ -162,6 +162,20 @@ def test_gaf_excludes_not_and_reads_symbols(tmp_path):
     assert sorted(map(tuple, frame[["gene", "go"]].to_numpy())) == [("A", "GO:0000002"), ("B", "GO:0000099")]
 
 
+def test_gaf_accessions_in_the_symbol_column_are_counted(tmp_path, caplog):
+    row = "UniProtKB\t{acc}\t{gene}\tenables\tGO:0000002\tPMID:1\tIDA\t\tP\tname\t{syn}\tprotein\ttaxon:9606\t2020\tU\t\t"
+    rows = [row.format(acc="A0A075B6Q4", gene="A0A075B6Q4", syn=""), row.format(acc="A0A075B6Q4", gene="A0A075B6Q4", syn=""),
+            row.format(acc="Q9H0H5", gene="Q9H0H5", syn="RACGAP1|KIAA1478"), row.format(acc="P04637", gene="TP53", syn="P53"),
+            row.format(acc="O94766", gene="B3GAT3", syn="")]  # a symbol shaped like an accession, but a symbol
+    gaf = write(tmp_path / "genes.gaf", "!gaf-version: 2.2\n" + "\n".join(rows) + "\n")
+    with caplog.at_level("INFO", logger="genen_dgl"):
+        frame = read_annotations(gaf)
+    assert set(frame["gene"]) == {"A0A075B6Q4", "Q9H0H5", "TP53", "B3GAT3"}  # kept as they are
+    line = [m for m in caplog.messages if "UniProt accessions" in m]
+    assert len(line) == 1 and "2 gene symbols are UniProt accessions, not symbols (3 rows; e.g. A0A075B6Q4)" in line[0]
+    assert "1 of them list synonyms" in line[0]
+
+
 def test_biomart_export_skips_genes_without_terms(tmp_path):
     mart = write(tmp_path / "mart.tsv", "Gene stable ID\tGene name\tGO term accession\nE1\tA\tGO:0000001\nE2\tB\t\nE3\tC\tGO:0000003\n")
     frame = read_annotations(mart)
@@ -269,13 +283,16 @@ def test_summaries_from_several_files_collapse_exact_duplicates(tmp_path, caplog
     a = write(tmp_path / "a.csv", 'Gene name,StrLabel,Label,Summary\nA,x,0,"alpha, one"\nB,y,1,beta\nA,x,0,"alpha, one"\n')
     b = write(tmp_path / "b.csv", 'Gene name,StrLabel,Summary,Label\nC,x,gamma,0\nB,z,beta,1\n')  # other column order
     with caplog.at_level("INFO", logger="genen_dgl"):
-        text = read_summaries([a, b], "Gene name", "Summary")
+        text = read_summaries([(a, "Gene name", "Summary"), (b, "Gene name", "Summary")])
     assert text.to_dict() == {"A": "alpha, one", "B": "beta", "C": "gamma"}
     collapsed = [r.getMessage() for r in caplog.records if "exact duplicate" in r.getMessage()]
     assert len(collapsed) == 1 and "2 exact duplicate row(s)" in collapsed[0]
     c = write(tmp_path / "c.csv", "Gene name,Summary\nB,another text\n")
     with pytest.raises(InputError, match=r"gene 'B' appears with different text values \(a.csv row 2, c.csv row 1\)"):
-        read_summaries([a, c], "Gene name", "Summary")
+        read_summaries([(a, "Gene name", "Summary"), (c, "Gene name", "Summary")])
+    d = write(tmp_path / "d.csv", "gene,text\nD,delta\nC,gamma\n")  # a task file with its own column names
+    assert read_summaries([(b, "Gene name", "Summary"), (d, "gene", "text")]).to_dict() == {
+        "C": "gamma", "B": "beta", "D": "delta"}
 
 
 def test_labels_collapse_exact_duplicates_with_one_line(tmp_path, caplog):

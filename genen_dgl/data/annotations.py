@@ -45,15 +45,30 @@ def read_gaf(path: str | Path) -> pd.DataFrame:
     if sum(line.count("\t") for line in body_lines) != (GAF_FIELDS - 1) * len(body_lines):
         raise locate_bad_line(path, "\t", None, {2: "str", 4: "str"}, GAF_FIELDS, comment="!")
     frame = pd.read_csv(
-        io.StringIO(text), sep="\t", header=None, skiprows=n_comment, usecols=[2, 3, 4], names=list(range(GAF_FIELDS)),
-        dtype=str, keep_default_na=False, quoting=3, engine="c",
+        io.StringIO(text), sep="\t", header=None, skiprows=n_comment, usecols=[1, 2, 3, 4, 10],
+        names=list(range(GAF_FIELDS)), dtype=str, keep_default_na=False, quoting=3, engine="c",
     )
-    frame.columns = ["gene", "qualifier", "go"]
+    frame.columns = ["id", "gene", "qualifier", "go", "synonyms"]
+    report_accessions(frame, path)
     missing = (frame["gene"] == "") | (frame["go"] == "")
     if missing.any():
         raise locate_bad_line(path, "\t", None, {2: "str", 4: "str"}, GAF_FIELDS, comment="!")
     frame = frame[~frame["qualifier"].str.contains("NOT", regex=False)]
     return _check_go_ids(frame[["gene", "go"]], path, offset=n_comment + 1)
+
+
+def report_accessions(frame: pd.DataFrame, path: Path) -> int:
+    """Log how many gene symbols (column 3) of a GAF are the row's UniProt accession
+    (column 2) instead: GOA lists proteins without a gene symbol so (e.g. A0A075B6Q4).
+    They stay node ids as they are; with the synonyms (column 11) they list, if any, a
+    user can tell them apart. Returns their count."""
+    accession = frame.loc[frame["gene"] == frame["id"], ["gene", "synonyms"]].drop_duplicates("gene")
+    if len(accession):
+        log.info("%s: %d gene symbols are UniProt accessions, not symbols (%d rows; e.g. %s), kept as they are; "
+                 "%d of them list synonyms (column 11)", path.name, len(accession),
+                 int(frame["gene"].isin(accession["gene"]).sum()), accession["gene"].iloc[0],
+                 int((accession["synonyms"] != "").sum()))
+    return len(accession)
 
 
 def read_biomart(path: str | Path, gene_column: str = "Gene name", go_column: str = "GO term accession") -> pd.DataFrame:

@@ -9,11 +9,13 @@ from pathlib import Path
 from genen_dgl.data.graph import VARIANTS, load_graph
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.errors import cli
+from genen_dgl.provenance import add_version
 
 
 @cli
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genen_dgl.data.build", description=__doc__.split("\n\n")[0])
+    add_version(parser)
     parser.add_argument("--data", type=Path, help="dataset.yaml (default: the embedded sample)")
     parser.add_argument("--graph", choices=VARIANTS, default="go_ppi", help="graph variant")
     parser.add_argument("--rebuild", action="store_true", help="ignore the cache")

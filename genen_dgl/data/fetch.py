@@ -37,6 +37,7 @@ from genen_dgl import __version__
 from genen_dgl.atomic import atomic_path
 from genen_dgl.data.ontology import DEFAULT_LEAKAGE_WORDS
 from genen_dgl.errors import InputError, cli
+from genen_dgl.provenance import add_version
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,7 @@ def fetch(out: str | Path, species: str = "9606", version: str = "v12.0", checks
 @cli
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genen_dgl.data.fetch", description=__doc__.split("\n\n")[0])
+    add_version(parser)
     parser.add_argument("--species", default="9606", help="NCBI taxon id (default 9606, human)")
     parser.add_argument("--out", type=Path, required=True, help="folder to download into")
     parser.add_argument("--string-version", default="v12.0", help="STRING version (default v12.0)")

@@ -26,8 +26,23 @@ TEXT_SOURCES = ("summary", "protein_name", "none")
 
 
 def read_spec_summaries(spec: DatasetSpec) -> pd.Series:
+    """Each gene's summary: from the spec's summaries files, where a task file with a
+    ``text_column`` gives none or another text for the gene, else from the task file
+    (a task's own text wins; the replacements are counted in the log)."""
     s = spec.summaries
-    return read_summaries(s["file"], s.get("gene_column", "gene"), s.get("text_column", "summary"))
+    files = spec.files("summaries", "file")
+    text = read_summaries([(f, s.get("gene_column", "gene"), s.get("text_column", "summary")) for f in files]) \
+        if files else pd.Series(dtype=object)
+    if not spec.text_tasks:
+        return text
+    own = read_summaries([(t.file, t.gene_column, t.text_column) for t in spec.text_tasks])
+    before = text.reindex(own.index)
+    log.info("task text (%s): %d genes, %d of them without a summary, %d with another summary (the task's text used)",
+             ", ".join(f"{t.name}.{t.text_column}" for t in spec.text_tasks), len(own), int(before.isna().sum()),
+             int((before.notna() & (before != own)).sum()))
+    text = pd.concat([text, own[~own.index.isin(text.index)]])  # the summaries' order, new genes after them
+    text[own.index] = own.to_numpy()
+    return text
 
 
 def source_genes(spec: DatasetSpec, source: str) -> list[str]:
@@ -57,7 +72,7 @@ def gene_node_ids(spec: DatasetSpec) -> list[str] | None:
 def gene_texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, dict[str, int]]:
     """Text of each node gene (``""`` where it has none), in node order, and how many
     texts came from each source (``summary``, ``protein_name``, ``none``)."""
-    text, source = _texts(spec, nodes)
+    text, source = texts_and_sources(spec, nodes)
     counts = {k: int((source == k).sum()) for k in TEXT_SOURCES if k != "protein_name" or spec.text_fallback == k}
     log.info("gene texts (fallback %s): %s", spec.text_fallback, ", ".join(f"{k} {v}" for k, v in counts.items()))
     return text, counts
@@ -65,12 +80,14 @@ def gene_texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, dict[str
 
 def text_sources(spec: DatasetSpec, nodes: list[str]) -> pd.Series:
     """Where each node gene's text comes from: ``summary``, ``protein_name`` or ``none``."""
-    return _texts(spec, nodes)[1]
+    return texts_and_sources(spec, nodes)[1]
 
 
-def _texts(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, pd.Series]:
+def texts_and_sources(spec: DatasetSpec, nodes: list[str]) -> tuple[pd.Series, pd.Series]:
+    """Each node gene's text and where it came from: ``summary`` (a summaries file or a
+    task's text column), ``protein_name`` (the fallback) or ``none``."""
     text = pd.Series("", index=pd.Index(nodes), dtype=object)
-    if spec.summaries.get("file"):
+    if spec.text_sources():
         summaries = read_spec_summaries(spec)
         outside = (~summaries.index.isin(text.index)).sum()
         if outside:

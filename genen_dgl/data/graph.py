@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +39,10 @@ import torch
 
 from genen_dgl.atomic import atomic_path
 from genen_dgl.data.annotations import read_annotations
+from genen_dgl.data.cache import describe, mb
 from genen_dgl.data.features import check_width, read_features
 from genen_dgl.data.genes import gene_node_ids, read_spec_summaries, text_sources
-from genen_dgl.data.labels import Labels, read_labels
+from genen_dgl.data.labels import Labels, name_genes, read_labels
 from genen_dgl.data.ontology import read_ontology
 from genen_dgl.data.spec import DatasetSpec, load_spec
 from genen_dgl.data.string_links import read_string_links
@@ -85,28 +87,43 @@ class GeneGraph:
             raise InputError(f"task {t.name!r}: none of its {len(nodes)} genes ({_examples(labels.genes)}) is a gene "
                              f"node of {_gene_source(self.spec)} ({_examples(self.gene_ids)}); use the same gene ids",
                              t.file)
-        if (~keep).any():
-            log.info("task %s: %d of %d labelled genes are not graph nodes, skipped", t.name, (~keep).sum(), len(keep))
-        labels = Labels(labels.genes[keep], labels.values[keep], labels.kind, labels.classes, labels.source)
+        skipped = [(str(g), "not a graph node") for g in labels.genes[~keep]]
+        if skipped:
+            log.info("task %s: %s", t.name, name_genes(skipped, f"of {len(keep)} labelled are not graph nodes, skipped"))
+        labels = Labels(labels.genes[keep], labels.values[keep], labels.kind, labels.classes, labels.source,
+                        labels.skipped + skipped)
         return nodes[keep], labels
 
     def summary_words(self) -> np.ndarray:
         """Word count of each gene's summary (0 where it has none): the paper's proxy for
         how well studied a gene is."""
-        if not self.spec.summaries.get("file"):
+        if not self.spec.text_sources():
             raise InputError("the dataset has no summaries.file", self.spec.path)
         text = read_spec_summaries(self.spec)
         words = text.str.split().str.len()
         return words.reindex(self.gene_ids).fillna(0).to_numpy(np.int64)
 
 
-def cache_key(spec: DatasetSpec) -> str:
-    """Hash of the spec's options and each input file's size and mtime."""
-    h = hashlib.sha256(json.dumps([SCHEMA_VERSION, spec.raw], sort_keys=True, default=str).encode())
+def _key(spec: DatasetSpec, options) -> str:
+    """Hash of ``options`` and each input file's size and mtime."""
+    h = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
     for f in spec.input_files():
         st = f.stat() if f.exists() else None
         h.update(f"{f.resolve()}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}".encode())
     return h.hexdigest()[:16]
+
+
+def cache_key(spec: DatasetSpec) -> str:
+    """The graph cache's key: what shapes the graph, i.e. the spec's options but its name
+    and tasks (a task's labels never change the graph; task text columns do, and are in),
+    and the input files."""
+    shaping = {k: v for k, v in spec.raw.items() if k not in ("tasks", "name")}
+    return _key(spec, [SCHEMA_VERSION, shaping, [list(map(str, s)) for s in spec.text_sources()]])
+
+
+def spec_key(spec: DatasetSpec) -> str:
+    """Hash of the whole spec (tasks included) and its input files (a run's fingerprint)."""
+    return _key(spec, [SCHEMA_VERSION, spec.raw])
 
 
 def _node_index(column, index: dict[str, int]) -> np.ndarray:
@@ -247,15 +264,17 @@ def build_full_graph(spec: DatasetSpec) -> tuple["dgl.DGLHeteroGraph", list[str]
 
 def load_full_graph(spec: DatasetSpec, rebuild: bool = False):
     """The ``go_ppi`` graph from the cache, built and cached first when inputs changed."""
+    spec.check_text_features()
     key = cache_key(spec)
     bin_path, meta_path = spec.cache / f"graph-{key}.bin", spec.cache / f"graph-{key}.json"
     if not rebuild and bin_path.exists() and meta_path.exists():
-        log.info("loading cached graph %s", bin_path)
+        log.info("loading cached graph %s (%s; %s)", bin_path, mb(bin_path.stat().st_size), describe(spec.cache))
         try:
             (graph,), _ = dgl.load_graphs(str(bin_path))
             meta = json.loads(meta_path.read_text())
             if graph.num_nodes("gene") != len(meta["gene_ids"]) or graph.num_nodes("go") != len(meta["go_ids"]):
                 raise ValueError("node counts differ from the cached ids")
+            os.utime(meta_path)  # last used (the .json: the .bin stays as written), what prune keeps
             return graph, meta["gene_ids"], meta["go_ids"]
         except Exception as err:  # a damaged cache is only a cache: build it again
             log.warning("cached graph %s is damaged (%s: %s); rebuilding it", bin_path, type(err).__name__,
@@ -268,6 +287,8 @@ def load_full_graph(spec: DatasetSpec, rebuild: bool = False):
             "edges": {":".join(e): graph.num_edges(e) for e in graph.canonical_etypes}, "kept": kept}
     with atomic_path(meta_path) as tmp:
         tmp.write_text(json.dumps(meta))
+    log.info("cached graph %s (%s; %s; python -m genen_dgl.data.cache list|prune --data %s)", bin_path,
+             mb(bin_path.stat().st_size), describe(spec.cache), spec.path)
     return graph, gene_ids, go_ids
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ class Labels:
     kind: str  # binary | multiclass | multilabel | regression
     classes: list[str]  # class names (empty for regression)
     source: Path | None = None  # the file they were read from, for messages
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (gene, why) of genes left out of the task
 
     @property
     def num_classes(self) -> int:
@@ -96,8 +97,11 @@ def read_labels(
     if len(conflicting) and duplicates == "error":
         raise InputError(f"gene {conflicting[0]!r} has conflicting labels ({len(conflicting)} genes do); "
                          "set the task's duplicates: first or drop", path)
-    if duplicates == "drop":
+    skipped = []
+    if duplicates == "drop" and len(conflicting):
         table = table[~table["gene"].isin(conflicting)]
+        skipped = [(str(g), "conflicting labels (duplicates: drop)") for g in sorted(conflicting)]
+        log.info("%s: %s", path.name, name_genes(skipped, "listed with conflicting labels, dropped (duplicates: drop)"))
     table = table.drop_duplicates("gene")
     values = table["y"].to_numpy()
     if kind != "regression":  # a class whose every gene went with the duplicates policy is no class of the task
@@ -112,7 +116,7 @@ def read_labels(
             values = np.searchsorted(present, values)
             classes = [classes[i] for i in present]
             kind = "binary" if len(classes) == 2 else kind
-    return Labels(table["gene"].to_numpy(), values, kind, classes, path)
+    return Labels(table["gene"].to_numpy(), values, kind, classes, path, skipped)
 
 
 def _multilabel(genes: pd.Series, cells: pd.Series, label_column: str, path: Path) -> Labels:
@@ -137,21 +141,30 @@ def _multilabel(genes: pd.Series, cells: pd.Series, label_column: str, path: Pat
     return Labels(order.astype(str), values, "multilabel", classes, path)
 
 
-def read_summaries(path: str | Path | list, gene_column: str = "gene", text_column: str = "summary") -> pd.Series:
-    """Gene summaries as a Series ``gene -> text``, from one CSV or several (a list; each
-    read by column name, so the column order may differ between them). A gene listed
-    again with the same text (in one file or another) is collapsed with one logged line;
-    the same gene with two different texts is an InputError naming both places."""
-    paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
-    if not paths:
+def name_genes(skipped: list[tuple[str, str]], what: str, show: int = 50) -> str:
+    """``N genes WHAT: A, B, ...`` (the first ``show`` names; the run directory's
+    genes_skipped.csv lists them all)."""
+    names = [g for g, _ in skipped]
+    more = f" and {len(names) - show} more (genes_skipped.csv)" if len(names) > show else ""
+    return f"{len(names)} gene{'s' if len(names) != 1 else ''} {what}: {', '.join(names[:show])}{more}"
+
+
+def read_summaries(sources: list[tuple[str | Path, str, str]]) -> pd.Series:
+    """Gene summaries as a Series ``gene -> text`` from one CSV or several, each given as
+    (file, gene column, text column) and read by column name. A gene listed again with the
+    same text (in one file or another) is collapsed with one logged line; the same gene
+    with two different texts is an InputError naming both places."""
+    if not sources:
         raise InputError("summaries.file names no file")
     frames = []
-    for p in paths:
+    for p, gene_column, text_column in sources:
+        p = Path(p)
         frame = read_table(p, {gene_column: "str", text_column: "str"})
         frames.append(pd.DataFrame({
             "gene": frame[gene_column].astype(str).to_numpy(), "text": frame[text_column].astype(str).to_numpy(),
             "_source": p.name, "_row": np.arange(1, len(frame) + 1),
         }))
+    paths = [Path(p) for p, _, _ in sources]
     table = collapse_duplicates(pd.concat(frames, ignore_index=True), "gene", "text", paths if len(paths) > 1 else paths[0],
                                 "gene")
     return pd.Series(table["text"].to_numpy(), index=table["gene"].to_numpy())

@@ -33,6 +33,7 @@ import yaml
 
 from genen_dgl.atomic import atomic_dir
 from genen_dgl.errors import InputError, cli
+from genen_dgl.provenance import add_version
 
 log = logging.getLogger(__name__)
 
@@ -365,6 +366,7 @@ def ensure_sample(path: Path | None = None) -> Path:
 @cli
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genen_dgl.data.sample", description=__doc__.split("\n\n")[0])
+    add_version(parser)
     parser.add_argument("--out", type=Path, required=True,
                         help="folder to write (an earlier sample there is replaced; any other folder is refused)")
     parser.add_argument("--scale", type=float, help="paper-size node sets with SCALE times the paper's edges "

@@ -27,10 +27,16 @@ and then alone). ``summaries.fallback`` is the text of a node gene without a sum
 ``protein_name`` (the GAF's column 10) or ``none`` (a zero feature vector; the default).
 ``features.zeros: DIM`` gives every gene and GO node a zero vector of width DIM and needs
 no feature file: the "no text" run to compare against.
+
+A task's ``text_column`` (e.g. LitGene's ``Summary``) makes the task file's text its genes'
+text, as ``summaries`` are (it wins over a summaries file's text for those genes); the
+gene features are then another encoding, read from ``genes.TASK.npy`` (+ ids) beside the
+spec's gene feature file (:meth:`DatasetSpec.check_text_features` says how to encode them).
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +58,7 @@ SECTIONS = {
     "tasks": None,
     "cache": None,
 }
-TASK_KEYS = {"file", "gene_column", "label_column", "type", "duplicates"}
+TASK_KEYS = {"file", "gene_column", "label_column", "type", "duplicates", "text_column"}
 NODE_SOURCES = ("features", "ppi", "annotations", "summaries")
 FALLBACKS = ("none", "protein_name")
 # keys naming files that must exist (features may be written later by the encoder); summaries.file may be a list
@@ -67,6 +73,7 @@ class Task:
     label_column: str = "Label"
     type: str = "auto"
     duplicates: str = "error"  # a gene listed with different labels: error | first | drop
+    text_column: str | None = None  # the file's gene text (e.g. LitGene's Summary), read as summaries
 
 
 @dataclass
@@ -81,6 +88,8 @@ class DatasetSpec:
     tasks: dict[str, Task]
     cache: Path
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    text_free_features: dict[str, Any] | None = None  # the features section as given, when task text moved it
+    added: list[str] = field(default_factory=list)  # the --labels options of a task added to the file's
 
     def file(self, section: str, key: str) -> Path | None:
         value = getattr(self, section).get(key)
@@ -132,6 +141,60 @@ class DatasetSpec:
         return {"words": self.exclude_words, "terms": list(self.go.get("exclude_terms") or []),
                 "branches": list(self.go.get("exclude_branches") or [])}
 
+    @property
+    def text_tasks(self) -> list[Task]:
+        """Tasks whose file gives gene text (``text_column``)."""
+        return [t for t in self.tasks.values() if t.text_column]
+
+    def text_sources(self) -> list[tuple[Path, str, str]]:
+        """Every (file, gene column, text column) of gene text: the ``summaries`` files,
+        then each task file with a ``text_column``."""
+        s = self.summaries
+        out = [(f, s.get("gene_column", "gene"), s.get("text_column", "summary")) for f in self.files("summaries", "file")]
+        return out + [(t.file, t.gene_column, t.text_column) for t in self.text_tasks]
+
+    def add_task(self, task: Task) -> None:
+        """A task from outside the spec (``--labels``); its text, if any, is gene text."""
+        if task.name in self.tasks:
+            raise InputError(f"the dataset already has a task named {task.name!r}; rename the label file", task.file)
+        self.tasks[task.name] = task
+        self.added += ["--labels", shlex.quote(str(task.file)), "--gene-column", shlex.quote(task.gene_column)]
+        if task.text_column:
+            self.added += ["--text-column", shlex.quote(task.text_column)]
+        self._text_features()
+
+    def check_text_features(self) -> None:
+        """Task text must be in the gene features: refuse, with the encode command, when
+        they are missing or older than a task file whose text they hold."""
+        gene = self.features.get("gene")
+        if not self.text_tasks or gene is None or self.zero_features is not None:
+            return
+        gene = Path(gene)
+        command = " ".join(["python -m genen_dgl.encode --model MODEL_DIR --dataset", str(self.path), *self.added])
+        names = ", ".join(f"{t.name}.{t.text_column}" for t in self.text_tasks)
+        if not gene.exists():
+            raise InputError(f"the gene features with the text of {names} are not encoded yet; run: {command}", gene)
+        stale = [t for t in self.text_tasks if t.file.stat().st_mtime_ns > gene.stat().st_mtime_ns]
+        if stale:
+            raise InputError(f"task file {stale[0].file} changed after its text was encoded; run: {command}", gene)
+
+    def _text_features(self) -> None:
+        """With task text the gene features are another encoding: they go to their own
+        files, ``genes.TASK.npy`` beside the spec's (never over the spec's own features)."""
+        names = ".".join(t.name for t in self.text_tasks)
+        gene = self.features.get("gene")
+        if not names or gene is None or self.zero_features is not None:
+            return
+        if self.text_free_features is None:
+            self.text_free_features = dict(self.features)
+        base = self.text_free_features
+        for key in ("gene", "gene_ids"):
+            if base.get(key) is not None:
+                path = Path(base[key])
+                stem, suffix = (path.name[:-len(".ids.txt")], ".ids.txt") if path.name.endswith(".ids.txt") \
+                    else (path.stem, path.suffix)
+                self.features[key] = path.with_name(f"{stem}.{names}{suffix}")
+
     def task(self, name: str | None) -> Task:
         if not self.tasks:
             raise InputError("the dataset defines no tasks", self.path)
@@ -143,7 +206,7 @@ class DatasetSpec:
 
     def input_files(self) -> list[Path]:
         """Every file the graph is built from (the cache key covers them)."""
-        files = [f for s, k in sorted(FILE_KEYS) for f in self.files(s, k)]
+        files = [f for s, k in sorted(FILE_KEYS) for f in self.files(s, k)] + [t.file for t in self.text_tasks]
         if self.zero_features is None:
             files += [f for k in ("gene", "go", "gene_ids", "go_ids") for f in self.files("features", k)]
         return files
@@ -226,11 +289,26 @@ def load_spec(path: str | Path) -> DatasetSpec:
         if not file.exists():
             raise InputError(f"tasks.{tname}.file names a missing file {file}", path)
         tasks[str(tname)] = Task(str(tname), file, **{k: v for k, v in tval.items() if k != "file"})
-    return DatasetSpec(
+    spec = DatasetSpec(
         path=path, name=str(raw.get("name", path.parent.name)), ppi=sections["ppi"], go=sections["go"],
         summaries=sections["summaries"], features=sections["features"], genes=sections["genes"], tasks=tasks,
         cache=roots.get("cache", path.parent) / raw.get("cache", ".cache"), raw=raw,
     )
+    spec._text_features()
+    return spec
+
+
+def run_spec(path: str | Path, config) -> DatasetSpec:
+    """The spec a run trains on: ``path``, with the run's ``--labels`` file (``config.labels``
+    and its columns) added as a task named by the file's stem."""
+    spec = load_spec(path)
+    if getattr(config, "labels", None):
+        file = Path(config.labels)
+        if not file.exists():
+            raise InputError("--labels names a missing file", file)
+        spec.add_task(Task(file.stem, file, config.gene_column or "Gene name", config.label_column or "Label",
+                           config.task_type or "auto", text_column=config.text_column))
+    return spec
 
 
 def _check_options(sections: dict[str, dict], path: Path) -> None:

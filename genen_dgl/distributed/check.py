@@ -27,6 +27,7 @@ from genen_dgl.distributed.trainer import (TARGET, as_dict, connect, disconnect,
                                            seeds_of)
 from genen_dgl.errors import cli
 from genen_dgl.partition import PartitionInfo
+from genen_dgl.provenance import add_version
 
 
 def check_batch(blocks, input_nodes, g, original, nmap, emap) -> tuple[int, int, int]:
@@ -52,6 +53,7 @@ def check_batch(blocks, input_nodes, g, original, nmap, emap) -> tuple[int, int,
 @cli
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genen_dgl.distributed.check", description=__doc__.split("\n\n")[0])
+    add_version(parser)
     parser.add_argument("--fanouts", type=parse_ints, default=[10, 10, 5], help="fanouts per layer")
     parser.add_argument("--batch-size", type=int, default=64, help="seed genes per minibatch and rank")
     parser.add_argument("--epochs", type=int, default=1, help="full passes over the labelled genes")

@@ -311,9 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             spec = load_spec(config.data)
             full = load_full_graph(spec)[0]
             meta.update(warnings=relation_warnings(spec), baselines_not_run=not_run(full))
-            baselines = baselines_for(full, config, data.labels, data.nodes, data.splits)
+            baselines, baseline_oof = baselines_for(full, config, data.labels, data.nodes, data.splits)
             report = write_outputs(run_dir.path, meta, data.labels, data.nodes, info.gene_ids(), data.splits, cv,
-                                   baselines, gene_info(spec, full, info.gene_ids()))
+                                   (baselines, baseline_oof), gene_info(spec, full, info.gene_ids()))
     disconnect()
     if report is not None:
         print(summary_line(report, f"{config.graph}/{config.model}, {config.folds}-fold on {data.world} trainers",

@@ -9,6 +9,7 @@ import sys
 
 from genen_dgl.atomic import claim_dir
 from genen_dgl.errors import cli
+from genen_dgl.provenance import add_version
 from genen_dgl.experiments import bias, embeddings, leakage, masking, table
 from genen_dgl.experiments.common import add_common, base_config
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m genen_dgl.experiments",
                                      description="Genen's experiments: each trains TrainConfig variants through "
                                      "genen_dgl.trainer and writes a CSV and a PNG.")
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_, skip) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=(module.__doc__ or help_).split("\n\n")[0])
