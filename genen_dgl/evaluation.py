@@ -206,7 +206,6 @@ def paired_test(model: list[float], other: list[float], test_share: float) -> di
 
 
 ANNOTATION_STRATA = (("0", 0, 0), ("1-5", 1, 5), ("6-20", 6, 20), (">20", 21, np.inf))
-TEXT_SOURCES = ("summary", "protein_name", "none")
 
 
 def annotation_stratum(counts: np.ndarray) -> np.ndarray:

@@ -35,8 +35,9 @@ from scipy.stats import spearmanr
 from genen_dgl.atomic import atomic_path
 from genen_dgl.calibration import BINS, Calibrator, cross_fit, quality, reliability
 from genen_dgl.config import TrainConfig
+from genen_dgl.data.genes import TEXT_SOURCES
 from genen_dgl.data.labels import Labels
-from genen_dgl.evaluation import ANNOTATION_STRATA, TEXT_SOURCES, annotation_stratum, paired_test, strata, summarize
+from genen_dgl.evaluation import ANNOTATION_STRATA, annotation_stratum, paired_test, strata, summarize
 from genen_dgl.provenance import environment
 from genen_dgl.report import write_report
 from genen_dgl.trainer import CrossValidation, Split

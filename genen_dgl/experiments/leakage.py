@@ -19,15 +19,13 @@ import yaml
 
 from genen_dgl.atomic import atomic_path
 from genen_dgl.config import TrainConfig
-from genen_dgl.data.graph import VARIANTS, load_graph
+from genen_dgl.data.graph import ANNOTATED, VARIANTS, load_graph
 from genen_dgl.data.spec import DatasetSpec, load_spec
 from genen_dgl.errors import InputError
 from genen_dgl.experiments import plotting
 from genen_dgl.experiments.common import fold_rows, mean_std, train, write_csv
 
 log = logging.getLogger(__name__)
-
-ANNOTATED = ("gene", "annotated", "go")
 
 
 def add_arguments(parser) -> None:
