@@ -206,7 +206,7 @@ OPTIONS: dict[str, Option] = {
                      "file's stem", default="none: the dataset's tasks"),
     "label_column": Option("with --labels: the label column", default="Label"),
     "gene_column": Option("with --labels: the gene symbol column", default="Gene name"),
-    "task_type": Option("with --labels: the task's type", choices=("binary", "multiclass", "regression", "auto"),
+    "task_type": Option("with --labels: the task's type", choices=("binary", "multiclass", "multilabel", "regression", "auto"),
                         default="auto: text or integer labels are classes, other numbers regression", flag="--type"),
     "text_column": Option("with --labels: a column of gene text (e.g. Summary) used as those genes' text, as "
                           "summaries are (encode it first: the error says the command)", default="none"),

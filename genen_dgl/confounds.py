@@ -19,10 +19,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pandas as pd
 from scipy.stats import chi2_contingency, kruskal, mannwhitneyu
 
 from genen_dgl.data.genes import TEXT_SOURCES
+from genen_dgl.data.graph import ANNOTATED
 from genen_dgl.data.labels import Labels
+from genen_dgl.data.spec import DatasetSpec
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,18 @@ def annotation_check(y: np.ndarray, classes: list[str], count: np.ndarray) -> di
     eps = float(h / (len(count) - 1))
     return {**out, "test": "kruskal-wallis", "p": float(p), "epsilon_squared": eps,
             "warning": bool(p < P_MAX and eps >= EFFECT_MIN["epsilon_squared"])}
+
+
+def dataset_confounds(task: str, labels: Labels, spec: DatasetSpec, full_graph, info: pd.DataFrame,
+                      nodes: np.ndarray) -> dict:
+    """:func:`check_confounds` for the labelled genes (node ids ``nodes``) from the per-gene
+    ``info`` (:func:`genen_dgl.data.graph.gene_info`): text source unless the dataset has no
+    text, annotation count unless it has no annotations."""
+    texts = spec.zero_features is None and bool(spec.text_sources() or spec.text_fallback != "none")
+    annotated = ANNOTATED in full_graph.canonical_etypes
+    rows = info.iloc[nodes]
+    return check_confounds(task, labels, rows["text_source"].to_numpy() if texts else None,
+                           rows["go_annotations"].to_numpy() if annotated else None)
 
 
 def check_confounds(task: str, labels: Labels, source: np.ndarray | None, count: np.ndarray | None) -> dict:

@@ -26,9 +26,9 @@ from genen_dgl import correct_smooth
 from genen_dgl.baselines import baselines_for, not_run
 from genen_dgl.batches import Batch, SeedBatches, Step, StepSource
 from genen_dgl.config import TrainConfig
-from genen_dgl.confounds import check_confounds
+from genen_dgl.confounds import dataset_confounds
 from genen_dgl.cuda_graph import GraphedStep
-from genen_dgl.data.graph import (ANNOTATED, GeneGraph, cut_variant, gene_info, hide_annotations, load_full_graph,
+from genen_dgl.data.graph import (GeneGraph, cut_variant, gene_info, hide_annotations, load_full_graph,
                                   relation_warnings)
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import run_spec
@@ -142,7 +142,8 @@ class LocalData:
                               go_ids if config.graph != "ppi" else [], config.graph, self.spec)
         log.info("%s", self.data)
         self.nodes, self.labels = self.data.labels(config.task)
-        self.confounds = check_confounds(self.spec.task(config.task).name, self.labels, *self.known())
+        self.confounds = dataset_confounds(self.spec.task(config.task).name, self.labels, self.spec,
+                                           self.full_graph, self.gene_info, self.nodes)
         self.splits = cut_splits(self.labels, config)
         self.device = pick_device(config.device)
         if config.cuda_graph and self.device.type != "cuda":
@@ -163,9 +164,9 @@ class LocalData:
         which = self.config.correct_smooth
         if which == "none":
             return None
-        if self.labels.kind == "regression":
-            raise InputError(f"correct_smooth = {which!r}: for classification tasks; task {self.config.task!r} is "
-                             f"a regression")
+        if self.labels.kind in ("regression", "multilabel"):
+            raise InputError(f"correct_smooth = {which!r}: for single-label classification tasks; task "
+                             f"{self.config.task!r} is {self.labels.kind}")
         if which != "ppi" and self.config.hide_test_annotations:
             raise InputError(f"correct_smooth = {which!r} propagates over GO annotations, which "
                              "hide_test_annotations hides from held-out genes; use correct_smooth: ppi")
@@ -173,15 +174,6 @@ class LocalData:
             return correct_smooth.operator(self.data.graph, which)
         except ValueError as err:
             raise InputError(f"{err} (graph variant {self.config.graph!r})") from None
-
-    def known(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Each labelled gene's text source and GO annotation count (None where the dataset
-        has no text or no annotations), for the confound checks."""
-        spec, info = self.spec, self.gene_info.iloc[self.nodes]
-        texts = spec.zero_features is None and bool(spec.text_sources() or spec.text_fallback != "none")
-        annotated = ANNOTATED in self.full_graph.canonical_etypes
-        return (info["text_source"].to_numpy() if texts else None,
-                info["go_annotations"].to_numpy() if annotated else None)
 
     @cached_property
     def gene_info(self) -> pd.DataFrame:

@@ -142,7 +142,8 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
         scores.to_csv(tmp, index=False)
     if curves:
         reliability_diagram(run_dir / "calibration.png", curves, calibration)
-    write_report(run_dir, labels, nodes, splits, [out for out, _ in cv.outputs], baseline_outputs)
+    write_report(run_dir, labels, nodes, splits, [out for out, _ in cv.outputs], baseline_outputs,
+                 node_outputs(labels, nodes, splits, cv.outputs))
     history = pd.DataFrame([{"seed": s.seed, "fold": s.k, **row} for s, h in zip(splits, cv.histories) for row in h])
     with atomic_path(run_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)
@@ -191,17 +192,24 @@ def out_of_fold(labels: Labels, nodes: np.ndarray, splits: list[Split],
     return oof, fold_of
 
 
+def node_outputs(labels: Labels, nodes: np.ndarray, splits: list[Split],
+                 outputs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """What scores.csv ranks, per gene node: a labelled gene's out-of-fold outputs
+    (:func:`out_of_fold`), an unlabelled gene's mean over every fold model."""
+    out = np.mean([o for o, _ in outputs], axis=0)
+    out[nodes] = out_of_fold(labels, nodes, splits, outputs)[0]
+    return out
+
+
 def score_table(labels: Labels, nodes: np.ndarray, genes: np.ndarray, splits: list[Split],
                 outputs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[pd.DataFrame, dict | None, dict]:
     """scores.csv as a frame (every gene, ranked), the calibration report and the curves
-    of the reliability diagram. A labelled gene's outputs are out-of-fold
-    (:func:`out_of_fold`), an unlabelled gene's the mean over every fold model. Binary
+    of the reliability diagram, from :func:`node_outputs`. Binary
     tasks: ``probability`` is the Platt-calibrated positive-class probability (a labelled
     gene's cross-fitted, :func:`genen_dgl.calibration.cross_fit`) and ``y_pred`` the
     positive class where it is at least :data:`CALL_THRESHOLD`."""
-    out = np.mean([o for o, _ in outputs], axis=0)
-    oof, fold_of = out_of_fold(labels, nodes, splits, outputs)
-    out[nodes] = oof
+    out = node_outputs(labels, nodes, splits, outputs)
+    oof, fold_of = out[nodes], out_of_fold(labels, nodes, splits, outputs)[1]
     frame = pd.DataFrame({"gene": genes, "labelled": False, "label": "", "score_source": "mean of fold models"})
     frame.loc[nodes, "labelled"] = True
     frame.loc[nodes, "label"] = label_names(labels)

@@ -5,7 +5,8 @@ fold model that did not train on it, pooled over folds and seeds):
 
 * ROC and precision-recall curves of the GNN and of each baseline (multiclass and multilabel:
   one-vs-rest, pooled over the classes; regression: predicted against true values instead);
-* the score distribution (mean over the fold models, as in scores.csv) of labelled genes,
+* the score distribution (as in scores.csv: out-of-fold for labelled genes, the mean over
+  the fold models for the others) of labelled genes,
   per class, against the unlabelled ones: a ranking is only as good as the unlabelled genes
   resemble the labelled;
 * the calibration curve of the GNN's and the baselines' out-of-fold probabilities
@@ -46,8 +47,9 @@ def _pooled(labels: Labels, splits, model_out: list[np.ndarray], nodes: np.ndarr
 
 
 def write_report(run_dir: Path, labels: Labels, nodes: np.ndarray, splits, model_out: list[np.ndarray],
-                 baseline_oof: dict[str, dict[int, np.ndarray]]) -> Path:
-    """Draw the run's ``report.png`` (``model_out``: each split's outputs for every gene)."""
+                 baseline_oof: dict[str, dict[int, np.ndarray]], ranked: np.ndarray) -> Path:
+    """Draw the run's ``report.png`` (``model_out``: each split's outputs for every gene;
+    ``ranked``: what scores.csv ranks, per gene node: out-of-fold for labelled genes)."""
     pooled = _pooled(labels, splits, model_out, nodes, baseline_oof)
     fig, axes = plt.subplots(2, 2, figsize=(2 * PANEL[0], 2 * PANEL[1]))
     (roc, pr), (dist, cal) = axes
@@ -77,15 +79,15 @@ def write_report(run_dir: Path, labels: Labels, nodes: np.ndarray, splits, model
                 title="calibration (out-of-fold)", xlim=(0, 1), ylim=(0, 1))
         for ax in (roc, pr, cal):
             ax.legend(fontsize=7, loc="lower right" if ax is roc else "best")
-    _score_distribution(dist, labels, nodes, model_out)
+    _score_distribution(dist, labels, nodes, ranked)
     return save(fig, Path(run_dir) / REPORT)
 
 
-def _score_distribution(ax, labels: Labels, nodes: np.ndarray, model_out: list[np.ndarray]) -> None:
-    """Histogram (density) of scores.csv's score: unlabelled genes, and labelled per class."""
-    mean = np.mean(model_out, axis=0)
-    score = (mean[:, 0] if labels.kind == "regression" else mean[:, 1] if labels.kind == "binary"
-             else mean.max(1))
+def _score_distribution(ax, labels: Labels, nodes: np.ndarray, ranked: np.ndarray) -> None:
+    """Histogram (density) of scores.csv's score: unlabelled genes, and labelled per class
+    (out-of-fold)."""
+    score = (ranked[:, 0] if labels.kind == "regression" else ranked[:, 1] if labels.kind == "binary"
+             else ranked.max(1))
     unlabelled = np.ones(len(score), bool)
     unlabelled[nodes] = False
     bins = np.linspace(score.min(), score.max() + 1e-9, 31)
@@ -99,5 +101,6 @@ def _score_distribution(ax, labels: Labels, nodes: np.ndarray, model_out: list[n
     what = {"binary": f"P({labels.classes[-1]})" if labels.classes else "score", "multiclass": "top class probability",
             "multilabel": "top class probability",
             "regression": "prediction"}[labels.kind]
-    ax.set(xlabel=f"score: {what}, mean of the fold models", ylabel="density", title="scores: labelled vs unlabelled")
+    ax.set(xlabel=f"score: {what} (as scores.csv)", ylabel="density",
+           title="scores: labelled (out-of-fold) vs unlabelled")
     ax.legend(fontsize=7)

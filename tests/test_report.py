@@ -27,5 +27,6 @@ def test_pooled_predictions_are_the_held_out_ones(tmp_path):
     assert np.array_equal(score, expected) and sorted(np.concatenate([s.fold.test for s in splits])) == list(range(60))
     assert np.array_equal(truth, np.concatenate([y[s.fold.test] for s in splits]))
     assert roc_auc_score(*pooled["text LR"]) == 1.0  # the baseline's rows follow the same order
-    png = write_report(tmp_path, labels, nodes, splits, [o / 4000 for o in model_out], baseline)
+    png = write_report(tmp_path, labels, nodes, splits, [o / 4000 for o in model_out], baseline,
+                       np.mean(model_out, axis=0) / 4000)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

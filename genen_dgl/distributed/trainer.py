@@ -44,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from genen_dgl.baselines import baselines_for, not_run
 from genen_dgl.batches import Step, StepSource
 from genen_dgl.config import TrainConfig, build_parser, given, parse_ints
+from genen_dgl.confounds import dataset_confounds
 from genen_dgl.data.graph import gene_info, load_full_graph, relation_warnings
 from genen_dgl.data.spec import load_spec
 from genen_dgl.dataloading import Degrees, fixed_weights, parse_fanouts, to_message_block
@@ -310,10 +311,12 @@ def main(argv: list[str] | None = None) -> int:
             # the baselines read the dataset's graph the partitions were cut from
             spec = load_spec(config.data)
             full = load_full_graph(spec)[0]
-            meta.update(warnings=relation_warnings(spec), baselines_not_run=not_run(full))
-            baselines, baseline_oof = baselines_for(full, config, data.labels, data.nodes, data.splits)
+            genes = gene_info(spec, full, info.gene_ids())
+            meta.update(confounds=dataset_confounds(config.task, data.labels, spec, full, genes, data.nodes),
+                        warnings=relation_warnings(spec), baselines_not_run=not_run(full))
+            baselines = baselines_for(full, config, data.labels, data.nodes, data.splits)
             report = write_outputs(run_dir.path, meta, data.labels, data.nodes, info.gene_ids(), data.splits, cv,
-                                   (baselines, baseline_oof), gene_info(spec, full, info.gene_ids()))
+                                   baselines, genes)
     disconnect()
     if report is not None:
         print(summary_line(report, f"{config.graph}/{config.model}, {config.folds}-fold on {data.world} trainers",

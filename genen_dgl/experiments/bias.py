@@ -77,7 +77,7 @@ def evaluate(base: TrainConfig, out: Path, graph: str, threshold: float | None) 
     full = load_full_graph(data.spec)[0]
     outputs = {config.model: {s.seed: gnn[seed_of == s.seed] for s in splits},
                **out_of_fold(baseline_inputs(full, config, nodes, splits), labels.values, labels.kind, labels.width,
-                             splits)}
+                             splits, config.hide_test_annotations)}
     rows = []
     for model, per_seed in outputs.items():
         for s in splits:
