@@ -242,7 +242,7 @@ def test_a_gene_without_edges_sees_its_own_features(sample_spec, model):
     assert torch.equal(block.col[loops] - block.src_off["gene"], block.row[loops] - block.row_off[r])
     assert ("go", SELF, "go") not in block.etypes  # GO terms have is_a loops already
     torch.manual_seed(0)
-    net = setup.model()
+    net = setup.model(setup.splits[0])
     genes = np.arange(g.num_nodes("gene"))
 
     def outputs(x):
