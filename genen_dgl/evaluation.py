@@ -205,6 +205,11 @@ def paired_test(model: list[float], other: list[float], test_share: float) -> di
     return out
 
 
+def headline_metric(kind: str) -> str:
+    """The metric a run is summarised, compared and chosen by: Pearson for regression, else AUC."""
+    return "pearson" if kind == "regression" else "auc"
+
+
 ANNOTATION_STRATA = (("0", 0, 0), ("1-5", 1, 5), ("6-20", 6, 20), (">20", 21, np.inf))
 
 
@@ -222,7 +227,7 @@ def strata(kind: str, y: np.ndarray, per_seed: dict[int, np.ndarray], groups: np
     on the out-of-fold outputs pooled over the folds of each seed, then mean and sample std
     over seeds; ``genes`` counts the stratum (they add up to the labelled genes). A stratum
     with under two genes, or one its metric cannot be defined on, is NaN with the reason."""
-    key = "pearson" if kind == "regression" else "auc"
+    key = headline_metric(kind)
     out = {}
     for name in names:
         rows = np.flatnonzero(groups == name)

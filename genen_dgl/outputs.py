@@ -37,7 +37,7 @@ from genen_dgl.calibration import BINS, Calibrator, cross_fit, quality, reliabil
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.genes import TEXT_SOURCES
 from genen_dgl.data.labels import Labels
-from genen_dgl.evaluation import ANNOTATION_STRATA, annotation_stratum, paired_test, strata, summarize
+from genen_dgl.evaluation import ANNOTATION_STRATA, annotation_stratum, headline_metric, paired_test, strata, summarize
 from genen_dgl.provenance import environment
 from genen_dgl.report import write_report
 from genen_dgl.trainer import CrossValidation, Split
@@ -112,7 +112,7 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
     (:func:`genen_dgl.baselines.baselines_for`); ``gene_info``: per gene node,
     ``go_annotations`` (count) and ``text_source`` (:func:`genen_dgl.data.graph.gene_info`)."""
     baselines, baseline_outputs = baselines
-    key = "pearson" if labels.kind == "regression" else "auc"
+    key = headline_metric(labels.kind)
     summary = summarize(cv.results)
     test_share = len(splits[0].fold.test) / len(nodes)
     comparisons = {name: paired_test([r[key] for r in cv.results], [f[key] for f in b["folds"]], test_share)

@@ -39,7 +39,7 @@ from genen_dgl.data.graph import ANNOTATED, PPI
 from genen_dgl.data.labels import Labels
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.errors import InputError
-from genen_dgl.evaluation import Fold, score_outputs, split_folds, split_problem
+from genen_dgl.evaluation import Fold, headline_metric, score_outputs, split_folds, split_problem
 from genen_dgl.host_memory import keep_freed_memory
 from genen_dgl.nn.annotation_residual import AnnotationResidual
 from genen_dgl.nn.model import GenenGNN
@@ -393,7 +393,7 @@ class FoldTrainer:
         bar = tqdm(total=c.epochs, initial=self.epoch, desc=self.split.name, disable=None)
         stale = self.epoch - 1 - self.best_epoch
         tty, said = sys.stderr.isatty(), time.monotonic()  # without a terminal, log lines show progress
-        metric = "pearson" if self.data.labels.kind == "regression" else "auc"
+        metric = headline_metric(self.data.labels.kind)
         while self.epoch < c.epochs and stale < c.patience:
             loss = self.train_epoch()
             val = self.score(self.fold.val)

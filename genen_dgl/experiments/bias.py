@@ -17,10 +17,10 @@ from genen_dgl.baselines import baseline_inputs, out_of_fold
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.graph import VARIANTS, load_full_graph, load_graph
 from genen_dgl.errors import InputError
-from genen_dgl.evaluation import metrics
+from genen_dgl.evaluation import headline_metric, metrics
 from genen_dgl.trainer import cut_splits
 from genen_dgl.experiments import plotting
-from genen_dgl.experiments.common import mean_std, primary, train, write_csv
+from genen_dgl.experiments.common import mean_std, train, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def main(args, base: TrainConfig) -> int:
     meta = json.loads((args.out / "runs" / f"{args.graph}-{c.model}" / "metrics.json").read_text())
     threshold = frame["words_threshold"].iloc[0]
     plot(frame, args.out / "bias.png", f"{meta['task']}: summary <= {threshold:g} words = less-studied")
-    metric = primary(meta["kind"])
+    metric = headline_metric(meta["kind"])
     names = [m for m in (metric, "f1", "accuracy") if m in frame.columns]
     for (model, group), part in frame.groupby(["model", "group"], sort=False):
         values = ", ".join(f"{m} {part[m].mean():.3f}±{part[m].std(ddof=1):.3f}" for m in names)

@@ -70,11 +70,6 @@ def train(config: TrainConfig, run_dir: Path) -> dict:
         return run(config, run_dir, resume=resume, data=data)
 
 
-def primary(kind: str) -> str:
-    """The headline metric: Pearson for regression, else AUC."""
-    return "pearson" if kind == "regression" else "auc"
-
-
 def fold_rows(metrics: dict, baseline: str | None = None) -> list[dict]:
     """Per-split test metrics of a run (or of one of its baselines, by name) as rows
     ``{seed, fold, metric: value}``."""

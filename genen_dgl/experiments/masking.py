@@ -22,7 +22,8 @@ from genen_dgl.config import TrainConfig
 from genen_dgl.data.graph import VARIANTS
 from genen_dgl.errors import InputError
 from genen_dgl.experiments import plotting
-from genen_dgl.experiments.common import fold_rows, mean_std, primary, split_list, train, write_csv
+from genen_dgl.evaluation import headline_metric
+from genen_dgl.experiments.common import fold_rows, mean_std, split_list, train, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -107,4 +108,4 @@ def main(args, base: TrainConfig) -> int:
 
 
 def primary_metric(frame: pd.DataFrame) -> str:
-    return primary("regression" if "pearson" in frame.columns else "binary")
+    return headline_metric("regression" if "pearson" in frame.columns else "binary")

@@ -39,7 +39,8 @@ from genen_dgl.data.labels import read_labels
 from genen_dgl.data.spec import load_spec
 from genen_dgl.experiments import plotting
 from genen_dgl.errors import InputError
-from genen_dgl.experiments.common import primary, split_list, train, write_csv
+from genen_dgl.evaluation import headline_metric
+from genen_dgl.experiments.common import split_list, train, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def paper_rows(task: str, kind: str, folds: int) -> list[dict]:
 
 def row(task: str, kind: str, model: str, variant: str, summary: dict, folds: int, tests: dict | None = None,
         regime: str = "standard") -> dict:
-    metric = primary(kind)
+    metric = headline_metric(kind)
     return {"task": task, "regime": regime, "kind": kind, "model": model, "variant": variant, "metric": metric,
             "mean": summary[f"{metric}_mean"], "std": summary[f"{metric}_std"], "n": summary[f"{metric}_n"],
             "f1_mean": summary.get("f1_mean", np.nan), "f1_std": summary.get("f1_std", np.nan),
