@@ -117,7 +117,9 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
     test_share = len(splits[0].fold.test) / len(nodes)
     comparisons = {name: paired_test([r[key] for r in cv.results], [f[key] for f in b["folds"]], test_share)
                    for name, b in baselines.items()}
-    scores, calibration, curves = score_table(labels, nodes, np.asarray(gene_ids), splits, cv.outputs)
+    oof = per_seed_out_of_fold(splits, nodes, cv.outputs)
+    ranked = node_outputs(nodes, cv.outputs, oof)
+    scores, calibration, curves = score_table(labels, nodes, np.asarray(gene_ids), splits, ranked)
     scores, popularity = measure_popularity(scores, gene_info)
     report = {
         **meta, "kind": labels.kind, "classes": labels.classes,
@@ -130,7 +132,7 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
         "embeddings": ({"file": "embeddings.npy", "model": f"refit on all labelled genes for {cv.refit[0]} epochs",
                         "layer": "last hidden layer, before its activation (width --hidden)"}
                        if cv.refit else None),
-        "strata": stratified(labels, {"gnn": per_seed_out_of_fold(splits, nodes, cv.outputs), **baseline_outputs},
+        "strata": stratified(labels, {"gnn": oof, **baseline_outputs},
                              gene_info["go_annotations"].to_numpy()[nodes],
                              gene_info["text_source"].to_numpy()[nodes]),
     }
@@ -142,8 +144,7 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
         scores.to_csv(tmp, index=False)
     if curves:
         reliability_diagram(run_dir / "calibration.png", curves, calibration)
-    write_report(run_dir, labels, nodes, splits, [out for out, _ in cv.outputs], baseline_outputs,
-                 node_outputs(labels, nodes, splits, cv.outputs))
+    write_report(run_dir, labels, nodes, splits, [out for out, _ in cv.outputs], baseline_outputs, ranked)
     history = pd.DataFrame([{"seed": s.seed, "fold": s.k, **row} for s, h in zip(splits, cv.histories) for row in h])
     with atomic_path(run_dir / "history.csv") as tmp:
         history.to_csv(tmp, index=False)
@@ -180,36 +181,34 @@ def _smoothed_report(smoothed: dict, results: list[dict], baselines: dict, key: 
             "comparisons": {"metric": key, **tests}}
 
 
-def out_of_fold(labels: Labels, nodes: np.ndarray, splits: list[Split],
-                outputs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Each labelled gene's output from the fold models that did not train on it (mean over
-    seeds), and its test fold in the first seed's folds."""
-    oof = np.mean(list(per_seed_out_of_fold(splits, nodes, outputs).values()), axis=0)
+def first_seed_folds(nodes: np.ndarray, splits: list[Split]) -> np.ndarray:
+    """Each labelled gene's test fold in the first seed's folds (what calibration is
+    cross-fitted over)."""
     fold_of = np.zeros(len(nodes), dtype=np.int64)
     for split in splits:
         if split.seed == splits[0].seed:
             fold_of[split.fold.test] = split.k
-    return oof, fold_of
+    return fold_of
 
 
-def node_outputs(labels: Labels, nodes: np.ndarray, splits: list[Split],
-                 outputs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """What scores.csv ranks, per gene node: a labelled gene's out-of-fold outputs
-    (:func:`out_of_fold`), an unlabelled gene's mean over every fold model."""
+def node_outputs(nodes: np.ndarray, outputs: list[tuple[np.ndarray, np.ndarray]],
+                 per_seed: dict[int, np.ndarray]) -> np.ndarray:
+    """What scores.csv ranks, per gene node: a labelled gene's output from the fold models
+    that did not train on it (``per_seed``, :func:`per_seed_out_of_fold`, averaged over
+    seeds), an unlabelled gene's mean over every fold model."""
     out = np.mean([o for o, _ in outputs], axis=0)
-    out[nodes] = out_of_fold(labels, nodes, splits, outputs)[0]
+    out[nodes] = np.mean(list(per_seed.values()), axis=0)
     return out
 
 
 def score_table(labels: Labels, nodes: np.ndarray, genes: np.ndarray, splits: list[Split],
-                outputs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[pd.DataFrame, dict | None, dict]:
+                out: np.ndarray) -> tuple[pd.DataFrame, dict | None, dict]:
     """scores.csv as a frame (every gene, ranked), the calibration report and the curves
-    of the reliability diagram, from :func:`node_outputs`. Binary
+    of the reliability diagram, from ``out`` (:func:`node_outputs`). Binary
     tasks: ``probability`` is the Platt-calibrated positive-class probability (a labelled
     gene's cross-fitted, :func:`genen_dgl.calibration.cross_fit`) and ``y_pred`` the
     positive class where it is at least :data:`CALL_THRESHOLD`."""
-    out = node_outputs(labels, nodes, splits, outputs)
-    oof, fold_of = out[nodes], out_of_fold(labels, nodes, splits, outputs)[1]
+    oof, fold_of = out[nodes], first_seed_folds(nodes, splits)
     frame = pd.DataFrame({"gene": genes, "labelled": False, "label": "", "score_source": "mean of fold models"})
     frame.loc[nodes, "labelled"] = True
     frame.loc[nodes, "label"] = label_names(labels)
