@@ -64,6 +64,6 @@ def test_distributed_job_script_under_sbatch(sample_spec, tmp_path):
     assert "[trainer 0]" in task_logs[0].read_text() and "[server 1]" in task_logs[1].read_text()
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["folds"]) == 2 and 0.5 < metrics["summary"]["auc_mean"] <= 1.0
-    assert set(metrics["baselines"]) == {"text", "ppi_smoothed", "go_annotations"}
+    assert set(metrics["baselines"]) == {"text", "ppi_smoothed", "go_annotations", "lp_ppi", "lp_go"}
     assert "auc_mean" in metrics["baselines"]["text"]["summary"] and metrics["distributed"]["world_size"] == 2
     assert leftovers("genen") == ([], [])
