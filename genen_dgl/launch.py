@@ -12,7 +12,7 @@ inside a SLURM allocation (``srun python -m genen_dgl.launch ...``, one task per
     ``SLURM_DISTRIBUTION`` block or cyclic) and the task's ``SLURM_PROCID``; ports and
     the torch master derive from the job id. Several tasks may share a node.
 
-Everything after ``--`` goes to ``python -m genen_dgl.distributed.trainer``. Each child's
+Everything after ``--`` goes to ``python -m genen_dgl.distributed.train``. Each child's
 output is relayed line by line, prefixed ``[server I]`` / ``[trainer R]``.
 
 If a process fails, the others are stopped (SIGTERM, then SIGKILL after ``--grace``
@@ -398,7 +398,7 @@ def available_cpus(env: dict[str, str]) -> int:
 
 
 def run(layout: Layout, machines: list[int], trainer_args: list[str], timeout: float | None, grace: float,
-        trainer_module: str = "genen_dgl.distributed.trainer", python: str = sys.executable) -> int:
+        trainer_module: str = "genen_dgl.distributed.train", python: str = sys.executable) -> int:
     """Start this launcher's servers and trainers, supervise them, clean up; return the exit code."""
     from genen_dgl.distributed.server import remove_segments
 
@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="first server port (default: free ports / from the SLURM job id)")
     parser.add_argument("--timeout", type=float, help="stop everything after this many seconds (exit 124)")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL when stopping")
-    parser.add_argument("--trainer-module", default="genen_dgl.distributed.trainer",
+    parser.add_argument("--trainer-module", default="genen_dgl.distributed.train",
                         help="module each trainer runs (genen_dgl.distributed.check: a sampling self-test)")
     parser.add_argument("--dry-run", action="store_true", help="print the layout and environment, start nothing")
     args = parser.parse_args(own)

@@ -4,7 +4,7 @@
 from what a :class:`TrainingData` gives it: a fresh model, a step source (``epoch(seed)``
 yielding :class:`~genen_dgl.batches.Step` s) and a predictor (``predict(model, genes)``).
 :mod:`genen_dgl.local` provides them on one machine (full graph, DGL's sampler, the
-torch-op sampler), :mod:`genen_dgl.distributed.trainer` on a DistGraph. Per split:
+torch-op sampler), :mod:`genen_dgl.distributed.backend` on a DistGraph. Per split:
 epochs over the training genes, the validation genes scored after each, early stopping on
 the validation loss, checkpoints after every epoch (resumable), the best epoch's model
 scored on the test genes. :func:`cross_validate` runs every split and the optional refit

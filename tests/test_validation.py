@@ -15,7 +15,7 @@ import yaml
 
 from genen_dgl.config import build_parser, from_args
 from genen_dgl.data.sample import main as sample_main
-from genen_dgl.distributed.trainer import configure
+from genen_dgl.distributed.train import configure
 from genen_dgl.errors import InputError
 from genen_dgl.experiments.__main__ import main as experiments_main
 from genen_dgl.partition import main as partition_main

@@ -23,8 +23,8 @@ from genen_dgl.config import parse_ints
 from genen_dgl.data.graph import load_graph
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.distributed.env import required
-from genen_dgl.distributed.trainer import (TARGET, as_dict, connect, disconnect, entry, graph_etype, rank_share,
-                                           seeds_of)
+from genen_dgl.distributed.backend import TARGET, as_dict, connect, disconnect, graph_etype, rank_share, seeds_of
+from genen_dgl.distributed.train import entry
 from genen_dgl.errors import cli
 from genen_dgl.partition import PartitionInfo
 from genen_dgl.provenance import add_version

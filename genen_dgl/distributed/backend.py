@@ -1,39 +1,25 @@
-"""``python -m genen_dgl.distributed.trainer``: cross-validated training on a DGL DistGraph.
+"""The DistGraph backend: what cross-validation trains on when the graph is partitioned.
 
-Started by :mod:`genen_dgl.launch` (which sets DGL's environment), once per trainer
-rank. Takes the options of ``python -m genen_dgl.train``; the graph variant and dataset
-are the partitions' (``DGL_CONF_PATH``). :class:`DistData` is the
-:class:`~genen_dgl.trainer.TrainingData` of a DistGraph, so the folds, model, loss, early
-stopping, checkpoints, ``--resume`` and outputs are the single-machine trainer's
-(:class:`~genen_dgl.trainer.FoldTrainer`, :func:`~genen_dgl.trainer.cross_validate`);
-what differs is where steps and predictions come from:
+:class:`DistBackend` is the :class:`~genen_dgl.trainer.TrainingData` of a DGL DistGraph,
+so the folds, model, loss, early stopping, checkpoints, ``--resume`` and outputs are the
+single-machine trainer's; what differs is where steps and predictions come from:
 
 * :class:`DistSteps`: each epoch the training genes are shuffled (same seed on every rank)
   and cut into one equal share per rank, padded by wrapping around, so every rank runs the
   same number of steps; DGL's distributed neighbour sampling (``DistNodeDataLoader`` +
   ``NeighborSampler``) draws the blocks, :func:`genen_dgl.dataloading.to_message_block`
-  converts them with whole-graph degrees (partition node data, fetched once); features, labels and edge
-  weights are pulled from the servers; ``--batch-size`` is the global batch; gradients are
-  averaged by ``DistributedDataParallel`` (gloo).
+  converts them with whole-graph degrees (partition node data, fetched once); features,
+  labels and edge weights are pulled from the servers; ``--batch-size`` is the global
+  batch; gradients are averaged by ``DistributedDataParallel`` (gloo).
 * :class:`DistPredictor`: validation and test infer over every neighbour (``--eval-fanouts``,
   default -1 per layer: the operator single-machine runs evaluate) on each rank's share of
   the genes, gathered on every rank, so all ranks take the same early-stopping decisions.
-
-Rank 0 writes the run directory (checkpoints included; every rank reads them to resume)
-and computes the baselines from the dataset the partitions were cut from.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import dataclasses
 import logging
 import os
-import sys
-import time
-import traceback
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -41,26 +27,17 @@ import torch
 import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel
 
-from genen_dgl.baselines import baselines_for, not_run
 from genen_dgl.batches import Step, StepSource
-from genen_dgl.config import TrainConfig, build_parser, given, parse_ints
-from genen_dgl.confounds import dataset_confounds
-from genen_dgl.data.graph import gene_info, load_full_graph, relation_warnings
-from genen_dgl.data.spec import load_spec
+from genen_dgl.config import TrainConfig
 from genen_dgl.dataloading import Degrees, fixed_weights, parse_fanouts, to_message_block
 from genen_dgl.device import pick_device
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.distributed.env import required
-from genen_dgl.errors import InputError, cli
+from genen_dgl.errors import InputError
 from genen_dgl.nn.sparse import MessageBlock
-from genen_dgl.outputs import run_meta, write_outputs
 from genen_dgl.partition import PartitionInfo, degree_fields
 from genen_dgl.precision import autocast
-from genen_dgl.rundir import RunDir, default_run_dir, summary_line
-from genen_dgl.trainer import (Split, apply_runtime, check_memory, check_splits, cross_validate, cut_splits,
-                               mask_features, new_model, scores)
-
-log = logging.getLogger("genen_dgl.distributed.trainer")
+from genen_dgl.trainer import Split, cut_splits, mask_features, new_model, scores
 
 TARGET = "gene"
 
@@ -115,7 +92,7 @@ def rank_share(ids: torch.Tensor, rank: int, world: int, seed: int) -> torch.Ten
     return ids[order[rank * per:(rank + 1) * per]]
 
 
-class DistData:
+class DistBackend:
     """A DistGraph run's labels, splits, and the pulls from the servers. ``nodes`` are the
     labelled genes' original ids; the servers index by partition ("shuffled") ids."""
 
@@ -201,7 +178,7 @@ class DistData:
 class DistSteps(StepSource):
     """This rank's training steps: its share of the training genes each epoch."""
 
-    def __init__(self, data: DistData, genes: torch.Tensor, keep: dict | None):
+    def __init__(self, data: DistBackend, genes: torch.Tensor, keep: dict | None):
         self.data, self.genes, self.keep = data, genes, keep
 
     def __len__(self) -> int:
@@ -218,7 +195,7 @@ class DistPredictor:
     """Outputs and embeddings of any genes by inference over the DistGraph; each rank infers
     a share, all get all."""
 
-    def __init__(self, data: DistData, keep: dict | None):
+    def __init__(self, data: DistBackend, keep: dict | None):
         self.data, self.keep = data, keep
 
     @torch.no_grad()
@@ -247,100 +224,3 @@ class DistPredictor:
             rows = np.array([where[int(n)] for n in got], dtype=np.int64)
             out[rows], emb[rows] = o, h
         return out, emb
-
-
-def configure(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace, PartitionInfo]:
-    """Parse and check the options before anything connects (a bad option fails fast)."""
-    parser = build_parser("python -m genen_dgl.distributed.trainer", __doc__.split("\n\n")[0])
-    parser.add_argument("--eval-fanouts", type=parse_ints,
-                        help="fanouts per layer for validation/test inference (default: -1 = every neighbour, "
-                             "the operator single-machine runs evaluate)")
-    args = parser.parse_args(argv)
-    info = PartitionInfo.load(Path(required("DGL_CONF_PATH")))
-    requested = given(args)
-    config = TrainConfig(**requested)
-    variant = info.meta["variant"]
-    if args.graph and args.graph != variant:
-        raise InputError(f"--graph {args.graph}: the partitions hold the {variant!r} graph", info.root)
-    if config.sampler != "neighbor":
-        raise InputError(f"--sampler {config.sampler}: distributed training samples neighbours only")
-    for name in ("node_embeddings", "annotation_residual", "correct_smooth"):
-        if getattr(config, name) not in ("none", False):
-            raise InputError(f"--{name.replace('_', '-')}: not in distributed training yet (one machine only)")
-    config = dataclasses.replace(config, graph=variant, data=info.meta["dataset"],
-                                 task=info.task_name(config.task)).resolved()
-    if args.eval_fanouts is not None and len(args.eval_fanouts) != config.layers:
-        raise InputError(f"--eval-fanouts {args.eval_fanouts}: expected one per layer ({config.layers})")
-    labels = info.labels(config.task)[1]
-    check_splits(labels, config)
-    skeleton = dgl.heterograph({tuple(e): (torch.zeros(0, dtype=torch.int64),) * 2 for e in info.canonical_etypes},
-                               num_nodes_dict=info.meta["num_nodes"])  # what the model's size depends on
-    check_memory(config, skeleton, info.meta["feat_dim"], labels.width, pick_device(config.device))
-    run_dir = RunDir(config.out or default_run_dir(config, info.meta["dataset_name"], config.task))
-    if args.resume:
-        config = run_dir.resume({k: v for k, v in requested.items() if k not in ("graph", "data")})
-    else:
-        config = dataclasses.replace(config, out=str(run_dir.path))
-        run_dir.check_new()  # every rank, before connecting: a refused --out stops the whole run at once
-    return config, args, info
-
-
-@cli
-def main(argv: list[str] | None = None) -> int:
-    config, args, info = configure(sys.argv[1:] if argv is None else argv)
-    apply_runtime(config)
-    start = time.perf_counter()
-    connect()
-    rank = tdist.get_rank()
-    run_dir = RunDir(config.out)
-    if rank == 0 and not args.resume:
-        run_dir.start(config, load_spec(config.data))
-    tdist.barrier()
-    with run_dir.logging() if rank == 0 else contextlib.nullcontext():
-        data = DistData(config, info, args.eval_fanouts)
-        log.info("rank %d of %d: %d partitions of %s (%s), %d labelled genes, %d per rank per epoch in batches of %d",
-                 rank, data.world, info.num_parts, info.meta["dataset_name"], info.meta["variant"], len(data.nodes),
-                 -(-len(data.splits[0].fold.train) // data.world), data.rank_batch)
-        cv = cross_validate(data, run_dir.path, resume=args.resume)
-        report = None
-        if rank == 0:
-            meta = run_meta(config, time.perf_counter() - start, data.device, distributed={
-                "world_size": data.world, "num_parts": info.num_parts, "partition_method": info.meta["method"],
-                "partitions": str(info.root), "rank_batch_size": data.rank_batch,
-                "eval_fanouts": args.eval_fanouts or "all neighbours"})
-            # the baselines read the dataset's graph the partitions were cut from
-            spec = load_spec(config.data)
-            full = load_full_graph(spec)[0]
-            genes = gene_info(spec, full, info.gene_ids())
-            meta.update(confounds=dataset_confounds(config.task, data.labels, spec, full, genes, data.nodes),
-                        warnings=relation_warnings(spec), baselines_not_run=not_run(full))
-            baselines = baselines_for(full, config, data.labels, data.nodes, data.splits)
-            report = write_outputs(run_dir.path, meta, data.labels, data.nodes, info.gene_ids(), data.splits, cv,
-                                   baselines, genes)
-    disconnect()
-    if report is not None:
-        print(summary_line(report, f"{config.graph}/{config.model}, {config.folds}-fold on {data.world} trainers",
-                           run_dir.path), flush=True)
-    return 0
-
-
-def entry(run=None) -> None:
-    """Run ``run`` (default: :func:`main`) as a trainer process. On failure exit at once,
-    skipping DGL's atexit hooks: they wait for the other trainers, which the launcher
-    stops only once this process is gone."""
-    try:
-        code = (run or main)()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if code:
-        os._exit(code)
-    sys.exit(0)
-
-
-if __name__ == "__main__":
-    entry()
