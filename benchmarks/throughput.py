@@ -50,19 +50,20 @@ import torch  # noqa: E402
 
 from genen_dgl.config import TrainConfig, parse_ints  # noqa: E402
 from genen_dgl.data.graph import load_graph  # noqa: E402
-from genen_dgl.batches import seed_chunks  # noqa: E402
-from genen_dgl.dataloading import (  # noqa: E402
-    NeighborBatches, fixed_weights, parse_fanouts, to_message_block,
-)
-from genen_dgl.cuda_graph import GraphedStep  # noqa: E402
-from genen_dgl.device_sampling import DeviceBatches  # noqa: E402
 from genen_dgl.dgl_compat import dgl  # noqa: E402
 from genen_dgl.errors import InputError  # noqa: E402
 from genen_dgl.evaluation import split_folds  # noqa: E402
 from genen_dgl.host_memory import keep_freed_memory  # noqa: E402
 from genen_dgl.nn.model import GenenGNN  # noqa: E402
 from genen_dgl.precision import PRECISIONS, autocast, set_matmul_precision  # noqa: E402
-from genen_dgl.trainer import adam, task_loss  # noqa: E402
+from genen_dgl.sampling.base import seed_chunks  # noqa: E402
+from genen_dgl.sampling.blocks import fixed_weights, parse_fanouts, to_message_block  # noqa: E402
+from genen_dgl.sampling.device import DeviceBatches  # noqa: E402
+from genen_dgl.sampling.neighbor import NeighborBatches  # noqa: E402
+from genen_dgl.training.objective import task_loss  # noqa: E402
+from genen_dgl.training.optimise import OptimiserStep, adam  # noqa: E402
+from genen_dgl.training.replay import GraphedStep  # noqa: E402
+from genen_dgl.training.sources import SampledSteps  # noqa: E402
 
 STAGES = ("sample", "convert", "copy", "gather", "forward", "backward")
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "throughput.jsonl"
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="as the trainer's: fp32; tf32 (TF32 matmuls on CUDA, on the CPU the same as fp32); "
                         "bf16 (forward under bfloat16 autocast)")
     p.add_argument("--cuda-graph", action="store_true", help="--sampler device on a GPU: replay each whole "
-                   "training step as one CUDA graph (genen_dgl.cuda_graph), timed as one stage")
+                   "training step as one CUDA graph (genen_dgl.training.replay), timed as one stage")
     p.add_argument("--count-ops", action="store_true", help="also count one step's torch operators (and on "
                    "CUDA kernel launches and syncs) under torch.profiler")
     p.add_argument("--profile-table", type=Path, help="with --count-ops: append the counted step's profiler "
@@ -248,20 +249,22 @@ class Genen(Implementation):
         return {"edges": edges, "inputs": inputs, "loss": float(loss.detach())}
 
     def trainer_loop(self, n_batches: int, warmup: int, epoch_seed: int) -> tuple[list[float], int]:
-        """The trainer's own loop (prefetching ``epoch(seed)``, epoch after epoch), batch wall times."""
+        """The trainer's own steps, epoch after epoch: ``training.sources.SampledSteps`` over
+        the sampler's (prefetching) epochs, run by ``training.optimise.OptimiserStep``, as
+        ``FoldTrainer.train_epoch`` runs them; batch wall times."""
         w, times, seeds, i = self.w, [], 0, 0
+        source = SampledSteps(self.batches, w.feats, w.y, w.device)
+        step_fn = OptimiserStep(self.model, w.kind, lr=0.005, precision=self.args.precision)
         st = Stages(w.device)
         while len(times) < n_batches:
             start = time.perf_counter()
-            for batch in self.batches.epoch(epoch_seed):
-                batch = batch.to(w.device)
-                x = {t: w.feats[t][n] for t, n in batch.input_nodes.items()}
-                self.optimise(w.loss(self.forward(batch.blocks, x), batch.seeds))
+            for step in source.epoch(epoch_seed):
+                step_fn(step)
                 st.sync()
                 now = time.perf_counter()
                 if i >= warmup:
                     times.append(now - start)
-                    seeds += len(batch.seeds)
+                    seeds += len(step.targets)
                 start, i = now, i + 1
                 if len(times) >= n_batches:
                     break

@@ -45,10 +45,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from genen_dgl.config import TrainConfig
-from genen_dgl.data.graph import ANNOTATED, PPI
+from genen_dgl.schema import ANNOTATED, PPI
 from genen_dgl.data.labels import Labels
 from genen_dgl.evaluation import Fold, metrics, summarize
-from genen_dgl.trainer import Split, mask_features
+from genen_dgl.splits import Split, mask_features
 
 log = logging.getLogger(__name__)
 

@@ -253,7 +253,7 @@ OPTIONS: dict[str, Option] = {
     "deterministic": Option("bit-identical results for the same command and seed: sampling in the main thread, "
                             "one torch thread, deterministic kernels (slower)", bool),
     "cuda_graph": Option("with --sampler device on a GPU: capture each training step (sample, forward, backward, "
-                         "Adam) once per batch size as a CUDA graph and replay it (genen_dgl.cuda_graph)", bool),
+                         "Adam) once per batch size as a CUDA graph and replay it (genen_dgl.training.replay)", bool),
     "node_embeddings": Option("learnable per-node input vectors, concatenated to the text features, for the GO "
                               "terms, the genes or both (dgl.nn.NodeEmbedding, sparse Adam: only the rows a batch "
                               "reads are updated)", choices=("none", "go", "gene", "go,gene")),

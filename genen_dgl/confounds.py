@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.stats import chi2_contingency, kruskal, mannwhitneyu
 
 from genen_dgl.data.genes import TEXT_SOURCES
-from genen_dgl.data.graph import ANNOTATED
+from genen_dgl.schema import ANNOTATED
 from genen_dgl.data.labels import Labels
 from genen_dgl.data.spec import DatasetSpec
 

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 from scipy import sparse
 
-from genen_dgl.data.graph import ANNOTATED, PPI
+from genen_dgl.schema import ANNOTATED, PPI
 from genen_dgl.evaluation import metrics
 
 GRAPHS = ("none", "ppi", "go", "go_ppi")

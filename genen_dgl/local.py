@@ -1,113 +1,46 @@
-"""Training on one machine: the graph in memory, the model on the CPU or one GPU.
+"""The single-machine backend: the graph in memory, the model on the CPU or one GPU.
 
-:class:`LocalData` is the :class:`~genen_dgl.trainer.TrainingData` of a single-machine run.
-Its step sources: :class:`SampledSteps` over a sampler (DGL's
-:class:`~genen_dgl.dataloading.NeighborBatches` or the torch-op
-:class:`~genen_dgl.device_sampling.DeviceBatches`) and :class:`FullGraphSteps` (one
-full-graph step per epoch); its predictor, :class:`FullGraphPredictor`, scores any genes
-with one full-graph forward pass (the operator sampled training estimates, see
-:meth:`genen_dgl.nn.sparse.MessageBlock.build`). :func:`run` is a whole run.
+:class:`LocalBackend` is the :class:`~genen_dgl.training.cross_validation.Backend` of a
+run on one machine. Its step sources (:mod:`genen_dgl.training.sources`): a sampler's
+batches (``--sampler neighbor|device``, :data:`genen_dgl.sampling.SAMPLERS`), replayed as
+CUDA graphs with ``--cuda-graph``, or one full-graph step per epoch (``--sampler full``);
+its predictor, :class:`FullGraphPredictor`, scores any genes with one full-graph forward
+pass (the operator sampled training estimates, see :meth:`genen_dgl.nn.sparse.MessageBlock.build`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from functools import cached_property
-from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 
 from genen_dgl import correct_smooth
-from genen_dgl.baselines import baselines_for, not_run
-from genen_dgl.batches import Batch, SeedBatches, Step, StepSource
 from genen_dgl.config import TrainConfig
 from genen_dgl.confounds import dataset_confounds
-from genen_dgl.cuda_graph import GraphedStep
 from genen_dgl.data.graph import (GeneGraph, cut_variant, gene_info, hide_annotations, load_full_graph,
                                   relation_warnings)
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import run_spec
-from genen_dgl.dataloading import NeighborBatches, fixed_weights, parse_fanouts, to_message_block
 from genen_dgl.device import pick_device
-from genen_dgl.device_sampling import DeviceBatches
 from genen_dgl.errors import InputError
+from genen_dgl.nn.build import check_memory, new_model
 from genen_dgl.nn.model import GenenGNN
 from genen_dgl.nn.sparse import MessageBlock
-from genen_dgl.outputs import run_meta, write_outputs
 from genen_dgl.precision import autocast
-from genen_dgl.trainer import (Split, apply_runtime, check_memory, cross_validate, cut_splits, mask_features, new_model,
-                               scores)
+from genen_dgl.sampling import FULL_GRAPH, new_sampler
+from genen_dgl.schema import GENE
+from genen_dgl.sampling.blocks import fixed_weights, parse_fanouts, to_message_block
+from genen_dgl.splits import Split, cut_splits, mask_features
+from genen_dgl.training.cross_validation import RunContext
+from genen_dgl.training.objective import scores
+from genen_dgl.training.replay import ReplayedSteps
+from genen_dgl.training.sources import FullGraphSteps, SampledSteps, StepSource
 
 log = logging.getLogger(__name__)
-
-
-class SampledSteps(StepSource):
-    """A sampler's batches as training steps: features gathered, targets looked up, on ``device``."""
-
-    def __init__(self, sampler: SeedBatches, inputs: dict[str, torch.Tensor], targets: torch.Tensor, device):
-        self.sampler, self.inputs, self.targets, self.device = sampler, inputs, targets, device
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def step(self, batch: Batch) -> Step:
-        batch = batch.to(self.device)
-        return Step({t: self.inputs[t][n] for t, n in batch.input_nodes.items()}, batch.blocks,
-                    self.targets[batch.seeds], nodes=batch.input_nodes, seeds=batch.seeds)
-
-    def epoch(self, seed: int) -> Iterator[Step]:
-        return map(self.step, self.sampler.epoch(seed))
-
-
-class ReplayedSteps(SampledSteps):
-    """The device sampler's steps, each whole step (sample, gather, forward, loss, backward,
-    optimiser) replayed as one CUDA graph per batch size (``--cuda-graph``,
-    :mod:`genen_dgl.cuda_graph`). The epoch's seed reseeds the one generator the graphs
-    draw from, so an epoch samples as :meth:`DeviceBatches.epoch` would."""
-
-    def __init__(self, sampler: DeviceBatches, inputs: dict[str, torch.Tensor], targets: torch.Tensor, device):
-        super().__init__(sampler, inputs, targets, device)
-        self.generator = torch.Generator(device=device)
-        self.graphed: GraphedStep | None = None
-        self.replays = 0  # steps replayed by graphs already closed
-
-    def losses(self, seed: int, optimise: Callable[[Step], torch.Tensor]) -> Iterator[torch.Tensor]:
-        if self.graphed is None:  # the trainer's optimise is the same every epoch
-            self.graphed = GraphedStep(lambda seeds: optimise(self.step(self.sampler.sample(seeds, self.generator))),
-                                       [self.generator])
-        self.generator.manual_seed(seed)
-        chunks = self.sampler.chunks(seed)  # to the device at once: a copy per step would wait for the last
-        for seeds in torch.cat(chunks).to(self.device).split([len(c) for c in chunks]):
-            yield self.graphed(seeds)
-
-    def close(self) -> None:
-        if self.graphed is not None:
-            g = self.graphed
-            self.replays += g.replays
-            log.info("%d steps replayed as CUDA graphs (%d batch sizes), %d eager", g.replays, len(g.captured),
-                     g.eager_calls)
-        self.graphed = None
-
-
-class FullGraphSteps(StepSource):
-    """Full-graph training: one step per epoch, the loss on the training genes' rows."""
-
-    def __init__(self, block: MessageBlock, layers: int, inputs: dict[str, torch.Tensor], targets: torch.Tensor,
-                 genes: np.ndarray):
-        self.block, self.layers, self.inputs = block, layers, inputs
-        self.rows = torch.as_tensor(genes, device=targets.device)
-        self.targets = targets[self.rows]
-
-    def __len__(self) -> int:
-        return 1
-
-    def epoch(self, seed: int) -> Iterator[Step]:
-        yield Step(self.inputs, [self.block] * self.layers, self.targets, self.rows)
 
 
 class FullGraphPredictor:
@@ -127,30 +60,30 @@ class FullGraphPredictor:
         return out[rows].cpu().numpy(), hidden[rows].float().cpu().numpy()
 
 
-class LocalData:
-    """A single-machine run's graph, labels, splits and inputs, prepared once."""
+class LocalBackend:
+    """A single-machine run's graph, labels, splits and inputs, prepared once (every input
+    checked: an InputError before anything is written)."""
 
     writes = True
 
     def __init__(self, config: TrainConfig):
-        self.config = config
-        apply_runtime(config)
         self.spec = run_spec(config.data or ensure_sample(), config)
+        self.config = config = dataclasses.replace(config, task=self.spec.task(config.task).name)
         self.full_graph, gene_ids, go_ids = load_full_graph(self.spec)  # the baselines read it whole
         self.warnings = relation_warnings(self.spec)
         self.data = GeneGraph(cut_variant(self.full_graph, config.graph), gene_ids,
                               go_ids if config.graph != "ppi" else [], config.graph, self.spec)
         log.info("%s", self.data)
         self.nodes, self.labels = self.data.labels(config.task)
-        self.confounds = dataset_confounds(self.spec.task(config.task).name, self.labels, self.spec,
+        self.confounds = dataset_confounds(config.task, self.labels, self.spec,
                                            self.full_graph, self.gene_info, self.nodes)
         self.splits = cut_splits(self.labels, config)
         self.device = pick_device(config.device)
         if config.cuda_graph and self.device.type != "cuda":
             raise InputError(f"cuda_graph: CUDA graphs need a GPU; the model runs on {self.device}")
         g = self.data.graph
-        self.num_genes = g.num_nodes("gene")
-        check_memory(config, g, g.nodes["gene"].data["feat"].shape[1], self.labels.width, self.device)
+        self.num_genes = g.num_nodes(GENE)
+        check_memory(config, g, g.nodes[GENE].data["feat"].shape[1], self.labels.width, self.device)
         self.feats = {t: g.nodes[t].data["feat"].to(self.device) for t in g.ntypes}
         self.weights = fixed_weights(g, config.edge_weight)
         self.block = to_message_block(g, self.weights).to(self.device)
@@ -200,7 +133,7 @@ class LocalData:
     def model(self, split: Split) -> GenenGNN:
         """A new model over the split's graph (the annotation residual reads that graph's
         annotations: none for held-out genes under ``hide_test_annotations``)."""
-        return new_model(self.config, self.fold_graph(split)[0], self.feats["gene"].shape[1], self.labels.width,
+        return new_model(self.config, self.fold_graph(split)[0], self.feats[GENE].shape[1], self.labels.width,
                          self.device).to(self.device)
 
     def fold_graph(self, split: Split) -> tuple:
@@ -219,22 +152,16 @@ class LocalData:
             self._fold = (split.name, (g, w, to_message_block(g, w).to(self.device)))
         return self._fold[1]
 
-    def sampler(self, genes: np.ndarray, graph, weights) -> SeedBatches:
-        """The configured sampler over the gene nodes ``genes`` of ``graph``."""
-        c = self.config
-        if c.sampler == "neighbor":
-            return NeighborBatches(graph, genes, self.fanouts, c.batch_size, weights,
-                                   prefetch=0 if c.deterministic else 2)
-        return DeviceBatches(graph, genes, self.fanouts, c.batch_size, weights, device=self.device)
-
-    def steps(self, split: Split):
-        genes = self.nodes[split.fold.train]
-        x = self.inputs(split.seed)
+    def steps(self, split: Split) -> StepSource:
+        """The split's training steps: the full graph, or the configured sampler's batches
+        over its training genes (replayed as CUDA graphs with ``cuda_graph``)."""
+        c, genes, x = self.config, self.nodes[split.fold.train], self.inputs(split.seed)
         graph, weights, block = self.fold_graph(split)
-        if self.config.sampler == "full":
-            return FullGraphSteps(block, self.config.layers, x, self.targets, genes)
-        steps = ReplayedSteps if self.config.cuda_graph else SampledSteps
-        return steps(self.sampler(genes, graph, weights), x, self.targets, self.device)
+        if c.sampler == FULL_GRAPH:
+            return FullGraphSteps(block, c.layers, x, self.targets, genes)
+        sampler = new_sampler(c.sampler, graph, genes, self.fanouts, c.batch_size, weights, self.device,
+                              c.deterministic)
+        return (ReplayedSteps if c.cuda_graph else SampledSteps)(sampler, x, self.targets, self.device)
 
     def predictor(self, split: Split) -> FullGraphPredictor:
         return FullGraphPredictor(self.fold_graph(split)[2], self.inputs(split.seed), self.labels.kind,
@@ -243,23 +170,6 @@ class LocalData:
     def reduce(self, values: torch.Tensor) -> torch.Tensor:
         return values
 
-
-def run(config: TrainConfig, run_dir: Path, resume: bool = False, data: LocalData | None = None) -> dict:
-    """Train every split (resuming finished and interrupted ones) and write the run's outputs.
-    ``data``: the run's LocalData when the caller built it already (to check inputs first)."""
-    run_dir = Path(run_dir)
-    start = time.perf_counter()
-    data = data or LocalData(config)
-    cv = cross_validate(data, run_dir, resume)
-    meta = run_meta(dataclasses.replace(config, task=data.spec.task(config.task).name), time.perf_counter() - start,
-                    data.device, confounds=data.confounds, warnings=data.warnings,
-                    baselines_not_run=not_run(data.full_graph))
-    baselines = baselines_for(data.full_graph, config, data.labels, data.nodes, data.splits)
-    smoothed = None
-    if data.smoothing is not None:
-        alpha = (config.cs_alpha1, config.cs_alpha2)
-        smoothed = {"graph": config.correct_smooth, "alpha": list(alpha), **correct_smooth.apply_per_fold(
-            data.smoothing, [out for out, _ in cv.outputs], data.splits, data.nodes, data.labels.values,
-            data.labels.kind, alpha)}
-    return write_outputs(run_dir, meta, data.labels, data.nodes, data.data.gene_ids, data.splits, cv, baselines,
-                         data.gene_info, smoothed)
+    def context(self) -> RunContext:
+        return RunContext(self.full_graph, self.data.gene_ids, self.gene_info, smoothing=self.smoothing, meta={
+            "confounds": self.confounds, "warnings": self.warnings})

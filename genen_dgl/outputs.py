@@ -33,6 +33,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from genen_dgl.atomic import atomic_path
+from genen_dgl.baselines import NAMES
 from genen_dgl.calibration import BINS, Calibrator, cross_fit, quality, reliability
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.genes import TEXT_SOURCES
@@ -40,7 +41,8 @@ from genen_dgl.data.labels import Labels
 from genen_dgl.evaluation import ANNOTATION_STRATA, annotation_stratum, headline_metric, paired_test, strata, summarize
 from genen_dgl.provenance import environment
 from genen_dgl.report import write_report
-from genen_dgl.trainer import CrossValidation, Split
+from genen_dgl.splits import Split
+from genen_dgl.training.fold import CrossValidation
 
 log = logging.getLogger(__name__)
 
@@ -368,3 +370,21 @@ def _output_columns(out: np.ndarray, labels: Labels) -> pd.DataFrame:
 def _fmt(summary: dict) -> str:
     means = [k[:-5] for k in summary if k.endswith("_mean")]
     return ", ".join(f"{m}={summary[m + '_mean']:.3f}±{summary[m + '_std']:.3f}" for m in means)
+
+
+def summary_line(report: dict, what: str, run_dir: Path) -> str:
+    """The one line a finished run prints: the headline metric of the GNN and of each
+    baseline, each baseline that could not run with the reason, and the data's warnings
+    (a relation that kept under 10% of its file's rows)."""
+    key = report["comparisons"]["metric"]
+
+    def value(summary: dict) -> str:
+        return f"{summary[key + '_mean']:.3f} ± {summary[key + '_std']:.3f}"
+
+    bases = [f"{NAMES[name]} {value(b['summary'])}" for name, b in report["baselines"].items()]
+    bases += [f"{NAMES[name]} not run: {why}" for name, why in report.get("baselines_not_run", {}).items()]
+    warnings = "".join(f"; warning: {w}" for w in report.get("warnings", []))
+    cs = report.get("correct_smooth")
+    smoothed = f", with C&S ({cs['graph']}) {value(cs['summary'])}" if cs else ""
+    return (f"{report['task']} ({report['kind']}), {what}: {key} {value(report['summary'])}{smoothed} "
+            f"({', '.join(bases)}){warnings}; outputs in {run_dir}")

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from genen_dgl.atomic import atomic_dir, check_out
-from genen_dgl.data.graph import VARIANTS, GeneGraph, load_graph
+from genen_dgl.data.graph import GeneGraph, load_graph
+from genen_dgl.schema import VARIANTS
 from genen_dgl.data.labels import Labels
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.errors import InputError, cli
@@ -105,7 +106,7 @@ def degree_fields(etype: tuple[str, str, str]) -> tuple[str, str]:
 def attach_degrees(graph) -> None:
     """Each relation's whole-graph out- and in-degrees as node data, so that trainers read
     them for the nodes of their sampled blocks (a DistGraph cannot count a relation's
-    degrees; :func:`genen_dgl.dataloading.graph_degrees` on one machine)."""
+    degrees; :func:`genen_dgl.sampling.blocks.graph_degrees` on one machine)."""
     for e in graph.canonical_etypes:
         out_name, in_name = degree_fields(e)
         graph.nodes[e[0]].data[out_name] = graph.out_degrees(etype=e)

@@ -7,7 +7,7 @@ trainer, the predictors and the benchmarks.
   own reduced-precision modes are left off).
 * ``bf16``: the model's forward pass under ``torch.autocast(dtype=bfloat16)`` (CPU and
   CUDA): autocast-eligible ops (matmuls, linear layers) compute in bfloat16, parameters
-  and gradients stay float32. The loss (:func:`genen_dgl.trainer.task_loss`) and the
+  and gradients stay float32. The loss (:func:`genen_dgl.training.objective.task_loss`) and the
   predictions are computed on the logits cast back to float32.
 """
 

@@ -15,7 +15,6 @@ from typing import Any, Iterator
 import yaml
 
 from genen_dgl.atomic import atomic_path, check_out, claim_dir, remove_dir
-from genen_dgl.baselines import NAMES
 from genen_dgl.config import RUNTIME, TrainConfig, checked_options
 from genen_dgl.data.graph import spec_key
 from genen_dgl.data.spec import DatasetSpec, load_spec, run_spec
@@ -192,21 +191,3 @@ def _same(a: TrainConfig, b: TrainConfig) -> bool:
     def norm(c: TrainConfig) -> TrainConfig:
         return dataclasses.replace(c, data=str(Path(c.data).resolve()) if c.data else None)
     return norm(a) == norm(b)
-
-
-def summary_line(report: dict, what: str, run_dir: Path) -> str:
-    """The one line a finished run prints: the headline metric of the GNN and of each
-    baseline, each baseline that could not run with the reason, and the data's warnings
-    (a relation that kept under 10% of its file's rows)."""
-    key = report["comparisons"]["metric"]
-
-    def value(summary: dict) -> str:
-        return f"{summary[key + '_mean']:.3f} ± {summary[key + '_std']:.3f}"
-
-    bases = [f"{NAMES[name]} {value(b['summary'])}" for name, b in report["baselines"].items()]
-    bases += [f"{NAMES[name]} not run: {why}" for name, why in report.get("baselines_not_run", {}).items()]
-    warnings = "".join(f"; warning: {w}" for w in report.get("warnings", []))
-    cs = report.get("correct_smooth")
-    smoothed = f", with C&S ({cs['graph']}) {value(cs['summary'])}" if cs else ""
-    return (f"{report['task']} ({report['kind']}), {what}: {key} {value(report['summary'])}{smoothed} "
-            f"({', '.join(bases)}){warnings}; outputs in {run_dir}")

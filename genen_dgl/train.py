@@ -15,9 +15,11 @@ from genen_dgl.config import TrainConfig, build_parser, given
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import run_spec
 from genen_dgl.errors import cli
-from genen_dgl.local import LocalData, run
-from genen_dgl.rundir import RunDir, collect_log, default_run_dir, summary_line
-from genen_dgl.trainer import Interrupted
+from genen_dgl.local import LocalBackend
+from genen_dgl.outputs import summary_line
+from genen_dgl.rundir import RunDir, collect_log, default_run_dir
+from genen_dgl.training.cross_validation import Interrupted, run_cross_validation
+from genen_dgl.training.runtime import apply_runtime
 
 log = logging.getLogger("genen_dgl.train")
 
@@ -38,13 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = dataclasses.replace(config, out=str(run_dir.path))
             run_dir.check_new()  # before the inputs are read (the graph may take minutes)
-        data = LocalData(config)  # every input is checked before the run directory is touched
+        apply_runtime(config)
+        backend = LocalBackend(config)  # every input is checked before the run directory is touched
         if not args.resume:
-            run_dir.start(config, data.spec, data.device)
+            run_dir.start(config, backend.spec, backend.device)
     with run_dir.logging(preparation):
         log.info("run %s: %s", run_dir.path, " ".join(sys.argv[1:] if argv is None else argv))
         try:
-            metrics = run(config, run_dir.path, resume=args.resume, data=data)
+            metrics = run_cross_validation(backend, run_dir.path, resume=args.resume)
         except Interrupted as stop:
             print(f"interrupted after {stop.split} epoch {stop.epoch}; resume with: "
                   f"python -m genen_dgl.train --resume --out {run_dir.path}", file=sys.stderr)

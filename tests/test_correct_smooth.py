@@ -13,7 +13,7 @@ from genen_dgl.correct_smooth import correct_and_smooth, operator, per_fold, pro
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.evaluation import split_folds
 from genen_dgl.train import main
-from genen_dgl.trainer import Split
+from genen_dgl.splits import Split
 
 
 def operator_of(a: np.ndarray):

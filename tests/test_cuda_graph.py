@@ -11,9 +11,10 @@ import torch
 from test_sync_free import training
 
 from genen_dgl.config import TrainConfig
-from genen_dgl.cuda_graph import GraphedStep
-from genen_dgl.local import LocalData, ReplayedSteps
-from genen_dgl.trainer import FoldTrainer
+from genen_dgl.training.replay import GraphedStep
+from genen_dgl.local import LocalBackend
+from genen_dgl.training.replay import ReplayedSteps
+from genen_dgl.training.fold import FoldTrainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 
@@ -81,12 +82,12 @@ def test_training_with_replayed_steps_as_with_eager_steps(sample_spec, tmp_path)
                          batch_size=64, patience=100).resolved()
     auc, history = {}, {}
     for graphed in (False, True):
-        data = LocalData(dataclasses.replace(config, cuda_graph=graphed))
-        trainers = [FoldTrainer(data, split, tmp_path / str(graphed)) for split in data.splits]
+        data = LocalBackend(dataclasses.replace(config, cuda_graph=graphed))
+        trainers = [FoldTrainer.of(data, split, tmp_path / str(graphed)) for split in data.splits]
         auc[graphed] = [t.fit()["auc"] for t in trainers]
         history[graphed] = torch.tensor([[h["loss"] for h in t.history] for t in trainers])
         if graphed:
-            assert all(isinstance(t.steps, ReplayedSteps) and t.steps.graphed is None and t.steps.replays > 0
+            assert all(isinstance(t.source, ReplayedSteps) and t.source.graphed is None and t.source.replays > 0
                        for t in trainers)
     assert np.mean(auc[False]) > 0.8
     torch.testing.assert_close(history[True], history[False], atol=1e-4, rtol=1e-3)

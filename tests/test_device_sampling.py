@@ -1,4 +1,4 @@
-"""The torch-op neighbour sampler (genen_dgl.device_sampling) against DGL's, on the CPU."""
+"""The torch-op neighbour sampler (genen_dgl.sampling.device) against DGL's, on the CPU."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import torch
 from scipy.stats import chisquare
 
 from genen_dgl.config import TrainConfig
-from genen_dgl.dataloading import graph_degrees, parse_fanouts, to_message_block
-from genen_dgl.device_sampling import DeviceBatches, DeviceGraph, floyd_sample
+from genen_dgl.sampling.blocks import graph_degrees, parse_fanouts, to_message_block
+from genen_dgl.sampling.device import DeviceBatches, DeviceGraph, floyd_sample
 from genen_dgl.dgl_compat import dgl
-from genen_dgl.local import LocalData
+from genen_dgl.local import LocalBackend
 from genen_dgl.nn.model import GenenGNN
 from genen_dgl.nn.sparse import Adjacency, MessageBlock
-from genen_dgl.trainer import FoldTrainer
+from genen_dgl.training.fold import FoldTrainer
 
 PPI = ("gene", "interacts", "gene")
 FANOUT = 4
@@ -350,9 +350,9 @@ def test_training_reaches_the_dgl_sampler_auc(sample_spec, tmp_path, model, one_
                          patience=100).resolved()
     auc = {}
     for sampler in ("neighbor", "device"):
-        data = LocalData(dataclasses.replace(config, sampler=sampler))
-        trainers = [FoldTrainer(data, split, tmp_path / sampler) for split in data.splits]
-        assert all(isinstance(t.steps.sampler, DeviceBatches) == (sampler == "device") for t in trainers)
+        data = LocalBackend(dataclasses.replace(config, sampler=sampler))
+        trainers = [FoldTrainer.of(data, split, tmp_path / sampler) for split in data.splits]
+        assert all(isinstance(t.source.sampler, DeviceBatches) == (sampler == "device") for t in trainers)
         auc[sampler] = float(np.mean([t.fit()["auc"] for t in trainers]))
     assert auc["neighbor"] > 0.8
     assert abs(auc["device"] - auc["neighbor"]) < 0.02, auc

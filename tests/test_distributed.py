@@ -27,7 +27,8 @@ from genen_dgl.config import TrainConfig
 from genen_dgl.errors import InputError
 from genen_dgl.launch import LOCK_DIR, HostLock, leftovers
 from genen_dgl.partition import main as partition
-from genen_dgl.local import run as train_single
+from genen_dgl.local import LocalBackend
+from genen_dgl.training.cross_validation import run_cross_validation
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "3", "--folds", "2", "--hidden", "32"]
@@ -123,7 +124,7 @@ def test_distributed_run_matches_single_machine(parts, sample_spec, tmp_path):
     assert_clean(parts)
     dist = json.loads((tmp_path / "dist" / "metrics.json").read_text())
     config = TrainConfig(data=str(sample_spec), epochs=3, folds=2, hidden=32, out=str(tmp_path / "single")).resolved()
-    single = train_single(config, tmp_path / "single")
+    single = run_cross_validation(LocalBackend(config), tmp_path / "single")
     assert set(single) <= set(dist) and dist["distributed"]["world_size"] == 2
     assert len(dist["folds"]) == 2 and set(dist["summary"]) == set(single["summary"])
     assert dist["baselines"] == single["baselines"]  # the same splits

@@ -18,7 +18,7 @@ from genen_dgl.data.spec import load_spec
 from genen_dgl.evaluation import metrics
 from genen_dgl.experiments.__main__ import main
 from genen_dgl.experiments.masking import DEFAULT_RATES, parse_rates
-from genen_dgl.trainer import cut_splits
+from genen_dgl.splits import cut_splits
 
 SMALL = ["--epochs", "2", "--folds", "2", "--sampler", "full", "--hidden", "16", "--threads", "1"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genen_dgl.data.graph import PPI, load_graph
+from genen_dgl.data.graph import load_graph
+from genen_dgl.schema import PPI
 from genen_dgl.data.labels import read_labels
 from genen_dgl.data.ontology import read_ontology
 from genen_dgl.data.sample import generate

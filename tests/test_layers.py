@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from genen_dgl.dataloading import to_message_block
+from genen_dgl.sampling.blocks import to_message_block
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.nn.gat_conv import HeteroGATConv
 from genen_dgl.nn.gcn_conv import HeteroGCNConv
@@ -227,9 +227,9 @@ def test_a_gene_without_edges_sees_its_own_features(sample_spec, model):
     own features, not a constant."""
     from genen_dgl.config import TrainConfig
     from genen_dgl.nn.sparse import SELF
-    from genen_dgl.local import FullGraphPredictor, LocalData
+    from genen_dgl.local import FullGraphPredictor, LocalBackend
 
-    setup = LocalData(TrainConfig(data=str(sample_spec), graph="go", model=model, hidden=16).resolved())
+    setup = LocalBackend(TrainConfig(data=str(sample_spec), graph="go", model=model, hidden=16).resolved())
     g = setup.data.graph
     into_genes = [e for e in g.canonical_etypes if e[2] == "gene"]
     degree = sum(g.in_degrees(etype=e) for e in into_genes)

@@ -8,28 +8,28 @@ import pytest
 import torch
 
 from genen_dgl.config import TrainConfig
-from genen_dgl.data.graph import ANNOTATED
+from genen_dgl.schema import ANNOTATED
 from genen_dgl.errors import InputError
-from genen_dgl.local import LocalData
-from genen_dgl.trainer import FoldTrainer
+from genen_dgl.local import LocalBackend
+from genen_dgl.training.fold import FoldTrainer
 
 
-def local(spec, **options) -> LocalData:
-    return LocalData(TrainConfig(data=str(spec), hidden=16, folds=2, batch_size=options.pop("batch_size", 4),
+def local(spec, **options) -> LocalBackend:
+    return LocalBackend(TrainConfig(data=str(spec), hidden=16, folds=2, batch_size=options.pop("batch_size", 4),
                                  **options).resolved())
 
 
 @pytest.mark.parametrize("sampler", ["device", "neighbor"])
 def test_a_step_updates_only_the_batch_rows(sample_spec, tmp_path, sampler):
     data = local(sample_spec, node_embeddings="go,gene", node_embedding_dim=8, sampler=sampler, fanouts=[2, 2, 2])
-    trainer = FoldTrainer(data, data.splits[0], tmp_path)
+    trainer = FoldTrainer.of(data, data.splits[0], tmp_path)
     tables = trainer.model.embeddings.tables
     before = {t: e.weight.clone() for t, e in tables.items()}
     assert all(not w.any() for w in before.values())  # zeros: a fresh model computes the text-only model
-    step = next(iter(trainer.steps.epoch(0)))
-    trainer.optimise(step)
+    step = next(iter(trainer.source.epoch(0)))
+    trainer.step_fn(step)
     assert all(not table.trace for table in tables.values())  # the step's rows are not applied again
-    trainer.optimise(step)
+    trainer.step_fn(step)
     partly = False
     for t, table in tables.items():
         changed = torch.nonzero((table.weight != before[t]).any(1)).view(-1)
@@ -41,22 +41,22 @@ def test_a_step_updates_only_the_batch_rows(sample_spec, tmp_path, sampler):
 
 def test_embeddings_are_checkpointed_and_resumed(sample_spec, tmp_path):
     data = local(sample_spec, node_embeddings="go", sampler="device", epochs=2)
-    trainer = FoldTrainer(data, data.splits[0], tmp_path)
+    trainer = FoldTrainer.of(data, data.splits[0], tmp_path)
     trainer.fit()  # two epochs: best.pt, last.pt
     table = trainer.model.embeddings.tables["go"].weight
-    assert table.any() and "embeddings.go" in trainer.best_state
-    assert trainer.best_state["embeddings.go"].data_ptr() != table.data_ptr()  # the best epoch's copy
+    assert table.any() and "embeddings.go" in trainer.stopping.best_state
+    assert trainer.stopping.best_state["embeddings.go"].data_ptr() != table.data_ptr()  # the best epoch's copy
     last = torch.load(tmp_path / "fold0" / "last.pt", weights_only=True)  # plain tensors and containers
-    fresh = FoldTrainer(data, data.splits[0], tmp_path)
+    fresh = FoldTrainer.of(data, data.splits[0], tmp_path)
     assert not fresh.model.embeddings.tables["go"].weight.any()
-    assert fresh.load()
+    assert fresh.resume()
     torch.testing.assert_close(fresh.model.embeddings.tables["go"].weight, last["model"]["embeddings.go"])
     for mine, saved in zip(fresh.model.embeddings.tables["go"].optm_state, last["sparse_opt"]["go"].values()):
         torch.testing.assert_close(mine, saved)
     assert last["sparse_opt"]["go"]["step"].any()  # the rows that were read have taken Adam steps
-    best = FoldTrainer(data, data.splits[0], tmp_path)
+    best = FoldTrainer.of(data, data.splits[0], tmp_path)
     best.load_best()
-    torch.testing.assert_close(best.model.embeddings.tables["go"].weight, trainer.best_state["embeddings.go"])
+    torch.testing.assert_close(best.model.embeddings.tables["go"].weight, trainer.stopping.best_state["embeddings.go"])
 
 
 def test_only_the_gene_table_leaves_go_inputs_zero_padded(sample_spec):
@@ -86,7 +86,7 @@ def test_the_residual_with_the_gnn_zeroed_is_the_linear_model(sample_spec):
     model.eval()
     full = model([data.block] * model.num_layers, data.feats)
     torch.testing.assert_close(full, hot @ w)
-    batch = data.sampler(data.nodes[:16], g, data.weights).sample(torch.as_tensor(data.nodes[:16]))
+    batch = data.steps(data.splits[0]).sampler.sample(torch.as_tensor(data.nodes[:16]))
     sampled = model(batch.blocks, {t: data.feats[t][n] for t, n in batch.input_nodes.items()}, seeds=batch.seeds)
     torch.testing.assert_close(sampled, (hot @ w)[batch.seeds])
     assert (hot.sum(1) == 0).any() and (hot.sum(1) > 1).any()  # genes with none and with several terms

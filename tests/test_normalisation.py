@@ -12,11 +12,11 @@ from torch.nn import functional as F
 
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.sample import generate
-from genen_dgl.dataloading import NeighborBatches
-from genen_dgl.device_sampling import DeviceBatches
+from genen_dgl.sampling.neighbor import NeighborBatches
+from genen_dgl.sampling.device import DeviceBatches
 from genen_dgl.evaluation import score_outputs
-from genen_dgl.local import LocalData
-from genen_dgl.trainer import FoldTrainer
+from genen_dgl.local import LocalBackend
+from genen_dgl.training.fold import FoldTrainer
 
 # the tolerance the README states: sampled and full-graph test log-loss within 15% + 0.03
 REL_TOL, ABS_TOL = 0.15, 0.03
@@ -27,10 +27,10 @@ def dense(tmp_path_factory):
     """The paper's node sets with 0.1x its edges (mean PPI degree ~180), 32-d features."""
     spec = generate(tmp_path_factory.mktemp("dense") / "data", scale=0.1, dim=32)
     config = TrainConfig(data=str(spec), batch_size=1024, hidden=32, edge_weight="none", threads=2).resolved()
-    setup = LocalData(config)
+    setup = LocalBackend(config)
     g = setup.data.graph
     assert g.num_edges(("gene", "interacts", "gene")) / g.num_nodes("gene") >= 100
-    trainer = FoldTrainer(setup, setup.splits[0], tmp_path_factory.mktemp("run"))
+    trainer = FoldTrainer.of(setup, setup.splits[0], tmp_path_factory.mktemp("run"))
     for _ in range(4):  # sampled training with whole-graph degrees
         trainer.train_epoch()
         trainer.epoch += 1

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from genen_dgl.data.genes import gene_node_ids, gene_texts
-from genen_dgl.data.graph import PPI, load_graph
+from genen_dgl.data.graph import load_graph
+from genen_dgl.schema import PPI
 from genen_dgl.data.spec import load_spec
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "human"

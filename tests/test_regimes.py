@@ -15,13 +15,15 @@ from scipy.sparse.csgraph import connected_components
 from genen_dgl import baselines
 from genen_dgl.baselines import ALPHA, Propagation, baseline_inputs, out_of_fold, propagations
 from genen_dgl.config import TrainConfig
-from genen_dgl.data.graph import ANNOTATED, ANNOTATES, PPI, annotation_counts, hide_annotations, load_full_graph
+from genen_dgl.data.graph import annotation_counts, hide_annotations, load_full_graph
+from genen_dgl.schema import ANNOTATED, ANNOTATES, PPI
 from genen_dgl.data.spec import load_spec
-from genen_dgl.device_sampling import DeviceGraph
+from genen_dgl.sampling.device import DeviceGraph
 from genen_dgl.evaluation import ANNOTATION_STRATA, Fold, annotation_stratum, metrics, strata
 from genen_dgl.experiments import table
 from genen_dgl.experiments.__main__ import main
-from genen_dgl.local import FullGraphPredictor, LocalData, run
+from genen_dgl.local import FullGraphPredictor, LocalBackend
+from genen_dgl.training.cross_validation import run_cross_validation
 
 from test_baselines import small_graph
 
@@ -52,7 +54,7 @@ def reaches_go(graph, etypes, genes: np.ndarray) -> bool:
 def test_hidden_graph_has_no_path_from_a_test_gene_to_go(sample_spec, sampler):
     config = TrainConfig(data=str(sample_spec), graph="go_ppi", sampler=sampler, hide_test_annotations=True,
                          **TINY).resolved()
-    data = LocalData(config)
+    data = LocalBackend(config)
     split = data.splits[0]
     test = data.nodes[np.concatenate([split.fold.test, split.fold.val])]  # validation genes look like test genes
     graph, weights, block = data.fold_graph(split)
@@ -75,7 +77,7 @@ def test_hidden_graph_has_no_path_from_a_test_gene_to_go(sample_spec, sampler):
         assert steps.sampler.graph is used
     # the predictor's outputs for test genes do not move with the GO features when PPI is cut
     cut = dict(config.__dict__, graph="go")
-    go_data = LocalData(TrainConfig(**cut))
+    go_data = LocalBackend(TrainConfig(**cut))
     g_split = go_data.splits[0]
     go_test = go_data.nodes[g_split.fold.test]
     model = go_data.model(g_split)
@@ -100,7 +102,7 @@ def test_hidden_graph_has_no_path_from_a_test_gene_to_go(sample_spec, sampler):
 
 def test_hidden_baselines_see_no_annotation_of_test_genes(sample_spec):
     config = TrainConfig(data=str(sample_spec), **TINY).resolved()
-    data = LocalData(config)
+    data = LocalBackend(config)
     split = data.splits[0]
     test = data.nodes[split.fold.test]
     lp = propagations(data.full_graph)["lp_go"]
@@ -183,10 +185,10 @@ def test_label_propagation_uses_training_labels_only():
 
 def test_strata_count_every_labelled_gene(sample_spec, tmp_path):
     config = TrainConfig(data=str(sample_spec), sampler="full", hide_test_annotations=True, **TINY).resolved()
-    report = run(config, tmp_path)
+    report = run_cross_validation(LocalBackend(config), tmp_path)
     spec = load_spec(sample_spec)
     full, gene_ids, _ = load_full_graph(spec)
-    data = LocalData(config)
+    data = LocalBackend(config)
     counts = annotation_counts(full)[data.nodes]
     assert set(report["strata"]) == {"annotations", "text_source"}
     for by, part in report["strata"].items():

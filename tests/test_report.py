@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from genen_dgl.data.labels import Labels
 from genen_dgl.evaluation import split_folds
 from genen_dgl.report import _pooled, write_report
-from genen_dgl.trainer import Split
+from genen_dgl.splits import Split
 
 
 def test_pooled_predictions_are_the_held_out_ones(tmp_path):

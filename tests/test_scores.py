@@ -17,10 +17,10 @@ from genen_dgl.calibration import Calibrator, brier, cross_fit, ece
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.labels import read_labels
 from genen_dgl.evaluation import split_folds
-from genen_dgl.local import LocalData
+from genen_dgl.local import LocalBackend
 from genen_dgl.outputs import CALL_THRESHOLD, LIKE_RANGE
 from genen_dgl.train import main as train_main
-from genen_dgl.trainer import FoldTrainer
+from genen_dgl.training.fold import FoldTrainer
 
 TINY = ["--folds", "2", "--epochs", "3", "--hidden", "16", "--sampler", "full"]
 
@@ -45,11 +45,11 @@ def test_labelled_genes_score_out_of_fold(sample_spec, binary_run):
     not the mean of every fold model; an unlabelled gene's is the mean of every fold model."""
     run, m = binary_run
     config = TrainConfig(data=str(sample_spec), folds=2, seeds=2, hidden=16, epochs=3, sampler="full").resolved()
-    data = LocalData(config)
+    data = LocalBackend(config)
     every = np.arange(data.num_genes)
     outputs = []
     for split in data.splits:
-        trainer = FoldTrainer(data, split, run)
+        trainer = FoldTrainer.of(data, split, run)
         trainer.load_best()
         outputs.append(trainer.predictor.predict(trainer.model, every)[0][:, 1])
     held_out = np.zeros(len(data.nodes))

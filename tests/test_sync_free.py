@@ -17,10 +17,11 @@ from test_benchmarks import _opcount
 from test_device_sampling import PPI, simple_heterograph, weights_of
 from torch.profiler import ProfilerActivity, profile
 
-from genen_dgl.device_sampling import DeviceBatches
+from genen_dgl.sampling.device import DeviceBatches
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.nn.model import GenenGNN
-from genen_dgl.trainer import adam, task_loss
+from genen_dgl.training.objective import task_loss
+from genen_dgl.training.optimise import adam
 
 READ_BACK = ("aten::_local_scalar_dense", "aten::item", "aten::is_nonzero", "aten::nonzero", "aten::unique",
              "aten::_unique", "aten::_unique2", "aten::unique_consecutive", "aten::masked_select", "aten::bincount",

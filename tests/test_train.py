@@ -17,8 +17,8 @@ import yaml
 
 from genen_dgl.config import TrainConfig
 from genen_dgl.train import main as train_main
-from genen_dgl.local import LocalData
-from genen_dgl.trainer import FoldTrainer
+from genen_dgl.local import LocalBackend
+from genen_dgl.training.fold import FoldTrainer
 
 SMALL = ["--folds", "2", "--epochs", "6", "--hidden", "32", "--batch-size", "64"]
 
@@ -63,8 +63,8 @@ def test_regression_and_full_graph(sample_spec, tmp_path):
 
 def test_learned_edge_weights_are_trained(sample_spec, tmp_path):
     config = TrainConfig(data=str(sample_spec), graph="ppi", edge_weight="learned", hidden=16, folds=2).resolved()
-    data = LocalData(config)
-    trainer = FoldTrainer(data, data.splits[0], tmp_path)
+    data = LocalBackend(config)
+    trainer = FoldTrainer.of(data, data.splits[0], tmp_path)
     theta = trainer.model.edge_theta["gene:interacts:gene"]
     before = theta.detach().clone()
     trainer.train_epoch()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genen_dgl.data.graph import VARIANTS, load_graph
+from genen_dgl.data.graph import load_graph
+from genen_dgl.schema import VARIANTS
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.errors import cli
 from genen_dgl.provenance import add_version

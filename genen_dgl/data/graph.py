@@ -48,14 +48,11 @@ from genen_dgl.data.spec import DatasetSpec, load_spec
 from genen_dgl.data.string_links import read_string_links
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.errors import InputError
+from genen_dgl.schema import ANNOTATED, ANNOTATES, PPI, VARIANTS
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # 2: the metadata records each relation's kept rows
-VARIANTS = ("ppi", "go", "go_ppi")
-PPI = ("gene", "interacts", "gene")
-ANNOTATED = ("gene", "annotated", "go")
-ANNOTATES = ("go", "annotates", "gene")
 MIN_KEPT = 0.10  # a relation keeping a smaller share of its file's rows is warned about
 
 
@@ -248,8 +245,8 @@ def build_full_graph(spec: DatasetSpec) -> tuple["dgl.DGLHeteroGraph", list[str]
             pairs = np.unique(np.stack([g[keep].to_numpy(np.int64), t[keep].to_numpy(np.int64)], 1), axis=0)
             log.info("annotations: %d of %d rows link a graph gene to a live GO term", keep.sum(), len(keep))
             kept["gene-GO"] = _relation("gene-GO", keep.sum(), len(keep), genes, (gaf, ann["gene"].unique().tolist()))
-            edges[("gene", "annotated", "go")] = (pairs[:, 0], pairs[:, 1])
-            edges[("go", "annotates", "gene")] = (pairs[:, 1], pairs[:, 0])
+            edges[ANNOTATED] = (pairs[:, 0], pairs[:, 1])
+            edges[ANNOTATES] = (pairs[:, 1], pairs[:, 0])
 
     graph = dgl.heterograph(
         {k: (torch.as_tensor(np.array(s)), torch.as_tensor(np.array(d))) for k, (s, d) in edges.items()},

@@ -1,13 +1,13 @@
 """The DistGraph backend: what cross-validation trains on when the graph is partitioned.
 
-:class:`DistBackend` is the :class:`~genen_dgl.trainer.TrainingData` of a DGL DistGraph,
+:class:`DistBackend` is the :class:`~genen_dgl.training.cross_validation.Backend` of a DGL DistGraph,
 so the folds, model, loss, early stopping, checkpoints, ``--resume`` and outputs are the
 single-machine trainer's; what differs is where steps and predictions come from:
 
 * :class:`DistSteps`: each epoch the training genes are shuffled (same seed on every rank)
   and cut into one equal share per rank, padded by wrapping around, so every rank runs the
   same number of steps; DGL's distributed neighbour sampling (``DistNodeDataLoader`` +
-  ``NeighborSampler``) draws the blocks, :func:`genen_dgl.dataloading.to_message_block`
+  ``NeighborSampler``) draws the blocks, :func:`genen_dgl.sampling.blocks.to_message_block`
   converts them with whole-graph degrees (partition node data, fetched once); features,
   labels and edge weights are pulled from the servers; ``--batch-size`` is the global
   batch; gradients are averaged by ``DistributedDataParallel`` (gloo).
@@ -27,19 +27,26 @@ import torch
 import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel
 
-from genen_dgl.batches import Step, StepSource
 from genen_dgl.config import TrainConfig
-from genen_dgl.dataloading import Degrees, fixed_weights, parse_fanouts, to_message_block
+from genen_dgl.confounds import dataset_confounds
+from genen_dgl.data.graph import gene_info, load_full_graph, relation_warnings
+from genen_dgl.data.spec import load_spec
 from genen_dgl.device import pick_device
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.distributed.env import required
 from genen_dgl.errors import InputError
+from genen_dgl.nn.build import new_model
 from genen_dgl.nn.sparse import MessageBlock
 from genen_dgl.partition import PartitionInfo, degree_fields
 from genen_dgl.precision import autocast
-from genen_dgl.trainer import Split, cut_splits, mask_features, new_model, scores
+from genen_dgl.sampling.blocks import Degrees, fixed_weights, parse_fanouts, to_message_block
+from genen_dgl.schema import GENE
+from genen_dgl.splits import Split, cut_splits, mask_features
+from genen_dgl.training.cross_validation import RunContext
+from genen_dgl.training.objective import scores
+from genen_dgl.training.sources import Step, StepSource
 
-TARGET = "gene"
+TARGET = GENE
 
 
 def as_dict(nodes, ntype: str = TARGET) -> dict[str, torch.Tensor]:
@@ -100,7 +107,7 @@ class DistBackend:
         if config.hide_test_annotations:
             raise InputError("hide_test_annotations: not available on a DistGraph (its partitions keep every "
                              "gene-GO edge); train on one machine (python -m genen_dgl.train)")
-        self.config, self.info = config, info
+        self.config, self.info, self.eval_fanouts = config, info, eval_fanouts
         self.graph = g = dgl.distributed.DistGraph(info.graph_name)
         self.rank, self.world = tdist.get_rank(), tdist.get_world_size()
         self.writes = self.rank == 0
@@ -161,6 +168,19 @@ class DistBackend:
         values = values.clone()
         tdist.all_reduce(values)
         return values
+
+    def context(self) -> RunContext:
+        """The dataset's whole graph the partitions were cut from (the baselines read it),
+        and the distributed layout for metrics.json."""
+        spec = load_spec(self.config.data)
+        full = load_full_graph(spec)[0]
+        genes = gene_info(spec, full, self.info.gene_ids())
+        return RunContext(full, self.info.gene_ids(), genes, meta={
+            "distributed": {"world_size": self.world, "num_parts": self.info.num_parts,
+                            "partition_method": self.info.meta["method"], "partitions": str(self.info.root),
+                            "rank_batch_size": self.rank_batch, "eval_fanouts": self.eval_fanouts or "all neighbours"},
+            "confounds": dataset_confounds(self.config.task, self.labels, spec, full, genes, self.nodes),
+            "warnings": relation_warnings(spec)})
 
     def batches(self, ids: torch.Tensor, sampler, batch_size: int, keep: dict | None):
         """(input features, message blocks, output gene ids) per minibatch of ``ids`` (shuffled ids)."""

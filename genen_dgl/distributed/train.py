@@ -23,20 +23,20 @@ from pathlib import Path
 import torch
 import torch.distributed as tdist
 
-from genen_dgl.baselines import baselines_for, not_run
 from genen_dgl.config import TrainConfig, build_parser, given, parse_ints
-from genen_dgl.confounds import dataset_confounds
-from genen_dgl.data.graph import gene_info, load_full_graph, relation_warnings
 from genen_dgl.data.spec import load_spec
 from genen_dgl.device import pick_device
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.distributed.backend import DistBackend, connect, disconnect
 from genen_dgl.distributed.env import required
 from genen_dgl.errors import InputError, cli
-from genen_dgl.outputs import run_meta, write_outputs
+from genen_dgl.nn.build import check_memory
 from genen_dgl.partition import PartitionInfo
-from genen_dgl.rundir import RunDir, default_run_dir, summary_line
-from genen_dgl.trainer import apply_runtime, check_memory, check_splits, cross_validate
+from genen_dgl.outputs import summary_line
+from genen_dgl.rundir import RunDir, default_run_dir
+from genen_dgl.splits import check_splits
+from genen_dgl.training.cross_validation import run_cross_validation
+from genen_dgl.training.runtime import apply_runtime
 
 log = logging.getLogger("genen_dgl.distributed.train")
 
@@ -89,29 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.start(config, load_spec(config.data))
     tdist.barrier()
     with run_dir.logging() if rank == 0 else contextlib.nullcontext():
-        data = DistBackend(config, info, args.eval_fanouts)
+        backend = DistBackend(config, info, args.eval_fanouts)
         log.info("rank %d of %d: %d partitions of %s (%s), %d labelled genes, %d per rank per epoch in batches of %d",
-                 rank, data.world, info.num_parts, info.meta["dataset_name"], info.meta["variant"], len(data.nodes),
-                 -(-len(data.splits[0].fold.train) // data.world), data.rank_batch)
-        cv = cross_validate(data, run_dir.path, resume=args.resume)
-        report = None
-        if rank == 0:
-            meta = run_meta(config, time.perf_counter() - start, data.device, distributed={
-                "world_size": data.world, "num_parts": info.num_parts, "partition_method": info.meta["method"],
-                "partitions": str(info.root), "rank_batch_size": data.rank_batch,
-                "eval_fanouts": args.eval_fanouts or "all neighbours"})
-            # the baselines read the dataset's graph the partitions were cut from
-            spec = load_spec(config.data)
-            full = load_full_graph(spec)[0]
-            genes = gene_info(spec, full, info.gene_ids())
-            meta.update(confounds=dataset_confounds(config.task, data.labels, spec, full, genes, data.nodes),
-                        warnings=relation_warnings(spec), baselines_not_run=not_run(full))
-            baselines = baselines_for(full, config, data.labels, data.nodes, data.splits)
-            report = write_outputs(run_dir.path, meta, data.labels, data.nodes, info.gene_ids(), data.splits, cv,
-                                   baselines, genes)
+                 rank, backend.world, info.num_parts, info.meta["dataset_name"], info.meta["variant"],
+                 len(backend.nodes), -(-len(backend.splits[0].fold.train) // backend.world), backend.rank_batch)
+        report = run_cross_validation(backend, run_dir.path, resume=args.resume, started=start)
     disconnect()
     if report is not None:
-        print(summary_line(report, f"{config.graph}/{config.model}, {config.folds}-fold on {data.world} trainers",
+        print(summary_line(report, f"{config.graph}/{config.model}, {config.folds}-fold on {backend.world} trainers",
                            run_dir.path), flush=True)
     return 0
 

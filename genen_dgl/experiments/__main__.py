@@ -1,5 +1,5 @@
 """``python -m genen_dgl.experiments {masking,bias,leakage,embeddings,table} --out DIR``:
-Genen's experiments; each trains through genen_dgl.trainer and writes a CSV and a PNG."""
+Genen's experiments; each trains through genen_dgl.training and writes a CSV and a PNG."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m genen_dgl.experiments",
                                      description="Genen's experiments: each trains TrainConfig variants through "
-                                     "genen_dgl.trainer and writes a CSV and a PNG.")
+                                     "genen_dgl.training and writes a CSV and a PNG.")
     add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_, skip) in COMMANDS.items():

@@ -15,10 +15,11 @@ import pandas as pd
 
 from genen_dgl.baselines import baseline_inputs, out_of_fold
 from genen_dgl.config import TrainConfig
-from genen_dgl.data.graph import VARIANTS, load_full_graph, load_graph
+from genen_dgl.data.graph import load_full_graph, load_graph
+from genen_dgl.schema import VARIANTS
 from genen_dgl.errors import InputError
 from genen_dgl.evaluation import headline_metric, metrics
-from genen_dgl.trainer import cut_splits
+from genen_dgl.splits import cut_splits
 from genen_dgl.experiments import plotting
 from genen_dgl.experiments.common import mean_std, train, write_csv
 

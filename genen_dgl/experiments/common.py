@@ -16,8 +16,10 @@ from genen_dgl.config import CHOICES, HELP, TrainConfig, from_args
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import load_spec
 from genen_dgl.errors import InputError
-from genen_dgl.local import LocalData, run
+from genen_dgl.local import LocalBackend
 from genen_dgl.rundir import METRICS, RunDir
+from genen_dgl.training.cross_validation import run_cross_validation
+from genen_dgl.training.runtime import apply_runtime
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +55,15 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def train(config: TrainConfig, run_dir: Path) -> dict:
-    """Run ``config`` through :func:`genen_dgl.local.run` in ``run_dir``, returning its
-    metrics. A finished run of the same config is reused, an interrupted one resumed,
-    a run of another config replaced (:meth:`genen_dgl.rundir.RunDir.reuse`)."""
+    """Run ``config`` on one machine in ``run_dir``, returning its metrics (this process
+    takes the config's runtime settings: the experiments run one config per process at a
+    time). A finished run of the same config is reused, an interrupted one resumed, a run
+    of another config replaced (:meth:`genen_dgl.rundir.RunDir.reuse`)."""
     spec = load_spec(config.data)
     config = dataclasses.replace(config, out=str(run_dir), task=spec.task(config.task).name).resolved()
     folder = RunDir(run_dir)
-    data = LocalData(config)  # every input (labels, memory) checked before the run directory is touched
+    apply_runtime(config)
+    backend = LocalBackend(config)  # every input (labels, memory) checked before the run directory is touched
     resume = folder.reuse(config, spec)
     if resume and folder.finished():
         log.info("reusing finished run %s", run_dir)
@@ -67,7 +71,7 @@ def train(config: TrainConfig, run_dir: Path) -> dict:
     log.info("training %s/%s on %s (%s)%s", config.graph, config.model, config.task, run_dir,
              f", mask {config.mask_rate:g} of {config.mask_nodes}" if config.mask_rate else "")
     with folder.logging():
-        return run(config, run_dir, resume=resume, data=data)
+        return run_cross_validation(backend, run_dir, resume=resume)
 
 
 def fold_rows(metrics: dict, baseline: str | None = None) -> list[dict]:

@@ -24,7 +24,8 @@ from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 
 from genen_dgl.config import TrainConfig
-from genen_dgl.data.graph import VARIANTS, load_graph
+from genen_dgl.data.graph import load_graph
+from genen_dgl.schema import VARIANTS
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.errors import InputError
 from genen_dgl.experiments import plotting

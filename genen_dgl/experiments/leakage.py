@@ -19,7 +19,8 @@ import yaml
 
 from genen_dgl.atomic import atomic_path
 from genen_dgl.config import TrainConfig
-from genen_dgl.data.graph import ANNOTATED, VARIANTS, load_graph
+from genen_dgl.data.graph import load_graph
+from genen_dgl.schema import ANNOTATED, VARIANTS
 from genen_dgl.data.spec import DatasetSpec, load_spec
 from genen_dgl.errors import InputError
 from genen_dgl.experiments import plotting

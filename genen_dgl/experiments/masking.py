@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from genen_dgl.baselines import NAMES
 from genen_dgl.config import TrainConfig
-from genen_dgl.data.graph import VARIANTS
+from genen_dgl.schema import VARIANTS
 from genen_dgl.errors import InputError
 from genen_dgl.experiments import plotting
 from genen_dgl.evaluation import headline_metric

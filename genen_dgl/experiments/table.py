@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from genen_dgl.atomic import atomic_path
 from genen_dgl.config import TrainConfig
 from genen_dgl.baselines import NAMES
-from genen_dgl.data.graph import VARIANTS
+from genen_dgl.schema import VARIANTS
 from genen_dgl.data.labels import read_labels
 from genen_dgl.data.spec import load_spec
 from genen_dgl.experiments import plotting

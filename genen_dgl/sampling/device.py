@@ -29,9 +29,9 @@ sampled data. Nothing is read back from the device, so a GPU step runs without w
   the typed CSC too, and each entry carries its coefficient for the layer's fanouts
   (:meth:`DeviceGraph.coefficients`), so a layer's coefficients are one gather.
 
-:class:`DeviceBatches` is a :class:`~genen_dgl.batches.SeedBatches` sampler like
-:class:`~genen_dgl.dataloading.NeighborBatches` (``len``, ``sample(seeds)``, ``epoch(seed)``
-yielding :class:`~genen_dgl.batches.Batch`), with the same seed order per epoch seed.
+:class:`DeviceBatches` is a :class:`~genen_dgl.sampling.base.SeedBatches` sampler like
+:class:`~genen_dgl.sampling.neighbor.NeighborBatches` (``len``, ``sample(seeds)``, ``epoch(seed)``
+yielding :class:`~genen_dgl.sampling.base.Batch`), with the same seed order per epoch seed.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from genen_dgl.batches import Batch, SeedBatches
+from genen_dgl.sampling.base import Batch, SeedBatches
 from genen_dgl.nn.sparse import (
     SELF, ETYPE, MessageBlock, destination_order, offsets, relation_order, self_relations, starts,
 )
@@ -384,7 +384,7 @@ class DeviceGraph:
 
 class DeviceBatches(SeedBatches):
     """Minibatches of seed nodes sampled on ``device`` by :class:`DeviceGraph`, with the
-    same per-epoch seed order as :class:`~genen_dgl.dataloading.NeighborBatches`. Batches
+    same per-epoch seed order as :class:`~genen_dgl.sampling.neighbor.NeighborBatches`. Batches
     come out already on ``device`` (``Batch.to`` is then a no-op)."""
 
     def __init__(self, graph, seeds: np.ndarray, fanouts, batch_size: int, weights: dict[ETYPE, torch.Tensor],
@@ -394,6 +394,10 @@ class DeviceBatches(SeedBatches):
         self.device = torch.device(device)
         self.graph = device_graph or DeviceGraph.of(graph, self.device, weights, self_loops)
         self.fanouts, self.target = list(fanouts), target
+
+    @classmethod
+    def for_run(cls, graph, seeds, fanouts, batch_size, weights, device, deterministic) -> "DeviceBatches":
+        return cls(graph, seeds, fanouts, batch_size, weights, device=device)
 
     def sample(self, seeds: torch.Tensor, generator: torch.Generator | None = None) -> Batch:
         seeds = seeds.to(self.device)

@@ -1,4 +1,5 @@
-"""A training step replayed as one CUDA graph (issue 12).
+"""A training step replayed as one CUDA graph (issue 12): :class:`ReplayedSteps` wraps the
+trainer's step function, :class:`GraphedStep` captures and replays it.
 
 With ``--sampler device`` a training step (sample, gather, forward, loss, backward, fused
 Adam) has shapes fixed by the batch size and the fanouts, and never reads a value back from
@@ -19,16 +20,23 @@ So after ``warmup`` epochs every batch replays. Each graph keeps its own memory 
 
 The sampler's generator is registered with the graph, so each replay draws new neighbours
 as an eager step would; dropout's default generator is registered by the capture itself.
-The optimiser must be capturable (:func:`genen_dgl.trainer.adam` with ``capturable=True``).
+The optimiser must be capturable (:func:`genen_dgl.training.optimise.adam` with ``capturable=True``).
 The returned tensor is the graph's output: the next replay overwrites it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
+
+from genen_dgl.sampling.device import DeviceBatches
+from genen_dgl.training.sources import SampledSteps, StepFn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,3 +89,37 @@ class GraphedStep:
         with torch.cuda.graph(graph):
             out = self.step(seeds)
         return _Captured(graph, seeds, out)
+
+
+class ReplayedSteps(SampledSteps):
+    """The device sampler's steps, each whole step (sample, gather, and the trainer's
+    ``step_fn``: forward, loss, backward, optimiser) replayed as one CUDA graph per batch
+    size (``--cuda-graph``). Its epochs yield the seed batches, on the device; :meth:`wrap`
+    makes the trainer's step function take them. The epoch's seed reseeds the one
+    generator the graphs draw from, so an epoch samples as :meth:`DeviceBatches.epoch` would."""
+
+    def __init__(self, sampler: DeviceBatches, inputs: dict[str, torch.Tensor], targets: torch.Tensor, device):
+        super().__init__(sampler, inputs, targets, device)
+        self.generator = torch.Generator(device=device)
+        self.graphed: GraphedStep | None = None
+        self.replays = 0  # steps replayed by graphs already closed
+
+    def wrap(self, step_fn: StepFn) -> GraphedStep:
+        self.graphed = GraphedStep(lambda seeds: step_fn(self.step(self.sampler.sample(seeds, self.generator))),
+                                   [self.generator])
+        return self.graphed
+
+    def epoch(self, seed: int) -> Iterator[torch.Tensor]:
+        self.generator.manual_seed(seed)
+        chunks = self.sampler.chunks(seed)  # to the device at once: a copy per step would wait for the last
+        return iter(torch.cat(chunks).to(self.device).split([len(c) for c in chunks]))
+
+    def close(self) -> None:
+        if self.graphed is not None:
+            g = self.graphed
+            self.replays += g.replays
+            log.info("%d steps replayed as CUDA graphs (%d batch sizes), %d eager", g.replays, len(g.captured),
+                     g.eager_calls)
+            g.captured.clear()  # the graphs and their memory pools (they hold the model through step_fn)
+        self.graphed = None
+
