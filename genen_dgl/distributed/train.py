@@ -30,7 +30,7 @@ from genen_dgl.data.graph import gene_info, load_full_graph, relation_warnings
 from genen_dgl.data.spec import load_spec
 from genen_dgl.device import pick_device
 from genen_dgl.dgl_compat import dgl
-from genen_dgl.distributed.backend import DistBackend, connect, disconnect
+from genen_dgl.distributed.backend import PREDICT, SEEDS_FROM, DistBackend, connect, disconnect
 from genen_dgl.distributed.env import required
 from genen_dgl.errors import InputError, cli
 from genen_dgl.outputs import run_meta, write_outputs
@@ -47,6 +47,13 @@ def configure(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace, Partiti
     parser.add_argument("--eval-fanouts", type=parse_ints,
                         help="fanouts per layer for validation/test inference (default: -1 = every neighbour, "
                              "the operator single-machine runs evaluate)")
+    parser.add_argument("--seeds-from", choices=SEEDS_FROM, default="partition",
+                        help="each trainer's training genes: those its own partition owns (default), or a global "
+                             "shuffle cut into equal shares (the behaviour before issue 26, for comparison)")
+    parser.add_argument("--predict", choices=PREDICT, default="auto",
+                        help="inference: layerwise (each layer once for every node, over DistTensors), batched "
+                             "(minibatches over --eval-fanouts, the behaviour before issue 26), or auto (default: "
+                             "layer-wise for every gene after a split, batched for validation and test)")
     args = parser.parse_args(argv)
     info = PartitionInfo.load(Path(required("DGL_CONF_PATH")))
     requested = given(args)
@@ -89,17 +96,20 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.start(config, load_spec(config.data))
     tdist.barrier()
     with run_dir.logging() if rank == 0 else contextlib.nullcontext():
-        data = DistBackend(config, info, args.eval_fanouts)
+        data = DistBackend(config, info, args.eval_fanouts, seeds_from=args.seeds_from, predict=args.predict)
         log.info("rank %d of %d: %d partitions of %s (%s), %d labelled genes, %d per rank per epoch in batches of %d",
                  rank, data.world, info.num_parts, info.meta["dataset_name"], info.meta["variant"], len(data.nodes),
                  -(-len(data.splits[0].fold.train) // data.world), data.rank_batch)
         cv = cross_validate(data, run_dir.path, resume=args.resume)
+        traffic = [None] * data.world
+        tdist.all_gather_object(traffic, data.traffic.summary())  # per rank: sampled inputs, pulls, times
         report = None
         if rank == 0:
             meta = run_meta(config, time.perf_counter() - start, data.device, distributed={
                 "world_size": data.world, "num_parts": info.num_parts, "partition_method": info.meta["method"],
                 "partitions": str(info.root), "rank_batch_size": data.rank_batch,
-                "eval_fanouts": args.eval_fanouts or "all neighbours"})
+                "eval_fanouts": args.eval_fanouts or "all neighbours", "seeds_from": args.seeds_from,
+                "predict": args.predict, "per_rank": traffic})
             # the baselines read the dataset's graph the partitions were cut from
             spec = load_spec(config.data)
             full = load_full_graph(spec)[0]
