@@ -4,16 +4,24 @@
 so the folds, model, loss, early stopping, checkpoints, ``--resume`` and outputs are the
 single-machine trainer's; what differs is where steps and predictions come from:
 
-* :class:`DistSteps`: each epoch the training genes are shuffled (same seed on every rank)
-  and cut into one equal share per rank, padded by wrapping around, so every rank runs the
-  same number of steps; DGL's distributed neighbour sampling (``DistNodeDataLoader`` +
-  ``NeighborSampler``) draws the blocks, :func:`genen_dgl.dataloading.to_message_block`
-  converts them with whole-graph degrees (partition node data, fetched once); features,
-  labels and edge weights are pulled from the servers; ``--batch-size`` is the global
-  batch; gradients are averaged by ``DistributedDataParallel`` (gloo).
-* :class:`DistPredictor`: validation and test infer over every neighbour (``--eval-fanouts``,
-  default -1 per layer: the operator single-machine runs evaluate) on each rank's share of
-  the genes, gathered on every rank, so all ranks take the same early-stopping decisions.
+* :class:`DistSteps`: each epoch every rank trains on the fold's training genes its own
+  partition owns (:func:`partition_shares`: a seeded shuffle, the same on every rank, each
+  partition's genes dealt to its trainers, a rank's surplus over ``ceil(n / world)`` passed
+  to the ranks short of it, the rest padded by wrapping around), so every rank runs the same
+  number of steps and the union is every training gene; ``--seeds-from global`` restores
+  the global shuffle cut into shares (:func:`rank_share`). DGL's distributed neighbour
+  sampling (``DistNodeDataLoader`` + ``NeighborSampler``) draws the blocks,
+  :func:`genen_dgl.dataloading.to_message_block` converts them with whole-graph degrees
+  (partition node data, fetched once); features, labels and edge weights are pulled from
+  the servers; ``--batch-size`` is the global batch; gradients are averaged by
+  ``DistributedDataParallel`` (gloo).
+* Prediction (:class:`AutoPredictor`): every gene after a split by layer-wise inference
+  (:class:`LayerwisePredictor`: each layer once for every node over all its neighbours,
+  each rank its partition's nodes, hidden outputs in DistTensors), validation and test
+  by :class:`DistPredictor`, minibatches over every neighbour
+  (``--eval-fanouts``, default -1 per layer) on each rank's share of the genes; either is
+  the full-graph operator single-machine runs evaluate, gathered on every rank, so all
+  ranks take the same early-stopping decisions. ``--predict layerwise|batched`` forces one.
 """
 
 from __future__ import annotations
@@ -164,8 +172,8 @@ class DistBackend:
     owns, :func:`partition_shares`) or ``global`` (a seeded global shuffle, :func:`rank_share`:
     the behaviour before issue 26). ``predict``: how every gene is predicted, ``layerwise``
     (:class:`LayerwisePredictor`), ``batched`` (:class:`DistPredictor` over all neighbours),
-    or ``auto``: layer-wise for more than ``batch_size`` genes (every gene after a split),
-    batched for fewer (validation and test)."""
+    or ``auto``: layer-wise for at least half the genes (every gene after a split), batched
+    for fewer (validation and test)."""
 
     def __init__(self, config: TrainConfig, info: PartitionInfo, eval_fanouts: list[int] | None,
                  seeds_from: str = "partition", predict: str = "auto"):
@@ -458,8 +466,10 @@ class LayerwisePredictor:
 
 class AutoPredictor:
     """The backend's ``predict`` mode: ``layerwise`` / ``batched`` for every call, or ``auto``:
-    layer-wise when asked for more genes than a batch, else batched (see the docs for the
-    measurements behind the choice). Every rank gets the same genes, so all choose alike."""
+    layer-wise when asked for at least half the genes (every gene, after a split), else
+    batched (validation and test). Measured on the paper-scale sample (docs/distributed.md):
+    one layer-wise pass took 8 s, minibatches over a 1,734-gene validation fold 4.8 s, over
+    every gene 42 s. Every rank gets the same genes, so all choose alike."""
 
     def __init__(self, data: DistBackend, batched: DistPredictor, layerwise: LayerwisePredictor):
         self.data, self.batched, self.layerwise = data, batched, layerwise
@@ -467,8 +477,8 @@ class AutoPredictor:
     def predict(self, model, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d = self.data
         mode = d.predict_mode
-        if mode == "auto":
-            mode = "layerwise" if len(genes) > d.config.batch_size else "batched"
+        if mode == "auto":  # a layer-wise pass costs the same for any genes; minibatches grow with them
+            mode = "layerwise" if 2 * len(genes) >= d.num_genes else "batched"
         start = time.perf_counter()
         result = (self.layerwise if mode == "layerwise" else self.batched).predict(model, genes)
         if len(genes) == d.num_genes:
