@@ -96,6 +96,10 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.barh(range(len(rows)), values, color=colors)
         if key == "predict_all_s":
             ax.scatter([r["train_s_per_fold"] for r in rows], range(len(rows)), marker="x", color="k", zorder=3)
+        if key == "local_input_share":
+            ax.set_xlim(0, 1)
+        if key == "auc_mean":
+            ax.set_xlim(max(0.0, min(values) - 0.05), min(1.0, max(values) + 0.02))
         ax.set_yticks(range(len(rows)), labels if ax is axes[0] else [""] * len(rows), fontsize=7)
         ax.set_title(title, fontsize=9)
         ax.invert_yaxis()
