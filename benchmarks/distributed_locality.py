@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, append_jsonl, machine_info  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
