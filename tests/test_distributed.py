@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import torch
 import pytest
 
 from genen_dgl.config import TrainConfig
@@ -34,10 +35,16 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "3", "--folds", "2", "--hidden", "32"]
 
 
+# this session's graph name: DGL names shared memory after it, so the leftover checks see
+# this module's segments only, never those of other jobs on the host
+GRAPH = f"gtest{os.getpid()}"
+SEGMENTS_BEFORE: set[str] = set()  # DGL's key-value segments (named without the graph) seen before a launch
+
+
 @pytest.fixture(scope="module")
 def parts(sample_spec, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist") / "parts"
-    assert partition(["--data", str(sample_spec), "--num-parts", "2", "--out", str(out)]) == 0
+    assert partition(["--data", str(sample_spec), "--num-parts", "2", "--out", str(out), "--name", GRAPH]) == 0
     return out
 
 
@@ -59,10 +66,10 @@ def host_locks(wait: float = 600.0) -> Iterator[None]:
         yield
 
 
-def launch(parts: Path, *args: str) -> subprocess.Popen:
+def launch(parts: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     with host_locks():  # free now: the launcher takes them next
-        pass
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # genen_dgl comes from the installed package
+        SEGMENTS_BEFORE.update(leftovers(GRAPH)[1])  # other jobs' stale key-value segments are not ours
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}  # genen_dgl comes from the installed package
     return subprocess.Popen([sys.executable, "-m", "genen_dgl.launch", "--parts", str(parts), "--local", "2",
                              "--timeout", "240", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -73,12 +80,38 @@ def finish(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, out
 
 
+def ours(parts: Path) -> tuple[list[int], list[str]]:
+    """:func:`leftovers` of this module's runs only: processes that name ``parts`` (their
+    partition folder, in their environment), this module's graph's segments, and key-value
+    segments that were not there before its launches (other jobs' leftovers are theirs)."""
+    pids, segments = leftovers(GRAPH, parts.resolve())
+    return pids, [n for n in segments if n not in SEGMENTS_BEFORE]
+
+
 def assert_clean(parts: Path) -> None:
-    """No process of this test's runs (they name ``parts`` in their environment) and, while
-    no other job may create any (the host locks held), no shared-memory segment is left."""
+    """No process of this test's runs and, while no other job may create any (the host locks
+    held), no shared-memory segment of them is left."""
     with host_locks():
-        pids, segments = leftovers("genen", parts.resolve())
+        pids, segments = ours(parts)
     assert pids == [] and segments == [], (pids, segments)
+
+
+def test_leftover_check_looks_at_this_module_only(parts, tmp_path):
+    """A process of another job (here: a stand-in naming another partition folder and the
+    usual graph name) and a segment of another graph are not this module's leftovers."""
+    other = tmp_path / "other-parts"
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "genen_dgl.distributed.train"],
+                                env={**os.environ, "DGL_CONF_PATH": str(other), "GENEN_DGL_GRAPH_NAME": "genen"})
+    segment = Path("/dev/shm") / f"genen{os.getpid()}_node_meta"
+    try:
+        segment.write_bytes(b"")
+        assert stand_in.pid in leftovers("genen", other)[0]  # the check does see it under its own folder
+        pids, segments = ours(parts)
+        assert stand_in.pid not in pids and segment.name not in segments
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+        segment.unlink(missing_ok=True)
 
 
 def test_hetero_sampling_with_two_servers_on_one_host(parts):
@@ -203,7 +236,7 @@ def test_killing_a_trainer_stops_the_whole_run(parts, tmp_path):
         pids[m.group(1)] = int(m.group(2))
     assert "trainer 1" in pids and lines.wait_for(r"\[trainer 1\].*rank 1 of 2"), lines.tail()
     victim, seen = pids["trainer 1"], lines.seen
-    assert set(pids.values()) <= set(leftovers("genen", parts.resolve())[0])  # the check sees this run's processes
+    assert set(pids.values()) <= set(ours(parts)[0])  # the check sees this run's processes
     time.sleep(2)  # into the training loop
     os.kill(victim, signal.SIGKILL)
     killed = time.monotonic()
@@ -213,3 +246,58 @@ def test_killing_a_trainer_stops_the_whole_run(parts, tmp_path):
     assert stopped < 20
     assert_clean(parts)
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values())
+
+
+@pytest.mark.parametrize("world,num_parts", [(2, 2), (4, 2), (4, 4)])
+def test_partition_shares_are_local_equal_and_cover_the_fold(world, num_parts):
+    """Unequal partitions of a fold's training genes: every rank gets ceil(n / world) seeds,
+    as many of its own partition's as it can (a rank's own genes, dealt round-robin among
+    its partition's trainers, up to its share); the surplus goes to the short ranks; the
+    union is every training gene; the same seed gives every rank the same shares."""
+    from genen_dgl.distributed.backend import partition_shares, rank_partition
+    gen = torch.Generator().manual_seed(world * 10 + num_parts)
+    ids = torch.randperm(1000, generator=gen)[:203] + 5000
+    owner = torch.cat([torch.zeros(120), torch.randint(1, num_parts, (83,), generator=gen)]).long() % num_parts
+    owner = owner[torch.randperm(203, generator=gen)]
+    trainers, per = world // num_parts, -(-203 // world)
+    for seed in (0, 1):
+        shares = partition_shares(ids, owner, world, num_parts, seed)
+        assert [len(s) for s in shares] == [per] * world
+        assert set(torch.cat(shares).tolist()) == set(ids.tolist())
+        assert all(torch.equal(a, b) for a, b in zip(shares, partition_shares(ids, owner, world, num_parts, seed)))
+        own_of = dict(zip(ids.tolist(), owner.tolist()))
+        for r, share in enumerate(shares):
+            part = rank_partition(r, world, num_parts)
+            owned = len({i for i in share.tolist() if own_of[i] == part})  # padding repeats a few
+            available = int((owner == part).sum())
+            mine = available // trainers + (r % trainers < available % trainers)  # dealt round-robin
+            assert owned == min(mine, per), (r, owned, mine, per)
+
+
+def test_partition_local_seeds_and_layerwise_inference(parts):
+    """On running servers (``tests/dist_probe.py``): each rank's training seeds of a fold are
+    those its partition owns (all but the surplus METIS left), every rank runs the same
+    number of steps, the union is the fold's training genes; layer-wise inference (each layer
+    once for every node, hidden outputs in DistTensors) equals the batched full-neighbour
+    predictor and single-machine full-graph prediction within 1e-4, GCN and GAT."""
+    proc = launch(parts, "--trainer-module", "dist_probe", env={"PYTHONPATH": os.pathsep.join(
+        [str(ROOT / "tests"), *filter(None, [os.environ.get("PYTHONPATH")])])})
+    code, out = finish(proc)
+    assert code == 0, out[-3000:]
+    found = re.search(r"probe: (\{.*\})", out)
+    assert found, out[-3000:]
+    report = json.loads(found.group(1))
+    per_part = report["fold_genes_per_part"]
+    for epoch in ("epoch0", "epoch1"):
+        e = report[epoch]
+        assert e["covers"] and e["only_train"], e
+        assert len(set(e["len"])) == 1 and len(set(e["steps"])) == 1 and e["len"] == e["steps"], e
+        for rank, owned in enumerate(e["owned"]):
+            assert owned >= min(per_part[rank], e["sizes"][rank]) / e["sizes"][rank] - 1e-6, (rank, e, per_part)
+    for model in ("gcn", "gat"):
+        row = report[model]
+        for key in ("batched_out", "batched_emb", "full_out", "full_emb"):
+            assert row[key] < 1e-4, (model, key, row)
+    traffic = report["traffic"]
+    assert traffic["local_seeds"] == traffic["seeds"]  # rank 0's partition holds more than its share
+    assert_clean(parts)

@@ -27,7 +27,7 @@ from genen_dgl.config import TrainConfig, build_parser, given, parse_ints
 from genen_dgl.data.spec import load_spec
 from genen_dgl.device import pick_device
 from genen_dgl.dgl_compat import dgl
-from genen_dgl.distributed.backend import DistBackend, connect, disconnect
+from genen_dgl.distributed.backend import PREDICT, SEEDS_FROM, DistBackend, connect, disconnect
 from genen_dgl.distributed.env import required
 from genen_dgl.errors import InputError, cli
 from genen_dgl.nn.build import check_memory
@@ -47,6 +47,13 @@ def configure(argv: list[str]) -> tuple[TrainConfig, argparse.Namespace, Partiti
     parser.add_argument("--eval-fanouts", type=parse_ints,
                         help="fanouts per layer for validation/test inference (default: -1 = every neighbour, "
                              "the operator single-machine runs evaluate)")
+    parser.add_argument("--seeds-from", choices=SEEDS_FROM, default="partition",
+                        help="each trainer's training genes: those its own partition owns (default), or a global "
+                             "shuffle cut into equal shares (the behaviour before issue 26, for comparison)")
+    parser.add_argument("--predict", choices=PREDICT, default="auto",
+                        help="inference: layerwise (each layer once for every node, over DistTensors), batched "
+                             "(minibatches over --eval-fanouts, the behaviour before issue 26), or auto (default: "
+                             "layer-wise for every gene after a split, batched for validation and test)")
     args = parser.parse_args(argv)
     info = PartitionInfo.load(Path(required("DGL_CONF_PATH")))
     requested = given(args)
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.start(config, load_spec(config.data))
     tdist.barrier()
     with run_dir.logging() if rank == 0 else contextlib.nullcontext():
-        backend = DistBackend(config, info, args.eval_fanouts)
+        backend = DistBackend(config, info, args.eval_fanouts, seeds_from=args.seeds_from, predict=args.predict)
         log.info("rank %d of %d: %d partitions of %s (%s), %d labelled genes, %d per rank per epoch in batches of %d",
                  rank, backend.world, info.num_parts, info.meta["dataset_name"], info.meta["variant"],
                  len(backend.nodes), -(-len(backend.splits[0].fold.train) // backend.world), backend.rank_batch)

@@ -66,6 +66,19 @@ class GenenGNN(nn.Module):
             values = torch.where((block.rel == r) & (block.eid >= 0), block.norm * learned, values)
         return values
 
+    def apply_layer(self, i: int, block: MessageBlock, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``i`` alone on ``block`` (stacked inputs ``h``): what :meth:`forward` does at
+        that layer, for layer-wise inference. Returns (output, pre-activation): for a hidden
+        layer the activated (and, in training, dropped-out) output as a matrix and its
+        pre-activation; for the output layer the stacked destinations' logits (GAT heads
+        averaged) and None. Node embeddings and the annotation residual are not applied."""
+        layer = self.layers[i]
+        h = layer(block, h, self.edge_values(block)) if self.model == "gcn" else layer(block, h)
+        if i < self.num_layers - 1:
+            pre = matrix(h)
+            return F.dropout(F.relu(pre) if self.model == "gcn" else F.elu(pre), self.dropout, self.training), pre
+        return (h.mean(1) if h.dim() == 3 else h), None
+
     def forward(self, blocks: list[MessageBlock], x: dict[str, torch.Tensor] | torch.Tensor,
                 return_hidden: bool = False, nodes: dict[str, torch.Tensor] | None = None,
                 seeds: torch.Tensor | None = None):

@@ -67,8 +67,9 @@ class Backend(Protocol):
     def reduce(self, values: torch.Tensor) -> torch.Tensor:
         """``values`` summed over the run's processes (itself on one machine)."""
 
-    def context(self) -> RunContext:
-        """What the outputs read besides the folds."""
+    def context(self) -> RunContext | None:
+        """What the outputs read besides the folds: called on every process once the splits
+        are trained; the writing process's is used."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -127,9 +128,10 @@ def run_cross_validation(backend: Backend, run_dir: Path, resume: bool = False,
     started = time.perf_counter() if started is None else started
     run_dir = Path(run_dir)
     cv = cross_validate(backend, run_dir, resume)
+    ctx = backend.context()
     if not backend.writes:
         return None
-    c, ctx = backend.config, backend.context()
+    c = backend.config
     meta = run_meta(c, time.perf_counter() - started, backend.device, **ctx.meta,
                     baselines_not_run=not_run(ctx.full_graph))
     baselines = baselines_for(ctx.full_graph, c, backend.labels, backend.nodes, backend.splits)
