@@ -240,6 +240,7 @@ def test_table_resumes_without_recomputing_finished_cells(sample_spec, tmp_path,
     assert (tmp_path / "strata.csv").exists()
 
 
+@pytest.mark.slow
 def test_table_jobs_run_cells_in_processes_that_log(sample_spec, tmp_path):
     args = ["table", "--data", str(sample_spec), "--out", str(tmp_path), "--epochs", "1", "--folds", "2",
             "--sampler", "full", "--hidden", "16", "--threads", "1", "--models", "gcn", "--variants", "go",
