@@ -1,8 +1,8 @@
 """Distributed runs on 127.0.0.1: 2 graph servers + 2 trainers on DGL's DistGraph.
 
 Each test starts real DGL processes through ``python -m genen_dgl.launch --local 2``
-(about 20-40 s each on 2 cores). ``GENEN_DGL_SLOW_TESTS=1`` adds the check that DGL's
-stock server setup still breaks with two servers on one host.
+(about 20-40 s each on 2 cores). The slow ones (``pytest -m slow``) add kill-and-resume and the
+check that DGL's stock server setup still breaks with two servers on one host.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def test_hetero_sampling_with_two_servers_on_one_host(parts):
     assert_clean(parts)
 
 
-@pytest.mark.skipif(not os.environ.get("GENEN_DGL_SLOW_TESTS"), reason="set GENEN_DGL_SLOW_TESTS=1 (30 s more)")
+@pytest.mark.slow
 def test_stock_servers_on_one_host_still_crash(parts, monkeypatch):
     """Why the workaround exists: with both servers using DGL's shared memory, the second
     overwrites the first's (``rowwise_pick.h ... < num_etypes``). If this starts passing,
@@ -194,6 +194,7 @@ class Lines:
         return "".join(self.seen[-50:])
 
 
+@pytest.mark.slow
 def test_killed_distributed_run_resumes(parts, tmp_path):
     """SIGKILL a trainer mid-run: the launcher stops the rest (exit 11); ``--resume`` reloads
     the finished fold, continues the interrupted one from its last checkpoint, and ends within

@@ -85,6 +85,7 @@ def test_documented_command_parses(where, target, argv, parse_only, monkeypatch)
         run()
 
 
+@pytest.mark.slow
 def test_readme_training_command_runs_as_written(tmp_path):
     """The README's first command, as a new user runs it (a fresh HOME: the sample is generated)."""
     readme = (ROOT / "README.md").read_text()

@@ -168,6 +168,7 @@ def test_leakage(sample_spec, tmp_path, capsys):
     assert "there is no filter to compare against" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_table(sample_spec, tmp_path):
     assert main(["table", "--data", str(sample_spec), "--out", str(tmp_path), *SMALL, "--epochs", "1"]) == 0
     frame = pd.read_csv(tmp_path / "table.csv", keep_default_na=False, na_values=[""])

@@ -15,8 +15,8 @@ from scipy.sparse.csgraph import connected_components
 from genen_dgl import baselines
 from genen_dgl.baselines import ALPHA, Propagation, baseline_inputs, out_of_fold, propagations
 from genen_dgl.config import TrainConfig
-from genen_dgl.data.graph import annotation_counts, hide_annotations, load_full_graph
-from genen_dgl.schema import ANNOTATED, ANNOTATES, PPI
+from genen_dgl.data.graph import annotation_counts, load_full_graph
+from genen_dgl.schema import ANNOTATES, PPI
 from genen_dgl.data.spec import load_spec
 from genen_dgl.sampling.device import DeviceGraph
 from genen_dgl.evaluation import ANNOTATION_STRATA, Fold, annotation_stratum, metrics, strata
@@ -242,6 +242,7 @@ def test_table_resumes_without_recomputing_finished_cells(sample_spec, tmp_path,
     assert (tmp_path / "strata.csv").exists()
 
 
+@pytest.mark.slow
 def test_table_jobs_run_cells_in_processes_that_log(sample_spec, tmp_path):
     args = ["table", "--data", str(sample_spec), "--out", str(tmp_path), "--epochs", "1", "--folds", "2",
             "--sampler", "full", "--hidden", "16", "--threads", "1", "--models", "gcn", "--variants", "go",

@@ -38,6 +38,7 @@ def cluster_up() -> str | None:
 pytestmark = pytest.mark.skipif(cluster_up() is not None, reason=cluster_up() or "")
 
 
+@pytest.mark.slow
 def test_distributed_job_script_under_sbatch(sample_spec, tmp_path):
     """2 partitions, 2 SLURM tasks on one node, 1 trainer each; metrics.json as a
     single-machine run's, per-task logs, and nothing left running afterwards."""

@@ -93,6 +93,7 @@ def kill_when(path: Path, cmd: list[str]) -> None:
     proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["full", "device", "neighbor"])
 def test_killed_run_resumes(sample_spec, tmp_path, sampler):
     """SIGKILL mid-training, then --resume. Full-graph training and the torch-op sampler
@@ -116,6 +117,7 @@ def test_killed_run_resumes(sample_spec, tmp_path, sampler):
         assert abs(a["summary"]["auc_mean"] - b["summary"]["auc_mean"]) < 0.05
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["gcn", "gat"])
 @pytest.mark.parametrize("task", ["membrane", "localization"])
 def test_gnn_beats_the_feature_baseline(sample_spec, tmp_path, model, task):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from genen_dgl.atomic import atomic_path
-from genen_dgl.config import CHOICES, HELP, TrainConfig, from_args
+from genen_dgl.config import OPTIONS, TrainConfig, flag, from_args
 from genen_dgl.data.sample import ensure_sample
 from genen_dgl.data.spec import load_spec
 from genen_dgl.errors import InputError
@@ -24,23 +24,21 @@ from genen_dgl.training.runtime import apply_runtime
 log = logging.getLogger(__name__)
 
 # TrainConfig options every experiment passes through (``--config`` covers the rest)
-PASSED = {
-    "epochs": int, "folds": int, "seeds": int, "model": ["gcn", "gat"], "task": str, "seed": int,
-    "device": list(CHOICES["device"]), "sampler": list(CHOICES["sampler"]), "hidden": int, "threads": int,
-}
+PASSED = ("epochs", "folds", "seeds", "model", "task", "seed", "device", "sampler", "hidden", "threads")
 FOLD_KEYS = ("seed", "fold", "best_epoch", "epochs_run", "val_loss", "undefined")
 
 
 def add_common(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    parser.add_argument("--data", type=Path, help=HELP["data"])
+    parser.add_argument("--data", type=Path, help=OPTIONS["data"].help)
     parser.add_argument("--out", type=Path, required=True,
                         help="output folder; OUT/runs/ keeps each training run (reused when rerun)")
     parser.add_argument("--config", type=Path, help="YAML file of TrainConfig options (flags override it)")
-    for name, kind in PASSED.items():
+    for name in PASSED:
         if name in skip:
             continue
-        extra = {"choices": kind} if isinstance(kind, list) else {"type": kind}
-        parser.add_argument("--" + name, default=None, help=HELP[name], **extra)
+        o = OPTIONS[name]  # its type or choices; the range is checked with the rest by base_config
+        extra = {"choices": o.choices} if o.choices else {"type": o.kind}
+        parser.add_argument(flag(name), default=None, help=o.help, **extra)
 
 
 def base_config(args: argparse.Namespace) -> TrainConfig:

@@ -32,7 +32,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from genen_dgl.atomic import atomic_path
-from genen_dgl.config import TrainConfig
+from genen_dgl.config import CHOICES, TrainConfig
 from genen_dgl.baselines import NAMES
 from genen_dgl.schema import VARIANTS
 from genen_dgl.data.labels import read_labels
@@ -44,7 +44,7 @@ from genen_dgl.experiments.common import split_list, train, write_csv
 
 log = logging.getLogger(__name__)
 
-MODELS = ("gcn", "gat")
+MODELS = CHOICES["model"]
 REGIMES = ("standard", "novel")
 
 
