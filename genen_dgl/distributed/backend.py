@@ -401,19 +401,28 @@ def gather_rows(d: DistBackend, genes: np.ndarray, ids: torch.Tensor, part) -> t
     return out, emb
 
 
-class DistPredictor:
-    """Outputs and embeddings of any genes by minibatch inference over the DistGraph
-    (``--eval-fanouts``, default every neighbour through every layer); each rank infers a
-    share, all get all."""
+class _Inference:
+    """A predictor over the DistGraph, with the masking study's keep-masks (None: none)."""
 
     def __init__(self, data: DistBackend, keep: dict | None):
         self.data, self.keep = data, keep
 
-    @torch.no_grad()
-    def predict(self, model, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        d = self.data
+    @staticmethod
+    def unwrapped(model) -> torch.nn.Module:
+        """The model inside DistributedDataParallel, in eval mode."""
         module = getattr(model, "module", model)
         module.eval()
+        return module
+
+
+class DistPredictor(_Inference):
+    """Outputs and embeddings of any genes by minibatch inference over the DistGraph
+    (``--eval-fanouts``, default every neighbour through every layer); each rank infers a
+    share, all get all."""
+
+    @torch.no_grad()
+    def predict(self, model, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d, module = self.data, self.unwrapped(model)
         ids = d.to_shuffled[TARGET][torch.as_tensor(genes)]
         mine = np.array_split(np.arange(len(ids)), d.world)[d.rank]
         dgl.seed(d.config.seed)  # the same inference whenever it is asked
@@ -428,7 +437,7 @@ class DistPredictor:
         return gather_rows(d, genes, ids, part)
 
 
-class LayerwisePredictor:
+class LayerwisePredictor(_Inference):
     """Outputs and embeddings of genes by layer-wise inference, as DGL's distributed
     GraphSAGE example: layer ``i`` is computed once for every node over all its neighbours
     (one-hop blocks, whole-graph GCN degrees: the full-graph operator), each rank computing
@@ -436,14 +445,9 @@ class LayerwisePredictor:
     the next layer's neighbourhoods read from every partition; the output layer runs on the
     genes only. Costs ``layers`` passes over the graph's edges, whatever the number of genes."""
 
-    def __init__(self, data: DistBackend, keep: dict | None):
-        self.data, self.keep = data, keep
-
     @torch.no_grad()
     def predict(self, model, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        d = self.data
-        module = getattr(model, "module", model)
-        module.eval()
+        d, module = self.data, self.unwrapped(model)
         layers = module.num_layers
         h = d.feats
         seen, outs = [], []
