@@ -169,7 +169,12 @@ def test_fixed_epochs_train_without_validation(tmp_path):
     backend.splits = [split]
     t = trainer(backend, tmp_path, FixedEpochs(4))
     assert t.fit() == {"epochs_run": 4}
-    assert t.stopping.best_epoch == 3 and all("val_loss" not in h for h in t.history)
+    assert t.stopping.best_epoch == 3 and t.history == []  # no validation, no history rows
+    best = torch.load(tmp_path / "fold0" / "best.pt", weights_only=True)
+    for k, v in t.model.state_dict().items():
+        torch.testing.assert_close(best[k], v)  # the last epoch's weights
+    none = trainer(backend, tmp_path / "none", FixedEpochs(0))  # every fold stopped before its first epoch
+    assert none.fit() == {"epochs_run": 0} and (tmp_path / "none" / "fold0" / "best.pt").exists()
 
 
 def test_an_interrupted_split_resumes_to_the_same_result(tmp_path):

@@ -483,7 +483,7 @@ class LayerwisePredictor(_Inference):
                 tdist.barrier()  # then every rank's layer i is on the servers before anyone reads it
                 h = out_h
         hid_of = {}
-        for n, rows in emb[layers - 2 if layers > 1 else 0]:
+        for n, rows in emb.get(layers - 2 if layers > 1 else 0, []):  # none: this rank owns no gene
             hid_of.update(zip(n.tolist(), rows))
         part = None
         if seen:

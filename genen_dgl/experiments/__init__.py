@@ -1,5 +1,6 @@
 """Genen's experiments as commands, each a sweep of :class:`~genen_dgl.config.TrainConfig`
-variants run through :func:`genen_dgl.local.run`, written as a CSV and a PNG.
+variants run through :func:`genen_dgl.training.cross_validation.run_cross_validation`
+on one machine, written as a CSV and a PNG.
 
 ``python -m genen_dgl.experiments SUBCOMMAND --data DATASET.yaml --out DIR``:
 
@@ -9,5 +10,9 @@ variants run through :func:`genen_dgl.local.run`, written as a CSV and a PNG.
 ``leakage``    the binary task with and without the GO leakage filter (Fig. 2a)
 ``embeddings`` t-SNE of input vs refined gene embeddings (Fig. 3)
 ``table``      every task x model x graph variant vs the baseline (Table 1, A.1)
+=============  ================================================================
+
+``python -m genen_dgl.experiments.choose NAME=DIR ... --out DIR`` then picks one
+configuration per task and regime among several ``table`` runs, on the validation share.
 =============  ================================================================
 """

@@ -115,9 +115,7 @@ def cross_validate(backend: Backend, run_dir: Path, resume: bool = False) -> Cro
             written.append(trainer.checkpoints)
     except KeyboardInterrupt:
         raise Interrupted(trainer.split.name if trainer else "start", trainer.epoch if trainer else 0) from None
-    for checkpoints in written:
-        checkpoints.drop_best()
-    return CrossValidation(results, outputs, refit, histories)
+    return CrossValidation(results, outputs, refit, histories, written)
 
 
 def run_cross_validation(backend: Backend, run_dir: Path, resume: bool = False,
@@ -128,12 +126,12 @@ def run_cross_validation(backend: Backend, run_dir: Path, resume: bool = False,
     started = time.perf_counter() if started is None else started
     run_dir = Path(run_dir)
     cv = cross_validate(backend, run_dir, resume)
+    seconds = time.perf_counter() - started
     ctx = backend.context()
     if not backend.writes:
         return None
     c = backend.config
-    meta = run_meta(c, time.perf_counter() - started, backend.device, **ctx.meta,
-                    baselines_not_run=not_run(ctx.full_graph))
+    meta = run_meta(c, seconds, backend.device, **ctx.meta, baselines_not_run=not_run(ctx.full_graph))
     baselines = baselines_for(ctx.full_graph, c, backend.labels, backend.nodes, backend.splits)
     smoothed = None
     if ctx.smoothing is not None:
@@ -141,5 +139,8 @@ def run_cross_validation(backend: Backend, run_dir: Path, resume: bool = False,
         smoothed = {"graph": c.correct_smooth, "alpha": list(alpha), **correct_smooth.apply_per_fold(
             ctx.smoothing, [out for out, _ in cv.outputs], backend.splits, backend.nodes, backend.labels.values,
             backend.labels.kind, alpha)}
-    return write_outputs(run_dir, meta, backend.labels, backend.nodes, ctx.gene_ids, backend.splits, cv, baselines,
-                         ctx.gene_info, smoothed)
+    report = write_outputs(run_dir, meta, backend.labels, backend.nodes, ctx.gene_ids, backend.splits, cv, baselines,
+                           ctx.gene_info, smoothed)
+    for checkpoints in cv.checkpoints:  # keep_checkpoints none: best.pt goes once the run is written
+        checkpoints.drop_best()
+    return report

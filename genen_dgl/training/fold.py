@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -95,18 +95,23 @@ class FoldTrainer:
             val = self.score(self.split.fold.val)
             if self.stopping.update(self.epoch, val and val["loss"], self.model):
                 self.checkpoints.save_best(self.stopping.best_state)
-            self.history.append({"epoch": self.epoch, "loss": loss, **({} if val is None else {
-                "val_loss": val["loss"], **{f"val_{k}": v for k, v in val.items() if k not in ("loss", "undefined")}})})
-            if not tty and (self.epoch % 10 == 0 or time.monotonic() - said >= 30):
-                log.info("%s epoch %d/%d: %s", self.split.name, self.epoch, self.stopping.epochs,
-                         self._progress(self.history[-1]))
-                said = time.monotonic()
+            row = {"epoch": self.epoch, "loss": loss}
+            if val is not None:  # the history is the validated epochs' (none for the refit)
+                row.update({"val_loss": val["loss"], **{f"val_{k}": v for k, v in val.items()
+                                                        if k not in ("loss", "undefined")}})
+                self.history.append(row)
+                if not tty and (self.epoch % 10 == 0 or time.monotonic() - said >= 30):
+                    log.info("%s epoch %d/%d: %s", self.split.name, self.epoch, self.stopping.epochs,
+                             self._progress(row))
+                    said = time.monotonic()
             self.epoch += 1
             self.checkpoints.save({"epoch": self.epoch, "model": self.model.state_dict(),
                                    **self.optimiser.state_dict(), **self.stopping.state_dict(),
                                    "history": self.history}, self.history)
             bar.update(1)
-            bar.set_postfix_str(self._progress(self.history[-1]))
+            bar.set_postfix_str(self._progress(row))
+        if self.stopping.finish(self.model):
+            self.checkpoints.save_best(self.stopping.best_state)
         bar.close()
         self.source.close()
         self.model.load_state_dict(self.stopping.best_state)
@@ -155,3 +160,4 @@ class CrossValidation:
     outputs: list[tuple[np.ndarray, np.ndarray]]  # per split: outputs and embeddings of every gene
     refit: tuple[int, np.ndarray] | None  # epochs and embeddings of every gene of the refit model
     histories: list[list[dict]]  # per split: epoch, train loss, validation loss and metrics
+    checkpoints: list = field(default_factory=list)  # per split and the refit: their files (pruned once written)

@@ -29,6 +29,11 @@ class EarlyStopping:
         self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return True
 
+    def finish(self, model: torch.nn.Module) -> bool:
+        """After the last epoch: whether the kept weights are still to be written (no: each
+        improvement wrote them)."""
+        return False
+
     def state_dict(self) -> dict:
         return {"best_state": self.best_state, "best_loss": float(self.best_loss), "best_epoch": self.best_epoch}
 
@@ -47,5 +52,10 @@ class FixedEpochs(EarlyStopping):
         return epoch >= self.epochs
 
     def update(self, epoch: int, val_loss: float | None, model: torch.nn.Module) -> bool:
-        self.best_epoch, self.best_state = epoch, model.state_dict()
+        self.best_epoch = epoch
+        return False
+
+    def finish(self, model: torch.nn.Module) -> bool:
+        """The last epoch's weights (the initial ones after zero epochs), written once."""
+        self.best_state = model.state_dict()
         return True
