@@ -105,6 +105,10 @@ def test_leftover_check_looks_at_this_module_only(parts, tmp_path):
     segment = Path("/dev/shm") / f"genen{os.getpid()}_node_meta"
     try:
         segment.write_bytes(b"")
+        deadline = time.monotonic() + 30  # until the child has exec'd (before, /proc shows pytest's command line)
+        while b"genen_dgl.distributed.train" not in Path(f"/proc/{stand_in.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the stand-in process did not start"
+            time.sleep(0.05)
         assert stand_in.pid in leftovers("genen", other)[0]  # the check does see it under its own folder
         pids, segments = ours(parts)
         assert stand_in.pid not in pids and segment.name not in segments
