@@ -1,7 +1,7 @@
 """Issue 26: how local a distributed run's sampling is, before and after.
 
 For each mode (``SEEDS:PREDICT``, e.g. ``global:batched`` = the behaviour before issue 26,
-``partition:auto`` = after) one ``python -m genen_dgl.launch --parts DIR --local N`` run,
+``partition:auto`` = after) one ``python -m genen_dgl.distributed.launch --parts DIR --local N`` run,
 then from its ``metrics.json`` (``distributed.per_rank``, summed over ranks):
 
 * ``local_input_share``: share of the training minibatches' sampled input nodes that the
@@ -62,7 +62,7 @@ def summarise(metrics: dict) -> dict:
 
 def run_mode(args, mode: str, out: Path) -> dict:
     seeds, predict = mode.split(":")
-    cmd = [sys.executable, "-m", "genen_dgl.launch", "--parts", str(args.parts), "--local", str(args.local),
+    cmd = [sys.executable, "-m", "genen_dgl.distributed.launch", "--parts", str(args.parts), "--local", str(args.local),
            "--timeout", str(args.timeout), "--", "--seeds-from", seeds, "--predict", predict, "--out", str(out),
            *args.train]
     start = time.perf_counter()

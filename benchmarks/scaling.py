@@ -8,7 +8,7 @@
   ``benchmarks/throughput.py`` in a fresh process (its own peak RSS), genen and the
   dgl.nn reference side by side. Plot: ``results/scaling_size.png``.
 * ``trainers``: 1, 2 and 4 trainers on this host with the local launcher
-  (``python -m genen_dgl.partition`` into N parts, then ``python -m genen_dgl.launch
+  (``python -m genen_dgl.partition`` into N parts, then ``python -m genen_dgl.distributed.launch
   --local N --parts DIR -- <trainer options>``): the mean epoch time the distributed
   trainer reports (``metrics.json`` -> ``distributed.epoch_seconds_mean``, a global batch
   split over the ranks), the speedup over one trainer and the parallel efficiency
@@ -180,7 +180,7 @@ def trainers_part(args, machine: dict, run_id: str) -> None:
                 append_jsonl(args.out, {**row, "status": "failed", "reason": f"partition rc {info['rc']}"})
                 continue
         run_dir = args.scratch / f"run-{name}-{n}-{run_id}"
-        launch_cmd = [sys.executable, "-m", "genen_dgl.launch", "--local", str(n), "--parts", str(parts),
+        launch_cmd = [sys.executable, "-m", "genen_dgl.distributed.launch", "--local", str(n), "--parts", str(parts),
                       "--timeout", str(args.timeout), "--", "--model", args.model, "--epochs", str(args.trainer_epochs),
                       "--out", str(run_dir), *args.trainer_args.split()]
         print(f"{n} trainer(s): {' '.join(launch_cmd)}", flush=True)
@@ -260,7 +260,7 @@ def plot(args) -> list[Path]:
         axes[1].axhline(1, ls="--", color="grey")
         axes[1].set_ylabel("parallel efficiency")
         for ax in axes:
-            ax.set_xlabel("trainers (python -m genen_dgl.launch --local N)")
+            ax.set_xlabel("trainers (python -m genen_dgl.distributed.launch --local N)")
             ax.set_xticks(ns)
             ax.grid(alpha=.3)
         axes[0].legend()

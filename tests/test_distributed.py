@@ -1,6 +1,6 @@
 """Distributed runs on 127.0.0.1: 2 graph servers + 2 trainers on DGL's DistGraph.
 
-Each test starts real DGL processes through ``python -m genen_dgl.launch --local 2``
+Each test starts real DGL processes through ``python -m genen_dgl.distributed.launch --local 2``
 (about 20-40 s each on 2 cores). The slow ones (``pytest -m slow``) add kill-and-resume and the
 check that DGL's stock server setup still breaks with two servers on one host.
 """
@@ -26,7 +26,7 @@ import pytest
 
 from genen_dgl.config import TrainConfig
 from genen_dgl.errors import InputError
-from genen_dgl.launch import LOCK_DIR, HostLock, leftovers
+from genen_dgl.distributed.launch import LOCK_DIR, HostLock, leftovers
 from genen_dgl.partition import main as partition
 from genen_dgl.local import LocalBackend
 from genen_dgl.training.cross_validation import run_cross_validation
@@ -70,7 +70,7 @@ def launch(parts: Path, *args: str, env: dict | None = None) -> subprocess.Popen
     with host_locks():  # free now: the launcher takes them next
         SEGMENTS_BEFORE.update(leftovers(GRAPH)[1])  # other jobs' stale key-value segments are not ours
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}  # genen_dgl comes from the installed package
-    return subprocess.Popen([sys.executable, "-m", "genen_dgl.launch", "--parts", str(parts), "--local", "2",
+    return subprocess.Popen([sys.executable, "-m", "genen_dgl.distributed.launch", "--parts", str(parts), "--local", "2",
                              "--timeout", "240", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -141,9 +141,9 @@ def test_stock_servers_on_one_host_still_crash(parts, monkeypatch):
     DGL fixed its segment names and the workaround can go."""
     script = ("import sys\nfrom genen_dgl.distributed.env import Layout\n"
               "Layout.owns_shared_memory = lambda self, machine: True\n"
-              "import genen_dgl.launch as launch\n"  # one host lock per server, or the launcher refuses server 1
+              "import genen_dgl.distributed.launch as launch\n"  # one host lock per server, or the launcher refuses server 1
               "launch.lock_file = lambda layout, m: launch.LOCK_DIR / f'.genen-dgl-demo{m}.lock'\n"
-              "from genen_dgl.launch import main\n"
+              "from genen_dgl.distributed.launch import main\n"
               f"sys.exit(main(['--parts', {str(parts)!r}, '--local', '2', '--timeout', '120', "
               "'--trainer-module', 'genen_dgl.distributed.check']))\n")
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=200)

@@ -14,7 +14,7 @@ import pytest
 
 from genen_dgl.distributed.server import owned_segments
 from genen_dgl.errors import InputError
-from genen_dgl.launch import (HostLock, Supervisor, expand_tasks_per_node, local_layout, main, parse_nodelist,
+from genen_dgl.distributed.launch import (HostLock, Supervisor, expand_tasks_per_node, local_layout, main, parse_nodelist,
                               slurm_layout, task_nodes)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +150,7 @@ def test_timeout_and_signal_stop_everything():
 
 def test_children_die_with_a_killed_launcher():
     """Even a SIGKILLed launcher leaves nothing behind (PR_SET_PDEATHSIG)."""
-    script = ("import os, sys, time\nfrom genen_dgl.launch import Supervisor\n"
+    script = ("import os, sys, time\nfrom genen_dgl.distributed.launch import Supervisor\n"
               f"c = Supervisor().start('trainer', 0, {sleeper()!r}, dict(os.environ))\n"
               "print(c.popen.pid, file=sys.stderr, flush=True)\ntime.sleep(60)\n")
     parent = subprocess.Popen([PY, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

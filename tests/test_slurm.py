@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from genen_dgl.launch import leftovers
+from genen_dgl.distributed.launch import leftovers
 from genen_dgl.partition import main as partition
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 Run in place of the trainer::
 
-    python -m genen_dgl.launch --parts DIR --local 2 --trainer-module genen_dgl.distributed.check
+    python -m genen_dgl.distributed.launch --parts DIR --local 2 --trainer-module genen_dgl.distributed.check
 
 Every trainer takes its share of the labelled genes, runs full epochs of DGL's
 distributed neighbour sampling on the heterograph (``DistNodeDataLoader`` +

@@ -93,5 +93,6 @@ def required(name: str) -> str:
     value = os.environ.get(name)
     if value is None:
         from genen_dgl.errors import InputError
-        raise InputError(f"environment variable {name} is not set; start this through python -m genen_dgl.launch")
+        raise InputError(f"environment variable {name} is not set; start this through "
+                         "python -m genen_dgl.distributed.launch")
     return value

@@ -1,5 +1,5 @@
 """``python -m genen_dgl.distributed.server``: one DGL graph server, configured by the
-environment :mod:`genen_dgl.launch` sets (:mod:`genen_dgl.distributed.env`).
+environment :mod:`genen_dgl.distributed.launch` sets (:mod:`genen_dgl.distributed.env`).
 
 The server that owns its host's shared memory runs as DGL's own
 ``dgl.distributed.initialize`` would start it. Any other server on the same host runs

@@ -1,6 +1,6 @@
 """``python -m genen_dgl.distributed.train``: cross-validated training on a DGL DistGraph.
 
-Started by :mod:`genen_dgl.launch` (which sets DGL's environment), once per trainer
+Started by :mod:`genen_dgl.distributed.launch` (which sets DGL's environment), once per trainer
 rank. Takes the options of ``python -m genen_dgl.train``; the graph variant and dataset
 are the partitions' (``DGL_CONF_PATH``). The DistGraph backend is
 :mod:`genen_dgl.distributed.backend`. Rank 0 writes the run directory (checkpoints

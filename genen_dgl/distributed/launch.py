@@ -1,4 +1,4 @@
-"""``python -m genen_dgl.launch``: start DGL graph servers and trainers, without ssh.
+"""``python -m genen_dgl.distributed.launch``: start DGL graph servers and trainers, without ssh.
 
 Two ways to lay a run out (one logical machine per partition; each runs one graph server
 and ``--trainers`` trainers):
@@ -6,7 +6,7 @@ and ``--trainers`` trainers):
 ``--local N``
     N logical machines on 127.0.0.1 with distinct ports, all started by this process.
     For laptops and tests.
-inside a SLURM allocation (``srun python -m genen_dgl.launch ...``, one task per partition)
+inside a SLURM allocation (``srun python -m genen_dgl.distributed.launch ...``, one task per partition)
     each task is one logical machine: the ip_config comes from the step's node list
     (``scontrol show hostnames``), the task layout (``SLURM_STEP_TASKS_PER_NODE``,
     ``SLURM_DISTRIBUTION`` block or cyclic) and the task's ``SLURM_PROCID``; ports and
@@ -56,9 +56,9 @@ from genen_dgl.distributed.env import Layout
 from genen_dgl.errors import InputError, cli
 from genen_dgl.provenance import add_version
 
-log = logging.getLogger("genen_dgl.launch")
+log = logging.getLogger("genen_dgl.distributed.launch")
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 LOCK_DIR = Path("/dev/shm")
 POLL_S = 0.1
 TIMEOUT_EXIT = 124
@@ -447,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     trainer_args = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[:argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(prog="python -m genen_dgl.launch", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m genen_dgl.distributed.launch",
+                                     description=__doc__.split("\n\n")[0],
                                      usage="%(prog)s --parts DIR [--local N] [options] -- [trainer options]",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_version(parser)
