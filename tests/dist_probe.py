@@ -28,12 +28,13 @@ from genen_dgl.config import TrainConfig
 from genen_dgl.data.graph import load_graph
 from genen_dgl.sampling.blocks import fixed_weights, to_message_block
 from genen_dgl.distributed.backend import (
-    TARGET, DistBackend, DistPredictor, LayerwisePredictor, connect, disconnect,
+    DistBackend, DistPredictor, LayerwisePredictor, connect, disconnect,
 )
 from genen_dgl.distributed.env import required
 from genen_dgl.distributed.train import entry
 from genen_dgl.local import FullGraphPredictor
 from genen_dgl.partition import PartitionInfo
+from genen_dgl.schema import GENE
 from genen_dgl.nn.build import new_model
 
 
@@ -55,7 +56,7 @@ def main() -> int:
     want = set(steps.genes.tolist())
     for epoch in range(args.epochs):
         mine = steps.share(epoch)
-        owned = float((data.owner[TARGET][mine] == data.part).float().mean())
+        owned = float((data.owner[GENE][mine] == data.part).float().mean())
         n_steps = sum(1 for _ in steps.epoch(epoch))
         got = [None] * world
         tdist.all_gather_object(got, (mine.tolist(), owned, len(steps), n_steps))
@@ -71,7 +72,7 @@ def main() -> int:
         cfg = dataclasses.replace(config, model=model_name)
         data.config = cfg
         torch.manual_seed(0)
-        model = new_model(cfg, data.graph, data.feats[TARGET].shape[1], data.labels.width)
+        model = new_model(cfg, data.graph, data.feats[GENE].shape[1], data.labels.width)
         lw = LayerwisePredictor(data, None).predict(model, genes)
         bt = DistPredictor(data, None).predict(model, genes)
         row = {"batched_out": float(np.abs(lw[0] - bt[0]).max()), "batched_emb": float(np.abs(lw[1] - bt[1]).max()),

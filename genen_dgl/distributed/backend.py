@@ -55,10 +55,9 @@ from genen_dgl.training.cross_validation import RunContext
 from genen_dgl.training.objective import scores
 from genen_dgl.training.sources import Step, StepSource
 
-TARGET = GENE
 
 
-def as_dict(nodes, ntype: str = TARGET) -> dict[str, torch.Tensor]:
+def as_dict(nodes, ntype: str = GENE) -> dict[str, torch.Tensor]:
     """DGL hands bare tensors back on a graph with one node type."""
     return nodes if isinstance(nodes, dict) else {ntype: nodes}
 
@@ -66,7 +65,7 @@ def as_dict(nodes, ntype: str = TARGET) -> dict[str, torch.Tensor]:
 def seeds_of(g, ids: torch.Tensor):
     """Seed nodes for DGL's samplers: by type on a heterograph, a bare tensor on a graph
     with one node and edge type (DGL keeps those homogeneous)."""
-    return {TARGET: ids} if len(g.ntypes) > 1 or len(g.canonical_etypes) > 1 else ids
+    return {GENE: ids} if len(g.ntypes) > 1 or len(g.canonical_etypes) > 1 else ids
 
 
 def connect() -> None:
@@ -188,7 +187,8 @@ class DistBackend:
             raise InputError("hide_test_annotations: not available on a DistGraph (its partitions keep every "
                              "gene-GO edge); train on one machine (python -m genen_dgl.train)")
         if seeds_from not in SEEDS_FROM or predict not in PREDICT:
-            raise InputError(f"seeds_from {seeds_from!r} / predict {predict!r}: expected one of {SEEDS_FROM} / {PREDICT}")
+            raise InputError(f"seeds_from {seeds_from!r} / predict {predict!r}: expected one of {SEEDS_FROM} / "
+                             f"{PREDICT}")
         self.config, self.info = config, info
         self.seeds_from, self.predict_mode, self.eval_fanouts = seeds_from, predict, eval_fanouts
         self.graph = g = dgl.distributed.DistGraph(info.graph_name)
@@ -208,11 +208,11 @@ class DistBackend:
             inv = torch.empty_like(orig)
             inv[orig] = torch.arange(len(orig))
             self.to_shuffled[t] = inv
-        self.num_genes = len(self.mapping[TARGET])
-        self.label = g.nodes[TARGET].data[task["label_field"]]
+        self.num_genes = len(self.mapping[GENE])
+        self.label = g.nodes[GENE].data[task["label_field"]]
         if self.rank == 0:  # the labels the servers hold are the labels the folds were cut from
-            shuffled = self.to_shuffled[TARGET][torch.as_tensor(self.nodes)]
-            flagged = g.nodes[TARGET].data[task["labelled_field"]][shuffled].numpy()
+            shuffled = self.to_shuffled[GENE][torch.as_tensor(self.nodes)]
+            flagged = g.nodes[GENE].data[task["labelled_field"]][shuffled].numpy()
             if not (flagged == 1).all() or not np.allclose(self.label[shuffled].numpy(), self.labels.values):
                 raise InputError(f"partition labels of {config.task} do not match; partition again", info.root)
         self.feats = {t: g.nodes[t].data["feat"] for t in g.ntypes}
@@ -250,11 +250,11 @@ class DistBackend:
         return {t: masked[t][self.mapping[t], 0] > 0 for t in masked}
 
     def model(self, split: Split) -> DistributedDataParallel:
-        net = new_model(self.config, self.graph, self.feats[TARGET].shape[1], self.labels.width).to(self.device)
+        net = new_model(self.config, self.graph, self.feats[GENE].shape[1], self.labels.width).to(self.device)
         return DistributedDataParallel(net, find_unused_parameters=True)
 
     def steps(self, split: Split) -> "DistSteps":
-        return DistSteps(self, self.to_shuffled[TARGET][torch.as_tensor(self.nodes[split.fold.train])],
+        return DistSteps(self, self.to_shuffled[GENE][torch.as_tensor(self.nodes[split.fold.train])],
                          self.keep(split.seed))
 
     def predictor(self, split: Split) -> "AutoPredictor":
@@ -362,7 +362,7 @@ class DistSteps(StepSource):
 
     def __init__(self, data: DistBackend, genes: torch.Tensor, keep: dict | None):
         self.data, self.genes, self.keep = data, genes, keep
-        self.owner = data.owner[TARGET][genes]
+        self.owner = data.owner[GENE][genes]
 
     def __len__(self) -> int:
         return -(-(-(-len(self.genes) // self.data.world)) // self.data.rank_batch)
@@ -376,10 +376,10 @@ class DistSteps(StepSource):
     def epoch(self, seed: int) -> Iterator[Step]:
         d = self.data
         mine = self.share(seed)
-        d.traffic.add(epochs=1, seeds=len(mine), local_seeds=int((d.owner[TARGET][mine] == d.part).sum()))
+        d.traffic.add(epochs=1, seeds=len(mine), local_seeds=int((d.owner[GENE][mine] == d.part).sum()))
         start = time.perf_counter()
         for x, blocks, out_ids in d.batches(mine, d.train_sampler, d.rank_batch, self.keep, kind="train"):
-            out_ids = out_ids[TARGET]
+            out_ids = out_ids[GENE]
             yield Step(x, blocks, d.label[out_ids].to(d.device))
         d.traffic.add(train_s=time.perf_counter() - start)  # sampling, pulls and the steps themselves
 
@@ -423,14 +423,14 @@ class DistPredictor(_Inference):
     @torch.no_grad()
     def predict(self, model, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d, module = self.data, self.unwrapped(model)
-        ids = d.to_shuffled[TARGET][torch.as_tensor(genes)]
+        ids = d.to_shuffled[GENE][torch.as_tensor(genes)]
         mine = np.array_split(np.arange(len(ids)), d.world)[d.rank]
         dgl.seed(d.config.seed)  # the same inference whenever it is asked
         seen, outs, hids = [], [], []
         for x, blocks, out_ids in d.batches(ids[mine], d.eval_sampler, d.config.batch_size, self.keep):
             with autocast(d.config.precision, d.device):
                 out, h = module(blocks, x, return_hidden=True)
-            seen.append(out_ids[TARGET])
+            seen.append(out_ids[GENE])
             outs.append(scores(d.labels.kind, out).cpu())
             hids.append(h.float().cpu())
         part = (torch.cat(seen).numpy(), torch.cat(outs).numpy(), torch.cat(hids).numpy()) if seen else None
@@ -458,7 +458,7 @@ class LayerwisePredictor(_Inference):
             out_h = {} if last else {t: d.buffer(i % 2, t, width) for t in d.graph.ntypes}
             # one node type per loader: DGL's distributed sampler got some GO rows of minibatches
             # mixing genes and GO terms wrong (seen on the sample dataset: 5 of 239, partition 1)
-            batches = (batch for t in ([TARGET] if last else d.graph.ntypes) for batch in d.batches(
+            batches = (batch for t in ([GENE] if last else d.graph.ntypes) for batch in d.batches(
                 d.own_nodes[t] if len(d.graph.ntypes) == 1 else {t: d.own_nodes[t]}, d.full_sampler,
                 d.config.batch_size, self.keep if i == 0 else None, kind="layerwise", feats=h))
             for x, blocks, out_nodes in batches:
@@ -472,10 +472,10 @@ class LayerwisePredictor(_Inference):
                         outs.append(scores(d.labels.kind, y[rows]).cpu())
                     else:
                         out_h[t][n] = y[rows].float().cpu()
-                        if i == layers - 2 and t == TARGET:
+                        if i == layers - 2 and t == GENE:
                             emb[i] = emb.get(i, []) + [(n, pre[rows].float().cpu())]
             if last and layers == 1:  # the embedding of a one-layer model is its input
-                emb[0] = [(n, h[TARGET][n] if self.keep is None else h[TARGET][n] * self.keep[TARGET][n, None])
+                emb[0] = [(n, h[GENE][n] if self.keep is None else h[GENE][n] * self.keep[GENE][n, None])
                           for n in seen]
             if not last:
                 for t, tensor in out_h.items():  # pushes are one-way messages: a pull from the same
@@ -489,7 +489,7 @@ class LayerwisePredictor(_Inference):
         if seen:
             got = torch.cat(seen)
             part = (got.numpy(), torch.cat(outs).numpy(), torch.stack([hid_of[int(v)] for v in got]).numpy())
-        ids = d.to_shuffled[TARGET][torch.as_tensor(genes)]
+        ids = d.to_shuffled[GENE][torch.as_tensor(genes)]
         return gather_rows(d, genes, ids, part)
 
 

@@ -23,11 +23,12 @@ from genen_dgl.config import parse_ints
 from genen_dgl.data.graph import load_graph
 from genen_dgl.dgl_compat import dgl
 from genen_dgl.distributed.env import required
-from genen_dgl.distributed.backend import TARGET, as_dict, connect, disconnect, graph_etype, rank_share, seeds_of
+from genen_dgl.distributed.backend import as_dict, connect, disconnect, graph_etype, rank_share, seeds_of
 from genen_dgl.distributed.train import entry
 from genen_dgl.errors import cli
 from genen_dgl.partition import PartitionInfo
 from genen_dgl.provenance import add_version
+from genen_dgl.schema import GENE
 
 
 def check_batch(blocks, input_nodes, g, original, nmap, emap) -> tuple[int, int, int]:
@@ -68,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     mapping = info.mapping()
     nmap, emap = mapping["node"], mapping["edge"]
     nodes, labels = info.labels(task)
-    inv = torch.empty_like(nmap[TARGET])
-    inv[nmap[TARGET]] = torch.arange(len(inv))
+    inv = torch.empty_like(nmap[GENE])
+    inv[nmap[GENE]] = torch.arange(len(inv))
     seeds_all = inv[torch.as_tensor(nodes)]
-    label = g.nodes[TARGET].data[info.meta["tasks"][task]["label_field"]]
+    label = g.nodes[GENE].data[info.meta["tasks"][task]["label_field"]]
     counts = torch.zeros(5, dtype=torch.int64)  # batches, edges, feature rows, label rows, mismatches
     sampler = dgl.dataloading.NeighborSampler(args.fanouts)
     for epoch in range(args.epochs):
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                                                     shuffle=True)
         for input_nodes, output_nodes, blocks in loader:
             edges, rows, bad = check_batch(blocks, as_dict(input_nodes), g, original, nmap, emap)
-            out = as_dict(output_nodes)[TARGET]
+            out = as_dict(output_nodes)[GENE]
             order = torch.argsort(seeds_all)
             want = torch.as_tensor(labels.values)[order][torch.searchsorted(seeds_all[order], out)]
             bad += int((label[out] != want).sum())
