@@ -27,15 +27,19 @@ row of :math:`F` (classes: its softmax; regression: plus the mean). Over two gra
     gene–GO–gene: :math:`A = B B^\\top`, :math:`B` the gene × GO-term incidence of the
     annotations (never formed: :math:`S F = D^{-1/2} B (B^\\top D^{-1/2} F)`).
 
+Each is scored on a split's validation and test genes (:func:`held_out`): the test rows
+are its out-of-fold outputs, the validation rows what :mod:`genen_dgl.ensemble` is chosen on.
 A view the dataset cannot provide (no PPI edges, no annotations) is not run, and
 :func:`not_run` says why (the run's summary line names it). With
 ``hide_test_annotations`` the GO-derived baselines (``go_annotations``, ``lp_go``) see each
-fold's test genes without annotations: an all-zero multi-hot row, no row of :math:`B`.
+split's held-out genes, validation and test, without annotations (as the GNN's graph does):
+an all-zero multi-hot row, no row of :math:`B`.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
@@ -136,10 +140,10 @@ class Propagation:
         return f
 
     def predict(self, nodes: np.ndarray, y: np.ndarray, kind: str, fold: Fold, width: int) -> np.ndarray:
-        """Outputs on ``fold.test`` from the labels of ``fold.train`` only (``nodes``: the
-        labelled genes' node ids), as :func:`fit_predict`'s."""
+        """Outputs on :func:`held_out` genes from the labels of ``fold.train`` only (``nodes``:
+        the labelled genes' node ids), as :func:`fit_predict`'s."""
         n = (self.a if self.b is None else self.b).shape[0]
-        train, test = nodes[fold.train], nodes[fold.test]
+        train, test = nodes[fold.train], nodes[held_out(fold)]
         if kind == "regression":
             target = y[fold.train].astype(np.float64)[:, None]
         elif kind == "multilabel":  # already one column per class
@@ -174,21 +178,27 @@ def propagations(graph) -> dict[str, Propagation]:
     return out
 
 
+def held_out(fold: Fold) -> np.ndarray:
+    """The genes a split scores and, with ``hide_test_annotations``, hides: validation, then test."""
+    return np.concatenate([fold.val, fold.test])
+
+
 def fit_predict(x, y: np.ndarray, kind: str, fold: Fold, width: int, seed: int) -> np.ndarray:
-    """Outputs on ``fold.test`` (class probabilities, or predictions as one column) of the
-    model fitted on ``fold.train``; multilabel: one logistic regression per class
-    (one-vs-rest), each class's probability."""
+    """Outputs on :func:`held_out` genes (class probabilities, or predictions as one
+    column) of the model fitted on ``fold.train``; multilabel: one logistic regression per
+    class (one-vs-rest), each class's probability."""
+    rows = held_out(fold)
     scaler = "passthrough" if sparse.issparse(x) else StandardScaler()  # multi-hot stays 0/1
     if kind == "regression":
         model = make_pipeline(scaler, Ridge(alpha=1.0)).fit(x[fold.train], y[fold.train])
-        return model.predict(x[fold.test])[:, None]
+        return model.predict(x[rows])[:, None]
     if kind == "multilabel":
         model = make_pipeline(scaler, OneVsRestClassifier(LogisticRegression(max_iter=2000, random_state=seed)))
-        return model.fit(x[fold.train], y[fold.train]).predict_proba(x[fold.test])
+        return model.fit(x[fold.train], y[fold.train]).predict_proba(x[rows])
     model = make_pipeline(scaler, LogisticRegression(max_iter=2000, random_state=seed))
     model.fit(x[fold.train], y[fold.train])
-    proba = np.zeros((len(fold.test), width))
-    proba[:, model[-1].classes_] = model.predict_proba(x[fold.test])
+    proba = np.zeros((len(rows), width))
+    proba[:, model[-1].classes_] = model.predict_proba(x[rows])
     return proba
 
 
@@ -206,52 +216,75 @@ def baseline_inputs(graph, config: TrainConfig, nodes: np.ndarray, splits: list[
     return per_seed
 
 
-def out_of_fold(inputs: dict[int, dict], y: np.ndarray, kind: str, width: int, splits: list[Split],
-                hide: bool = False) -> dict[str, dict[int, np.ndarray]]:
-    """Each view's out-of-fold outputs per seed, ``(genes, width)``: every labelled gene's
-    row from the split of that seed that held it out (``hide``: the GO-derived views
-    without the split's test genes' annotations)."""
-    out: dict[str, dict[int, np.ndarray]] = {}
+def held_out_rows(fold: Fold, outputs: np.ndarray, genes: int) -> np.ndarray:
+    """``outputs`` on :func:`held_out` genes as rows of every labelled gene (NaN elsewhere)."""
+    rows = np.full((genes, outputs.shape[1]), np.nan)
+    rows[held_out(fold)] = outputs
+    return rows
+
+
+def fitted(inputs: dict[int, dict], y: np.ndarray, kind: str, width: int, splits: list[Split],
+           hide: bool = False) -> dict[str, list[np.ndarray]]:
+    """Each view's outputs per split, ``(genes, width)`` with the split's validation and
+    test rows (:func:`held_out_rows`; ``hide``: the GO-derived views without the held-out
+    genes' annotations)."""
+    out: dict[str, list[np.ndarray]] = {}
     for name in next(iter(inputs.values())):
-        out[name] = {}
+        out[name] = []
         for s in splits:
-            rows = out[name].setdefault(s.seed, np.zeros((len(y), width)))
             x = inputs[s.seed][name]
             if hide and name in GO_DERIVED:
-                x = without_rows(x, s.fold.test)
-            rows[s.fold.test] = fit_predict(x, y, kind, s.fold, width, s.seed)
+                x = without_rows(x, held_out(s.fold))
+            out[name].append(held_out_rows(s.fold, fit_predict(x, y, kind, s.fold, width, s.seed), len(y)))
     return out
 
 
 def propagated(graph, nodes: np.ndarray, y: np.ndarray, kind: str, width: int, splits: list[Split],
-               hide: bool = False) -> dict[str, dict[int, np.ndarray]]:
-    """Each label propagation's out-of-fold outputs per seed, as :func:`out_of_fold`'s."""
-    out: dict[str, dict[int, np.ndarray]] = {}
+               hide: bool = False) -> dict[str, list[np.ndarray]]:
+    """Each label propagation's outputs per split, as :func:`fitted`'s."""
+    out: dict[str, list[np.ndarray]] = {}
     for name, lp in propagations(graph).items():
-        out[name] = {}
+        out[name] = []
         for s in splits:
-            rows = out[name].setdefault(s.seed, np.zeros((len(y), width)))
-            used = lp.hiding(nodes[s.fold.test]) if hide and name in GO_DERIVED else lp
-            rows[s.fold.test] = used.predict(nodes, y, kind, s.fold, width)
+            used = lp.hiding(nodes[held_out(s.fold)]) if hide and name in GO_DERIVED else lp
+            out[name].append(held_out_rows(s.fold, used.predict(nodes, y, kind, s.fold, width), len(y)))
     return out
 
 
-def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray,
-                  splits: list[Split]) -> tuple[dict, dict[str, dict[int, np.ndarray]]]:
-    """Every baseline's metrics on every split of a run, as the GNN's, and its
-    out-of-fold outputs per seed (for :func:`genen_dgl.evaluation.strata`)."""
+def out_of_fold(per_split: dict[str, list[np.ndarray]], splits: list[Split]) -> dict[str, dict[int, np.ndarray]]:
+    """Each model's out-of-fold outputs per seed: every labelled gene's row from the split
+    of that seed that held it out as a test gene."""
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for name, outputs in per_split.items():
+        out[name] = {}
+        for s, rows in zip(splits, outputs):
+            out[name].setdefault(s.seed, np.zeros_like(rows))[s.fold.test] = rows[s.fold.test]
+    return out
+
+
+@dataclass
+class Baselines:
+    """Every baseline of a run: ``report`` (per name: model, input, per-split metrics and
+    their summary), and its outputs per split (:func:`fitted`) and out of fold per seed."""
+
+    report: dict
+    per_split: dict[str, list[np.ndarray]]
+    per_seed: dict[str, dict[int, np.ndarray]]
+
+
+def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray, splits: list[Split]) -> Baselines:
+    """Every baseline on every split of a run, scored as the GNN is."""
     hide = config.hide_test_annotations
     y, kind, width = labels.values, labels.kind, labels.width
-    outputs = {**out_of_fold(baseline_inputs(graph, config, nodes, splits), y, kind, width, splits, hide),
-               **propagated(graph, nodes, y, kind, width, splits, hide)}
-    out = {}
-    for name, per_seed in outputs.items():
-        folds = [{"seed": s.seed, "fold": s.k, **metrics(kind, y[s.fold.test], per_seed[s.seed][s.fold.test],
-                                                         labels.classes)}
-                 for s in splits]
+    per_split = {**fitted(baseline_inputs(graph, config, nodes, splits), y, kind, width, splits, hide),
+                 **propagated(graph, nodes, y, kind, width, splits, hide)}
+    report = {}
+    for name, outputs in per_split.items():
+        folds = [{"seed": s.seed, "fold": s.k, **metrics(kind, y[s.fold.test], rows[s.fold.test], labels.classes)}
+                 for s, rows in zip(splits, outputs)]
         model = "label_propagation" if name.startswith("lp_") else "ridge" if kind == "regression" \
             else "logistic_regression"
-        out[name] = {"model": model, "input": name, "folds": folds, "summary": summarize(folds)}
-        log.info("baseline %s: %s", name, ", ".join(f"{k[:-5]}={v:.3f}" for k, v in out[name]["summary"].items()
+        report[name] = {"model": model, "input": name, "folds": folds, "summary": summarize(folds)}
+        log.info("baseline %s: %s", name, ", ".join(f"{k[:-5]}={v:.3f}" for k, v in report[name]["summary"].items()
                                                     if k.endswith("_mean")))
-    return out, outputs
+    return Baselines(report, per_split, out_of_fold(per_split, splits))

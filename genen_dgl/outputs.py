@@ -33,7 +33,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from genen_dgl.atomic import atomic_path
-from genen_dgl.baselines import NAMES
+from genen_dgl.baselines import NAMES, Baselines
 from genen_dgl.calibration import BINS, Calibrator, cross_fit, quality, reliability
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.genes import TEXT_SOURCES
@@ -103,17 +103,18 @@ def stratified(labels: Labels, per_model: dict[str, dict[int, np.ndarray]], anno
 
 
 def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, gene_ids: list[str],
-                  splits: list[Split], cv: CrossValidation, baselines: tuple[dict, dict],
-                  gene_info: pd.DataFrame, smoothed: dict | None = None) -> dict:
+                  splits: list[Split], cv: CrossValidation, baselines: Baselines,
+                  gene_info: pd.DataFrame, smoothed: dict | None = None, ensembled: dict | None = None) -> dict:
     """metrics.json (``meta`` first: task, graph, model, ...; then the splits' metrics, the
     baselines' and the paired tests, calibration, popularity and the strata; with
     ``smoothed``, Correct & Smooth's per-fold metrics
-    (:func:`genen_dgl.correct_smooth.apply_per_fold`), summarised and tested against the
+    (:func:`genen_dgl.correct_smooth.apply_per_fold`), with ``ensembled`` the ensemble's
+    (:func:`genen_dgl.ensemble.apply_per_fold`), each summarised and tested against the
     model and each baseline), predictions, scores, the reliability diagram and embeddings;
-    returns the report. ``baselines``: their report and out-of-fold outputs
+    returns the report. ``baselines``: their report and outputs
     (:func:`genen_dgl.baselines.baselines_for`); ``gene_info``: per gene node,
     ``go_annotations`` (count) and ``text_source`` (:func:`genen_dgl.data.graph.gene_info`)."""
-    baselines, baseline_outputs = baselines
+    baseline_outputs, baselines = baselines.per_seed, baselines.report
     key = headline_metric(labels.kind)
     summary = summarize(cv.results)
     test_share = len(splits[0].fold.test) / len(nodes)
@@ -129,7 +130,8 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
         "labelled_genes": int(len(nodes)), **class_counts(labels, splits),
         "skipped_genes": {"count": len(labels.skipped), "file": SKIPPED}, "folds": cv.results, "summary": summary,
         "baselines": baselines, "comparisons": {"metric": key, **comparisons},
-        **({"correct_smooth": _smoothed_report(smoothed, cv.results, baselines, key, test_share)} if smoothed else {}),
+        **({"correct_smooth": _beside_model(smoothed, cv.results, baselines, key, test_share)} if smoothed else {}),
+        **({"ensemble": _beside_model(ensembled, cv.results, baselines, key, test_share)} if ensembled else {}),
         "calibration": calibration, "popularity": popularity,
         "embeddings": ({"file": "embeddings.npy", "model": f"refit on all labelled genes for {cv.refit[0]} epochs",
                         "layer": "last hidden layer, before its activation (width --hidden)"}
@@ -158,7 +160,7 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
             tmp.write_text("\n".join(gene_ids) + "\n")
     log.info("summary %s | %s", _fmt(summary),
              " | ".join(f"{name} {_fmt(b['summary'])}" for name, b in [*baselines.items()] +
-                        ([("correct_smooth", report["correct_smooth"])] if smoothed else [])))
+                        [(k, report[k]) for k in ("correct_smooth", "ensemble") if k in report]))
     if calibration:
         log.info("calibration of the out-of-fold scores: %s", ", ".join(
             f"{k} Brier {calibration[k]['brier']:.4f}, ECE {calibration[k]['ece']:.4f}"
@@ -170,16 +172,18 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
     return report
 
 
-def _smoothed_report(smoothed: dict, results: list[dict], baselines: dict, key: str, test_share: float) -> dict:
-    """C&S's folds and summary (test), its validation summary beside the model's (the
-    share that chooses between them), and paired tests against the model and each baseline."""
-    scores = [f[key] for f in smoothed["folds"]]
+def _beside_model(derived: dict, results: list[dict], baselines: dict, key: str, test_share: float) -> dict:
+    """A score derived from the model's outputs (Correct & Smooth, the ensemble): its folds
+    and summary (test), its validation summary (beside the model's, where given: the share
+    that chooses between them), and paired tests against the model and each baseline."""
+    scores = [f[key] for f in derived["folds"]]
     tests = {"model": paired_test(scores, [r[key] for r in results], test_share),
              **{name: paired_test(scores, [f[key] for f in b["folds"]], test_share) for name, b in baselines.items()}}
-    return {"graph": smoothed["graph"], "alpha": smoothed["alpha"], "folds": smoothed["folds"],
-            "summary": summarize(smoothed["folds"]),
-            "val_summary": summarize(smoothed["val"]) if smoothed["val"] else {},
-            "val_summary_model": summarize(smoothed["val_model"]) if smoothed["val_model"] else {},
+    return {**{k: v for k, v in derived.items() if k not in ("folds", "val", "val_model")},
+            "folds": derived["folds"], "summary": summarize(derived["folds"]),
+            "val_summary": summarize(derived["val"]) if derived["val"] else {},
+            **({"val_summary_model": summarize(derived["val_model"]) if derived["val_model"] else {}}
+               if "val_model" in derived else {}),
             "comparisons": {"metric": key, **tests}}
 
 
@@ -373,9 +377,10 @@ def _fmt(summary: dict) -> str:
 
 
 def summary_line(report: dict, what: str, run_dir: Path) -> str:
-    """The one line a finished run prints: the headline metric of the GNN and of each
-    baseline, each baseline that could not run with the reason, and the data's warnings
-    (a relation that kept under 10% of its file's rows)."""
+    """The one line a finished run prints: the headline metric of the GNN (and of C&S and
+    of its ensemble with the baselines, :mod:`genen_dgl.ensemble`) and of each baseline,
+    each baseline that could not run with the reason, and the data's warnings (a relation
+    that kept under 10% of its file's rows)."""
     key = report["comparisons"]["metric"]
 
     def value(summary: dict) -> str:
@@ -384,7 +389,8 @@ def summary_line(report: dict, what: str, run_dir: Path) -> str:
     bases = [f"{NAMES[name]} {value(b['summary'])}" for name, b in report["baselines"].items()]
     bases += [f"{NAMES[name]} not run: {why}" for name, why in report.get("baselines_not_run", {}).items()]
     warnings = "".join(f"; warning: {w}" for w in report.get("warnings", []))
-    cs = report.get("correct_smooth")
-    smoothed = f", with C&S ({cs['graph']}) {value(cs['summary'])}" if cs else ""
-    return (f"{report['task']} ({report['kind']}), {what}: {key} {value(report['summary'])}{smoothed} "
+    cs, ens = report.get("correct_smooth"), report.get("ensemble")
+    derived = (f", with C&S ({cs['graph']}) {value(cs['summary'])}" if cs else "") + \
+        (f", ranked with the baselines {value(ens['summary'])}" if ens else "")
+    return (f"{report['task']} ({report['kind']}), {what}: {key} {value(report['summary'])}{derived} "
             f"({', '.join(bases)}){warnings}; outputs in {run_dir}")

@@ -31,6 +31,17 @@ def test_the_choice_is_made_on_validation_never_on_test(tmp_path):
     assert (tmp_path / "out" / "choice.png").stat().st_size > 0
 
 
+def test_the_ensemble_row_is_a_configuration_of_its_table(tmp_path):
+    a = table(tmp_path / "a", gnn_test=0.85, gnn_val=0.88, p_go=0.2)
+    frame = pd.read_csv(tmp_path / "a" / "table.csv")
+    ranked = frame.iloc[-1].to_dict() | {"model": "gat+baselines", "mean": 0.9, "val_mean": 0.9, "p_vs_go_annotations": 0.01}
+    pd.concat([frame, pd.DataFrame([ranked])]).to_csv(tmp_path / "a" / "table.csv", index=False)
+    assert main([a, "--out", str(tmp_path / "out")]) == 0
+    chosen = pd.read_csv(tmp_path / "out" / "choice.csv").query("chosen")
+    assert chosen["model"].tolist() == ["gat+baselines"] and chosen["significant"].iloc[0] == "text,go_annotations"
+    assert "**GAT ranked with the baselines · go_ppi · a (chosen)**" in (tmp_path / "out" / "choice.md").read_text()
+
+
 def test_tables_on_other_folds_are_refused(tmp_path, capsys):
     a = table(tmp_path / "a", 0.9, 0.9, 0.01)
     b = table(tmp_path / "b", 0.9, 0.9, 0.01, base=[("text", 0.71, 0.05), ("go_annotations", 0.80, 0.05)])

@@ -113,8 +113,8 @@ def test_bias_split_and_scores(bias_out, labelled, sample_spec):
     assert set(inputs) | {"lp_ppi", "lp_go"} == set(report["baselines"])  # label propagation: tests/test_regimes.py
     for name, x in inputs.items():
         for split, expected in zip(splits, report["baselines"][name]["folds"]):
-            out = fit_predict(x, labels.values, labels.kind, split.fold, 2, split.seed)
-            got = metrics(labels.kind, labels.values[split.fold.test], out)
+            out = fit_predict(x, labels.values, labels.kind, split.fold, 2, split.seed)  # validation, then test rows
+            got = metrics(labels.kind, labels.values[split.fold.test], out[len(split.fold.val):])
             assert {"seed": split.seed, "fold": split.k, **got} == pytest.approx(expected)
 
 
@@ -176,7 +176,11 @@ def test_table(sample_spec, tmp_path):
     gnn = frame[frame["model"].isin(["gcn", "gat"])]
     assert len(gnn) == 3 * 2 * 3
     assert not gnn.duplicated(["task", "model", "variant"]).any()
-    baseline = frame[~frame["model"].isin(["gcn", "gat"])]
+    # each GNN row has its ensemble with the baselines beside it, chosen on validation as a configuration is
+    ranked = frame[frame["model"].isin(["gcn+baselines", "gat+baselines"])]
+    assert list(ranked["model"].str[:3]) == list(gnn["model"]) and list(ranked["variant"]) == list(gnn["variant"])
+    assert ranked["val_mean"].notna().all() and ranked["p_vs_go_annotations"].notna().all()
+    baseline = frame[~frame["model"].isin(["gcn", "gat", "gcn+baselines", "gat+baselines"])]
     names = ["text", "ppi_smoothed", "go_annotations", "lp_ppi", "lp_go"]
     assert list(baseline["task"]) == [t for t in tasks for _ in range(len(names))]
     assert list(baseline["model"]) == names * 3

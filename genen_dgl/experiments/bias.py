@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genen_dgl.baselines import baseline_inputs, out_of_fold
+from genen_dgl.baselines import baseline_inputs, fitted, out_of_fold
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.graph import load_full_graph, load_graph
 from genen_dgl.schema import VARIANTS
@@ -77,8 +77,8 @@ def evaluate(base: TrainConfig, out: Path, graph: str, threshold: float | None) 
             raise InputError("predictions.csv folds differ from the trainer's splits: its splits changed", run_dir)
     full = load_full_graph(data.spec)[0]
     outputs = {config.model: {s.seed: gnn[seed_of == s.seed] for s in splits},
-               **out_of_fold(baseline_inputs(full, config, nodes, splits), labels.values, labels.kind, labels.width,
-                             splits, config.hide_test_annotations)}
+               **out_of_fold(fitted(baseline_inputs(full, config, nodes, splits), labels.values, labels.kind,
+                                    labels.width, splits, config.hide_test_annotations), splits)}
     rows = []
     for model, per_seed in outputs.items():
         for s in splits:

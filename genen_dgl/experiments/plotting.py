@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 
 from genen_dgl.atomic import atomic_path  # noqa: E402
 from genen_dgl.baselines import NAMES as BASELINE_NAMES  # noqa: E402
+from genen_dgl.ensemble import SUFFIX as ENSEMBLE  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,9 @@ NAMES = {"gcn": "GCN", "gat": "GAT", **BASELINE_NAMES, "paper_gcn": "paper: GCN"
 
 
 def pretty(name: str) -> str:
-    """Display name of a model."""
+    """Display name of a model (``gat+baselines``: GAT's ensemble with the baselines)."""
+    if name.endswith(ENSEMBLE):
+        return f"{pretty(name[:-len(ENSEMBLE)])} ranked with the baselines"
     return NAMES.get(name, name)
 
 

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from genen_dgl.atomic import atomic_path
 from genen_dgl.config import CHOICES, TrainConfig
 from genen_dgl.baselines import NAMES
+from genen_dgl.ensemble import SUFFIX as ENSEMBLE
 from genen_dgl.schema import VARIANTS
 from genen_dgl.data.labels import read_labels
 from genen_dgl.data.spec import load_spec
@@ -127,6 +128,17 @@ def validation(run_dir: Path, report: dict) -> tuple[float, float]:
     return float(np.nanmean(values)), float(np.nanstd(values, ddof=1)) if len(values) > 1 else np.nan
 
 
+def ensemble_row(cell: Cell, report: dict, folds: int) -> dict:
+    """The row of the GNN ranked with the baselines (:mod:`genen_dgl.ensemble`): test
+    metric, validation metric and its tests against each baseline."""
+    ens, metric = report["ensemble"], report["comparisons"]["metric"]
+    tests = {k: v for k, v in ens["comparisons"].items() if k not in ("metric", "model")}
+    return {**row(cell.task, report["kind"], cell.model + ENSEMBLE, cell.variant, ens["summary"], folds, tests,
+                  cell.regime),
+            "val_mean": ens["val_summary"].get(f"{metric}_mean", np.nan),
+            "val_std": ens["val_summary"].get(f"{metric}_std", np.nan)}
+
+
 def strata_rows(cell: Cell, report: dict, model: str, variant: str, key: str) -> list[dict]:
     """The strata of ``key`` (``gnn`` or a baseline) in a run's metrics.json as rows."""
     metric = report["comparisons"]["metric"]
@@ -162,6 +174,7 @@ def run_cell(base: TrainConfig, out: Path, cell: Cell) -> dict:
            **dict(zip(("val_mean", "val_std"), validation(run_dir, report)))}
     done = {"cell": dataclasses.asdict(cell), "config": dataclasses.asdict(config), "kind": kind,
             "seconds": round(time.perf_counter() - start, 1), "run_seconds": report["seconds"], "gnn": gnn,
+            "ensemble": ensemble_row(cell, report, folds),
             "baselines": [row(cell.task, kind, name, "", b["summary"], folds, regime=cell.regime)
                           for name, b in report["baselines"].items()],
             "strata": strata_rows(cell, report, cell.model, cell.variant, "gnn"),
@@ -254,6 +267,8 @@ def collect(base: TrainConfig, out: Path, tasks: list[str], models: list[str], v
             rows += d["baselines"]
             strata += d["baseline_strata"]
         rows.append({**d["gnn"], "seconds": d["seconds"]})
+        if d.get("ensemble"):  # cells written before the ensemble existed have none
+            rows.append(d["ensemble"])
         strata += d["strata"]
     kinds = {r["task"]: r["kind"] for r in rows}
     if "standard" in regimes:

@@ -5,7 +5,8 @@ A :class:`Backend` is where a run's graph lives: :class:`~genen_dgl.local.LocalB
 command lines (``python -m genen_dgl.train``, ``python -m genen_dgl.distributed.train``)
 and the experiments call :func:`run_cross_validation`: every split trained (finished ones
 reloaded, interrupted ones resumed), the refit, then on the writing process the baselines
-on the same folds, Correct & Smooth where asked, and the run's outputs.
+on the same folds, Correct & Smooth where asked, the GNN's ensemble with the baselines
+(:mod:`genen_dgl.ensemble`), and the run's outputs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genen_dgl import correct_smooth
+from genen_dgl import correct_smooth, ensemble
 from genen_dgl.baselines import baselines_for, not_run
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.labels import Labels
@@ -139,8 +140,11 @@ def run_cross_validation(backend: Backend, run_dir: Path, resume: bool = False,
         smoothed = {"graph": c.correct_smooth, "alpha": list(alpha), **correct_smooth.apply_per_fold(
             ctx.smoothing, [out for out, _ in cv.outputs], backend.splits, backend.nodes, backend.labels.values,
             backend.labels.kind, alpha)}
-    report = write_outputs(run_dir, meta, backend.labels, backend.nodes, ctx.gene_ids, backend.splits, cv, baselines,
-                           ctx.gene_info, smoothed)
+    labels = backend.labels
+    ensembled = ensemble.apply_per_fold([out for out, _ in cv.outputs], baselines.per_split, backend.splits,
+                                        backend.nodes, labels.values, labels.kind, labels.classes)
+    report = write_outputs(run_dir, meta, labels, backend.nodes, ctx.gene_ids, backend.splits, cv, baselines,
+                           ctx.gene_info, smoothed, ensembled)
     for checkpoints in cv.checkpoints:  # keep_checkpoints none: best.pt goes once the run is written
         checkpoints.drop_best()
     return report
