@@ -104,7 +104,7 @@ def markdown(frame: pd.DataFrame) -> str:
 def plot(frame: pd.DataFrame, path: Path) -> Path:
     """Test metric per task, one panel per regime: each baseline and the chosen configuration."""
     shown = frame[(frame["configuration"] == "") | frame["chosen"]]
-    shown = shown.assign(name=[NAMES.get(m, m) if c == "" else "chosen GNN" for m, c in
+    shown = shown.assign(name=[NAMES.get(m, m) if c == "" else "chosen on validation" for m, c in
                                zip(shown["model"], shown["configuration"])])
     regimes = list(dict.fromkeys(shown["regime"]))
     fig, axes = plotting.figure(len(regimes), (max(4.6, 1.6 * shown["task"].nunique() + 2.2), 3.6))

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 MODELS = CHOICES["model"]
 REGIMES = ("standard", "novel")
+NO_F1 = {"f1_mean": np.nan, "f1_std": np.nan, "f1_positive_mean": np.nan}
 
 
 def add_arguments(parser) -> None:
@@ -268,7 +269,7 @@ def collect(base: TrainConfig, out: Path, tasks: list[str], models: list[str], v
             strata += d["baseline_strata"]
         rows.append({**d["gnn"], "seconds": d["seconds"]})
         if d.get("ensemble"):  # cells written before the ensemble existed have none
-            rows.append(d["ensemble"])
+            rows.append({**d["ensemble"], **NO_F1})  # a ranking has no threshold of its own to cut at
         strata += d["strata"]
     kinds = {r["task"]: r["kind"] for r in rows}
     if "standard" in regimes:
