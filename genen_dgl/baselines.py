@@ -262,14 +262,39 @@ def out_of_fold(per_split: dict[str, list[np.ndarray]], splits: list[Split]) -> 
     return out
 
 
+def every_gene(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray, splits: list[Split],
+               per_seed: dict[str, dict[int, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Each baseline's output for every gene node, as scores.csv ranks the GNN's: a labelled
+    gene's out-of-fold output (``per_seed``, averaged over seeds), an unlabelled gene's
+    from the baseline fitted on every labelled gene (with the first seed's features)."""
+    n = graph.num_nodes("gene")
+    everyone = np.arange(n)
+    unlabelled = np.setdiff1d(everyone, nodes)
+    y = np.zeros((n, *labels.values.shape[1:]), labels.values.dtype)
+    y[nodes] = labels.values
+    fold = Fold(nodes, nodes[:0], unlabelled)  # train on the labelled genes, score the others
+    kind, width = labels.kind, labels.width
+    scored = {name: fit_predict(x, y, kind, fold, width, splits[0].seed)
+              for name, x in baseline_inputs(graph, config, everyone, splits[:1])[splits[0].seed].items()}
+    scored |= {name: lp.predict(everyone, y, kind, fold, width) for name, lp in propagations(graph).items()}
+    out = {}
+    for name, rows in scored.items():
+        out[name] = np.zeros((n, width))
+        out[name][unlabelled] = rows
+        out[name][nodes] = np.mean(list(per_seed[name].values()), axis=0)
+    return out
+
+
 @dataclass
 class Baselines:
     """Every baseline of a run: ``report`` (per name: model, input, per-split metrics and
-    their summary), and its outputs per split (:func:`fitted`) and out of fold per seed."""
+    their summary), its outputs per split (:func:`fitted`), out of fold per seed, and for
+    every gene node (:func:`every_gene`)."""
 
     report: dict
     per_split: dict[str, list[np.ndarray]]
     per_seed: dict[str, dict[int, np.ndarray]]
+    every_gene: dict[str, np.ndarray]
 
 
 def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray, splits: list[Split]) -> Baselines:
@@ -287,4 +312,5 @@ def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray,
         report[name] = {"model": model, "input": name, "folds": folds, "summary": summarize(folds)}
         log.info("baseline %s: %s", name, ", ".join(f"{k[:-5]}={v:.3f}" for k, v in report[name]["summary"].items()
                                                     if k.endswith("_mean")))
-    return Baselines(report, per_split, out_of_fold(per_split, splits))
+    per_seed = out_of_fold(per_split, splits)
+    return Baselines(report, per_split, per_seed, every_gene(graph, config, labels, nodes, splits, per_seed))

@@ -38,6 +38,7 @@ from genen_dgl.calibration import BINS, Calibrator, cross_fit, quality, reliabil
 from genen_dgl.config import TrainConfig
 from genen_dgl.data.genes import TEXT_SOURCES
 from genen_dgl.data.labels import Labels
+from genen_dgl.ensemble import columns, mean_rank
 from genen_dgl.evaluation import ANNOTATION_STRATA, annotation_stratum, headline_metric, paired_test, strata, summarize
 from genen_dgl.provenance import environment
 from genen_dgl.report import write_report
@@ -114,7 +115,7 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
     returns the report. ``baselines``: their report and outputs
     (:func:`genen_dgl.baselines.baselines_for`); ``gene_info``: per gene node,
     ``go_annotations`` (count) and ``text_source`` (:func:`genen_dgl.data.graph.gene_info`)."""
-    baseline_outputs, baselines = baselines.per_seed, baselines.report
+    every_gene, baseline_outputs, baselines = baselines.every_gene, baselines.per_seed, baselines.report
     key = headline_metric(labels.kind)
     summary = summarize(cv.results)
     test_share = len(splits[0].fold.test) / len(nodes)
@@ -122,7 +123,8 @@ def write_outputs(run_dir: Path, meta: dict, labels: Labels, nodes: np.ndarray, 
                    for name, b in baselines.items()}
     oof = per_seed_out_of_fold(splits, nodes, cv.outputs)
     ranked = node_outputs(nodes, cv.outputs, oof)
-    scores, calibration, curves = score_table(labels, nodes, np.asarray(gene_ids), splits, ranked)
+    scores, calibration, curves = score_table(labels, nodes, np.asarray(gene_ids), splits, ranked,
+                                              mean_rank([ranked, *every_gene.values()], labels.kind))
     scores, popularity = measure_popularity(scores, gene_info)
     report = {
         **meta, "kind": labels.kind, "classes": labels.classes,
@@ -208,18 +210,25 @@ def node_outputs(nodes: np.ndarray, outputs: list[tuple[np.ndarray, np.ndarray]]
 
 
 def score_table(labels: Labels, nodes: np.ndarray, genes: np.ndarray, splits: list[Split],
-                out: np.ndarray) -> tuple[pd.DataFrame, dict | None, dict]:
+                out: np.ndarray, ensemble: np.ndarray) -> tuple[pd.DataFrame, dict | None, dict]:
     """scores.csv as a frame (every gene, ranked), the calibration report and the curves
     of the reliability diagram, from ``out`` (:func:`node_outputs`). Binary
     tasks: ``probability`` is the Platt-calibrated positive-class probability (a labelled
     gene's cross-fitted, :func:`genen_dgl.calibration.cross_fit`) and ``y_pred`` the
-    positive class where it is at least :data:`CALL_THRESHOLD`."""
+    positive class where it is at least :data:`CALL_THRESHOLD`. ``ensemble``: every gene's
+    mean rank under the GNN and the baselines (:func:`genen_dgl.ensemble.mean_rank`), as
+    ``ensemble`` (binary: the positive class; regression) or ``ensemble_CLASS`` each."""
     oof, fold_of = out[nodes], first_seed_folds(nodes, splits)
     frame = pd.DataFrame({"gene": genes, "labelled": False, "label": "", "score_source": "mean of fold models"})
     frame.loc[nodes, "labelled"] = True
     frame.loc[nodes, "label"] = label_names(labels)
     frame.loc[nodes, "score_source"] = "out-of-fold"
     frame = pd.concat([frame, _output_columns(out, labels)], axis=1)
+    if labels.kind in ("binary", "regression"):
+        frame["ensemble"] = columns(ensemble, labels.kind)[:, 0]
+    else:
+        for i, name in enumerate(labels.classes):
+            frame[f"ensemble_{name}"] = ensemble[:, i]
     calibration, curves = None, {}
     if labels.kind == "binary":
         y, positive = labels.values, labels.classes[1]
@@ -276,7 +285,8 @@ def _joined(hot: np.ndarray, classes: list[str]) -> list[str]:
 
 def measure_popularity(scores: pd.DataFrame, gene_info: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """scores.csv's ``go_annotations``, ``text_source`` and ``like_labelled`` columns, and the
-    Spearman correlation between unlabelled genes' scores and their annotation counts.
+    Spearman correlation between unlabelled genes' scores (and ``ensemble`` ranks, where
+    one column) and their annotation counts.
     A gene looks like the labelled genes when its text source is one some labelled gene has
     and its annotation count lies within the labelled genes' LIKE_RANGE percentiles."""
     info = gene_info.reset_index(drop=True).loc[scores.index]
@@ -288,9 +298,14 @@ def measure_popularity(scores: pd.DataFrame, gene_info: pd.DataFrame) -> tuple[p
     like = scores["text_source"].isin(sources).to_numpy() & (counts >= low) & (counts <= high)
     scores["like_labelled"] = like
     unlabelled = ~labelled
-    rho = spearmanr(scores.loc[unlabelled, "score"], counts[unlabelled]).statistic if unlabelled.sum() > 2 else np.nan
+
+    def rho(column: str) -> float:
+        return float(spearmanr(scores.loc[unlabelled, column], counts[unlabelled]).statistic
+                     if unlabelled.sum() > 2 else np.nan)
+
     return scores, {
-        "spearman_unlabelled": float(rho), "unlabelled_genes": int(unlabelled.sum()),
+        "spearman_unlabelled": rho("score"), "unlabelled_genes": int(unlabelled.sum()),
+        **({"spearman_unlabelled_ensemble": rho("ensemble")} if "ensemble" in scores else {}),
         "median_annotations": {"labelled": float(np.median(counts[labelled])),
                                "unlabelled": float(np.median(counts[unlabelled])) if unlabelled.any() else None,
                                "top_100_unlabelled": float(np.median(counts[unlabelled][:100]))

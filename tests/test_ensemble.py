@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from genen_dgl.baselines import baselines_for
+from genen_dgl.config import TrainConfig
 from genen_dgl.ensemble import apply_per_fold, mean_rank
 from genen_dgl.evaluation import Fold
+from genen_dgl.local import LocalBackend
 from genen_dgl.splits import Split
 from genen_dgl.train import main as train_main
 
@@ -80,3 +85,25 @@ def test_run_reports_the_ensemble(sample_spec, tmp_path, capsys):
     assert set(ens["comparisons"]) == {"metric", "model", *report["baselines"]}
     assert 0.0 <= ens["summary"]["auc_mean"] <= 1.0
     assert "ranked with the baselines" in capsys.readouterr().out
+    scores = pd.read_csv(run / "scores.csv", dtype={"label": str}, keep_default_na=False)
+    assert scores["ensemble"].between(0, 1, inclusive="right").all()
+    labelled = scores[scores["labelled"]]
+    positive = report["positive_class"]
+    # on the labelled genes the every-gene ranking ranks about as the run's out-of-fold ensemble does
+    assert roc_auc_score(labelled["label"] == positive, labelled["ensemble"]) > 0.8
+
+
+def test_every_gene_baseline_scores_out_of_fold_where_labelled(sample_spec):
+    config = TrainConfig(data=str(sample_spec), folds=2, seeds=2, epochs=1, hidden=8, sampler="full").resolved()
+    data = LocalBackend(config)
+    base = baselines_for(data.full_graph, config, data.labels, data.nodes, data.splits)
+    unlabelled = np.setdiff1d(np.arange(data.num_genes), data.nodes)
+    assert set(base.every_gene) == set(base.report)
+    for name, scores in base.every_gene.items():
+        assert scores.shape == (data.num_genes, data.labels.width)
+        np.testing.assert_allclose(scores[data.nodes], np.mean(list(base.per_seed[name].values()), axis=0))
+        assert np.ptp(scores[unlabelled, 1]) > 0, name  # scored by the fit on every labelled gene
+    # an unlabelled gene's score reads the labelled genes' labels, a labelled gene's never its own
+    flipped = dataclasses.replace(data.labels, values=1 - data.labels.values)
+    again = baselines_for(data.full_graph, config, flipped, data.nodes, data.splits)
+    assert not np.allclose(again.every_gene["text"][unlabelled], base.every_gene["text"][unlabelled])
