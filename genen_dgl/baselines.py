@@ -203,7 +203,7 @@ def fit_predict(x, y: np.ndarray, kind: str, fold: Fold, width: int, seed: int) 
 
 
 def baseline_inputs(graph, config: TrainConfig, nodes: np.ndarray, splits: list[Split]) -> dict[int, dict]:
-    """Each seed's :func:`views` of the labelled genes ``nodes``. ``graph`` is the dataset's
+    """Each seed's :func:`views` of the genes ``nodes`` (node ids). ``graph`` is the dataset's
     full ``go_ppi`` graph; the views see the GNN's gene features, masked as each split's
     seed masks them (built once when no mask varies them)."""
     feat = graph.nodes["gene"].data["feat"]
@@ -262,11 +262,12 @@ def out_of_fold(per_split: dict[str, list[np.ndarray]], splits: list[Split]) -> 
     return out
 
 
-def every_gene(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray, splits: list[Split],
+def every_gene(graph, inputs: dict, labels: Labels, nodes: np.ndarray, seed: int,
                per_seed: dict[str, dict[int, np.ndarray]]) -> dict[str, np.ndarray]:
     """Each baseline's output for every gene node, as scores.csv ranks the GNN's: a labelled
     gene's out-of-fold output (``per_seed``, averaged over seeds), an unlabelled gene's
-    from the baseline fitted on every labelled gene (with the first seed's features)."""
+    from the baseline fitted on every labelled gene (``inputs``: :func:`views` of every
+    gene node, as ``seed`` masks them)."""
     n = graph.num_nodes("gene")
     everyone = np.arange(n)
     unlabelled = np.setdiff1d(everyone, nodes)
@@ -274,8 +275,7 @@ def every_gene(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray, sp
     y[nodes] = labels.values
     fold = Fold(nodes, nodes[:0], unlabelled)  # train on the labelled genes, score the others
     kind, width = labels.kind, labels.width
-    scored = {name: fit_predict(x, y, kind, fold, width, splits[0].seed)
-              for name, x in baseline_inputs(graph, config, everyone, splits[:1])[splits[0].seed].items()}
+    scored = {name: fit_predict(x, y, kind, fold, width, seed) for name, x in inputs.items()}
     scored |= {name: lp.predict(everyone, y, kind, fold, width) for name, lp in propagations(graph).items()}
     out = {}
     for name, rows in scored.items():
@@ -301,7 +301,9 @@ def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray,
     """Every baseline on every split of a run, scored as the GNN is."""
     hide = config.hide_test_annotations
     y, kind, width = labels.values, labels.kind, labels.width
-    per_split = {**fitted(baseline_inputs(graph, config, nodes, splits), y, kind, width, splits, hide),
+    inputs = baseline_inputs(graph, config, np.arange(graph.num_nodes("gene")), splits)  # every gene's views
+    labelled = {seed: {name: x[nodes] for name, x in views_of.items()} for seed, views_of in inputs.items()}
+    per_split = {**fitted(labelled, y, kind, width, splits, hide),
                  **propagated(graph, nodes, y, kind, width, splits, hide)}
     report = {}
     for name, outputs in per_split.items():
@@ -313,4 +315,5 @@ def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray,
         log.info("baseline %s: %s", name, ", ".join(f"{k[:-5]}={v:.3f}" for k, v in report[name]["summary"].items()
                                                     if k.endswith("_mean")))
     per_seed = out_of_fold(per_split, splits)
-    return Baselines(report, per_split, per_seed, every_gene(graph, config, labels, nodes, splits, per_seed))
+    first = splits[0].seed
+    return Baselines(report, per_split, per_seed, every_gene(graph, inputs[first], labels, nodes, first, per_seed))
