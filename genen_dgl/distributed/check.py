@@ -31,6 +31,17 @@ from genen_dgl.provenance import add_version
 from genen_dgl.schema import GENE
 
 
+def original_ids(mapping: torch.Tensor, ids: torch.Tensor, what: str) -> torch.Tensor:
+    """The original graph's ids of the partitioned graph's ``ids`` (``mapping``: one row per
+    id); a ValueError naming the first id no partition holds, which only a corrupted sampler
+    returns."""
+    outside = ids >= len(mapping)
+    if outside.any():
+        raise ValueError(f"DGL sampled {what} id {int(ids[outside][0])}; the partitioned graph has "
+                         f"{len(mapping)} (ids 0-{len(mapping) - 1})")
+    return mapping[ids]
+
+
 def check_batch(blocks, input_nodes, g, original, nmap, emap) -> tuple[int, int, int]:
     """(edges checked, feature rows checked, mismatches) of one sampled minibatch."""
     edges = rows = bad = 0
@@ -40,13 +51,17 @@ def check_batch(blocks, input_nodes, g, original, nmap, emap) -> tuple[int, int,
                 continue
             ge = graph_etype(g, etype)
             u, v = block.edges(etype=etype)
-            ou, ov = original.find_edges(emap[ge][block.edges[etype].data[dgl.EID]], etype=ge)
-            bad += int((nmap[ge[0]][block.srcnodes[etype[0]].data[dgl.NID][u]] != ou).sum())
-            bad += int((nmap[ge[2]][block.dstnodes[etype[2]].data[dgl.NID][v]] != ov).sum())
+            ou, ov = original.find_edges(original_ids(emap[ge], block.edges[etype].data[dgl.EID], f"{ge[1]} edge"),
+                                         etype=ge)
+            src = block.srcnodes[etype[0]].data[dgl.NID][u]
+            dst = block.dstnodes[etype[2]].data[dgl.NID][v]
+            bad += int((original_ids(nmap[ge[0]], src, f"{ge[0]} node") != ou).sum())
+            bad += int((original_ids(nmap[ge[2]], dst, f"{ge[2]} node") != ov).sum())
             edges += len(u)
     for t, ids in input_nodes.items():
+        known = original_ids(nmap[t], ids, f"{t} node")
         pulled = g.nodes[t].data["feat"][ids]
-        bad += int((pulled != original.nodes[t].data["feat"][nmap[t][ids]]).any(1).sum())
+        bad += int((pulled != original.nodes[t].data["feat"][known]).any(1).sum())
         rows += len(ids)
     return edges, rows, bad
 
