@@ -18,6 +18,8 @@ is meant to be compared. The validation rows are scored as the test rows, so a r
 validation share says whether the ensemble beats the GNN alone
 (:mod:`genen_dgl.experiments.choose`); the GNN's own validation metric is a little
 optimistic there (its epoch was picked on those genes), which favours the GNN alone.
+scores.csv's ``ensemble`` column is the same rule over every gene node
+(:func:`genen_dgl.baselines.every_gene`, :func:`genen_dgl.outputs.score_table`).
 """
 
 from __future__ import annotations
