@@ -239,11 +239,12 @@ def fitted(inputs: dict[int, dict], y: np.ndarray, kind: str, width: int, splits
     return out
 
 
-def propagated(graph, nodes: np.ndarray, y: np.ndarray, kind: str, width: int, splits: list[Split],
-               hide: bool = False) -> dict[str, list[np.ndarray]]:
-    """Each label propagation's outputs per split, as :func:`fitted`'s."""
+def propagated(lps: dict[str, Propagation], nodes: np.ndarray, y: np.ndarray, kind: str, width: int,
+               splits: list[Split], hide: bool = False) -> dict[str, list[np.ndarray]]:
+    """Each label propagation's (``lps``: :func:`propagations`) outputs per split, as
+    :func:`fitted`'s."""
     out: dict[str, list[np.ndarray]] = {}
-    for name, lp in propagations(graph).items():
+    for name, lp in lps.items():
         out[name] = []
         for s in splits:
             used = lp.hiding(nodes[held_out(s.fold)]) if hide and name in GO_DERIVED else lp
@@ -262,13 +263,12 @@ def out_of_fold(per_split: dict[str, list[np.ndarray]], splits: list[Split]) -> 
     return out
 
 
-def every_gene(graph, inputs: dict, labels: Labels, nodes: np.ndarray, seed: int,
+def every_gene(inputs: dict, lps: dict[str, Propagation], labels: Labels, nodes: np.ndarray, n: int, seed: int,
                per_seed: dict[str, dict[int, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Each baseline's output for every gene node, as scores.csv ranks the GNN's: a labelled
-    gene's out-of-fold output (``per_seed``, averaged over seeds), an unlabelled gene's
-    from the baseline fitted on every labelled gene (``inputs``: :func:`views` of every
-    gene node, as ``seed`` masks them)."""
-    n = graph.num_nodes("gene")
+    """Each baseline's output for every one of the ``n`` gene nodes, as scores.csv ranks the
+    GNN's: a labelled gene's out-of-fold output (``per_seed``, averaged over seeds), an
+    unlabelled gene's from the baseline fitted on every labelled gene (``inputs``:
+    :func:`views` of every gene node, as ``seed`` masks them; ``lps``: :func:`propagations`)."""
     everyone = np.arange(n)
     unlabelled = np.setdiff1d(everyone, nodes)
     y = np.zeros((n, *labels.values.shape[1:]), labels.values.dtype)
@@ -276,7 +276,7 @@ def every_gene(graph, inputs: dict, labels: Labels, nodes: np.ndarray, seed: int
     fold = Fold(nodes, nodes[:0], unlabelled)  # train on the labelled genes, score the others
     kind, width = labels.kind, labels.width
     scored = {name: fit_predict(x, y, kind, fold, width, seed) for name, x in inputs.items()}
-    scored |= {name: lp.predict(everyone, y, kind, fold, width) for name, lp in propagations(graph).items()}
+    scored |= {name: lp.predict(everyone, y, kind, fold, width) for name, lp in lps.items()}
     out = {}
     for name, rows in scored.items():
         out[name] = np.zeros((n, width))
@@ -301,10 +301,12 @@ def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray,
     """Every baseline on every split of a run, scored as the GNN is."""
     hide = config.hide_test_annotations
     y, kind, width = labels.values, labels.kind, labels.width
-    inputs = baseline_inputs(graph, config, np.arange(graph.num_nodes("gene")), splits)  # every gene's views
+    n = graph.num_nodes("gene")
+    inputs = baseline_inputs(graph, config, np.arange(n), splits)  # every gene's views
     labelled = {seed: {name: x[nodes] for name, x in views_of.items()} for seed, views_of in inputs.items()}
+    lps = propagations(graph)
     per_split = {**fitted(labelled, y, kind, width, splits, hide),
-                 **propagated(graph, nodes, y, kind, width, splits, hide)}
+                 **propagated(lps, nodes, y, kind, width, splits, hide)}
     report = {}
     for name, outputs in per_split.items():
         folds = [{"seed": s.seed, "fold": s.k, **metrics(kind, y[s.fold.test], rows[s.fold.test], labels.classes)}
@@ -316,4 +318,4 @@ def baselines_for(graph, config: TrainConfig, labels: Labels, nodes: np.ndarray,
                                                     if k.endswith("_mean")))
     per_seed = out_of_fold(per_split, splits)
     first = splits[0].seed
-    return Baselines(report, per_split, per_seed, every_gene(graph, inputs[first], labels, nodes, first, per_seed))
+    return Baselines(report, per_split, per_seed, every_gene(inputs[first], lps, labels, nodes, n, first, per_seed))
